@@ -1,0 +1,87 @@
+// Package record holds the types that flow between Sluice's stages.
+//
+// A Kafka record enters the pipeline as an Item; the decode stage fills its
+// Row (or marks it failed), transforms read and write Rows on a whole Batch
+// (and may mark single items failed), the sink loads the rows that are still
+// good, failed items go to the dead-letter topic, and the Batch's offset range
+// is the ack token that the source commits once the load succeeded.
+//
+// Row values are normalised by the decoders so that every later stage sees
+// one Go type per Avro type:
+//
+//	string, enum             -> string
+//	int / long               -> int32 / int64
+//	float / double           -> float32 / float64
+//	boolean                  -> bool
+//	timestamp-millis         -> time.Time (UTC)
+//	decimal(p, s)            -> decimal.Decimal (exact, github.com/shopspring/decimal)
+//	null / ["null", T]       -> nil or the T value (unions are unwrapped)
+//	array                    -> []any
+//	record                   -> map[string]any
+package record
+
+import (
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Row is one decoded record: field (and later column) name to value.
+type Row map[string]any
+
+// Stage names where in the flow a record failed; it is the dead letter's
+// "stage" header and a metric label, so the set is closed.
+type Stage string
+
+const (
+	StageDecode    Stage = "decode"
+	StageTransform Stage = "transform"
+	StageLoad      Stage = "load"
+)
+
+// Failure says why one record could not be loaded.
+type Failure struct {
+	Stage  Stage
+	Reason string
+}
+
+// Item is one Kafka record and what the stages made of it.
+type Item struct {
+	Rec *kgo.Record
+	Row Row
+	// Failed is non-nil once a stage gave up on this record; later stages
+	// skip it and it is dead-lettered with the batch.
+	Failed *Failure
+}
+
+// Fail marks the item failed at stage with reason, unless it failed before
+// (the first failure is the one reported).
+func (it *Item) Fail(stage Stage, reason string) {
+	if it.Failed == nil {
+		it.Failed = &Failure{Stage: stage, Reason: reason}
+	}
+}
+
+// Batch is the unit of work of one partition: records First..Last
+// (inclusive offsets) in order. Once it is loaded, committing Last+1 acks it.
+type Batch struct {
+	Pipeline  string
+	Topic     string
+	Partition int32
+	First     int64
+	Last      int64
+	// Epoch is the leader epoch of the last record, passed on to the commit.
+	Epoch int32
+	Items []Item
+	// Bytes is the sum of key and value sizes, what max_bytes bounds.
+	Bytes int
+}
+
+// Good counts the items no stage has failed.
+func (b *Batch) Good() int {
+	n := 0
+	for i := range b.Items {
+		if b.Items[i].Failed == nil {
+			n++
+		}
+	}
+	return n
+}
