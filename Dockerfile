@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# Sluice image: the `sluice` daemon and the `sluice-gen` load generator.
+#   docker build -t sluice:local .
+#   docker run --rm sluice:local version
+
+FROM golang:1.26 AS build
+WORKDIR /src
+ENV CGO_ENABLED=0 GOFLAGS=-trimpath
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod \
+    go mod download
+COPY . .
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    go build -ldflags="-s -w" -o /out/sluice ./cmd/sluice && \
+    go build -ldflags="-s -w" -o /out/sluice-gen ./cmd/sluice-gen
+
+# debian-slim rather than distroless so the compose healthcheck has curl.
+FROM debian:bookworm-slim
+RUN apt-get update && \
+    apt-get install -y --no-install-recommends ca-certificates curl && \
+    rm -rf /var/lib/apt/lists/* && \
+    useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin sluice
+COPY --from=build /out/sluice /out/sluice-gen /usr/local/bin/
+COPY schemas/ /etc/sluice/schemas/
+COPY sluice.yaml /etc/sluice/sluice.yaml
+WORKDIR /etc/sluice
+USER sluice
+# Admin HTTP: /metrics, /healthz, /readyz and the dashboard.
+ENV SLUICE_ADMIN_LISTEN=0.0.0.0:8080
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/sluice"]
+CMD ["run", "-c", "/etc/sluice/sluice.yaml"]

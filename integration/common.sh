@@ -1,0 +1,86 @@
+# shellcheck shell=bash
+# Shared helpers for the integration service scripts (kafka.sh,
+# clickhouse.sh, up.sh, down.sh). Source it; do not run it.
+#
+# Environment:
+#   SLUICE_STATE_DIR  where services keep jars, data, logs and pid files
+#                     (default: <repo>/.state, git-ignored)
+
+INTEGRATION_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$INTEGRATION_DIR/.." && pwd)"
+SLUICE_STATE_DIR="${SLUICE_STATE_DIR:-$REPO_ROOT/.state}"
+export SLUICE_STATE_DIR
+
+# log MSG... : one short progress line on stderr, prefixed by the service name.
+log() { printf '[%s] %s\n' "${SERVICE_NAME:-integration}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# port_open PORT : true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# pid_cmd_matches PID NEEDLE : true when PID is alive and its command line
+# contains NEEDLE (guards against a recycled pid from a stale pid file).
+pid_cmd_matches() {
+  local pid=$1 needle=$2
+  local cmd
+  [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *"$needle"* ]]
+}
+
+# read_pid PIDFILE : print the pid stored in PIDFILE (empty when none).
+read_pid() {
+  [[ -f $1 ]] || return 0
+  tr -dc '0-9' <"$1"
+}
+
+# running PIDFILE NEEDLE : true when the pid in PIDFILE is alive and is ours.
+running() {
+  local pid
+  pid=$(read_pid "$1")
+  pid_cmd_matches "$pid" "$2"
+}
+
+# stop_pid PIDFILE NEEDLE TIMEOUT_S : TERM the pid from PIDFILE, wait up to
+# TIMEOUT_S seconds, then KILL. Only that pid is signalled, never by name.
+stop_pid() {
+  local pidfile=$1 needle=$2 timeout=${3:-30} pid i
+  pid=$(read_pid "$pidfile")
+  if [[ -z $pid ]]; then
+    log "not running (no pid file)"
+    rm -f "$pidfile"
+    return 0
+  fi
+  if ! pid_cmd_matches "$pid" "$needle"; then
+    log "not running (stale pid file, pid $pid is gone or not ours)"
+    rm -f "$pidfile"
+    return 0
+  fi
+  log "stopping pid $pid (TERM)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < timeout * 10; i++)); do
+    pid_cmd_matches "$pid" "$needle" || break
+    sleep 0.1
+  done
+  if pid_cmd_matches "$pid" "$needle"; then
+    log "pid $pid still alive after ${timeout}s, sending KILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      pid_cmd_matches "$pid" "$needle" || break
+      sleep 0.1
+    done
+  fi
+  rm -f "$pidfile"
+  log "stopped"
+}
+
+# tail_log FILE [N] : show the last N lines of FILE on stderr.
+tail_log() {
+  local f=$1 n=${2:-40}
+  if [[ -f $f ]]; then
+    log "last $n lines of $f:"
+    tail -n "$n" "$f" >&2 || true
+  fi
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Stop the integration services (Kafka, then ClickHouse). Exits 0 when a
+# service was not running; non-zero only when a stop itself failed.
+set -euo pipefail
+
+SERVICE_NAME=down
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
+
+rc=0
+"$INTEGRATION_DIR/kafka.sh" stop || rc=1
+"$INTEGRATION_DIR/clickhouse.sh" stop || rc=1
+if [[ $rc -eq 0 ]]; then log "all down"; else log "some service failed to stop"; fi
+exit "$rc"

@@ -1,0 +1,134 @@
+// Package batch cuts one partition's stream of records into batches.
+//
+// A Batcher belongs to one partition worker (it is not safe for concurrent
+// use). Records are added in offset order; a batch is ready when the first
+// of its limits is reached: max_rows records, max_bytes of key+value bytes,
+// or max_wait since its first record arrived. A record that would push a
+// non-empty batch past max_bytes starts the next batch instead, so a batch
+// exceeds max_bytes only when a single record does.
+package batch
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-etl/sluice/pkg/record"
+)
+
+// Limits bound one batch.
+type Limits struct {
+	MaxRows  int
+	MaxBytes int
+	MaxWait  time.Duration
+}
+
+// Batcher accumulates the records of one partition.
+type Batcher struct {
+	pipeline  string
+	topic     string
+	partition int32
+	limits    Limits
+
+	cur      *record.Batch
+	deadline time.Time
+	ready    []*record.Batch
+	// spare is a drained batch whose Items slice is reused, so a steady
+	// stream does not allocate a new slice per batch.
+	spare []record.Item
+}
+
+// New returns a batcher for one partition.
+func New(pipeline, topic string, partition int32, l Limits) *Batcher {
+	return &Batcher{pipeline: pipeline, topic: topic, partition: partition, limits: l}
+}
+
+// Size is the bytes a record counts for against max_bytes.
+func Size(r *kgo.Record) int { return len(r.Key) + len(r.Value) }
+
+// Add appends r (records must come in offset order). now is the arrival
+// time, which starts the max_wait clock of a new batch.
+func (b *Batcher) Add(r *kgo.Record, now time.Time) {
+	sz := Size(r)
+	if b.cur != nil && b.cur.Bytes+sz > b.limits.MaxBytes {
+		b.cut()
+	}
+	if b.cur == nil {
+		b.cur = &record.Batch{
+			Pipeline: b.pipeline, Topic: b.topic, Partition: b.partition,
+			First: r.Offset, Items: b.spare[:0],
+		}
+		b.spare = nil
+		b.deadline = now.Add(b.limits.MaxWait)
+	}
+	b.cur.Items = append(b.cur.Items, record.Item{Rec: r})
+	b.cur.Last = r.Offset
+	b.cur.Epoch = r.LeaderEpoch
+	b.cur.Bytes += sz
+	if len(b.cur.Items) >= b.limits.MaxRows || b.cur.Bytes >= b.limits.MaxBytes {
+		b.cut()
+	}
+}
+
+func (b *Batcher) cut() {
+	b.ready = append(b.ready, b.cur)
+	b.cur = nil
+	b.deadline = time.Time{}
+}
+
+// Ready returns the next batch that reached a limit (by rows or bytes, or by
+// max_wait at now), or nil. Batches come out in offset order.
+func (b *Batcher) Ready(now time.Time) *record.Batch {
+	if len(b.ready) == 0 && b.cur != nil && !now.Before(b.deadline) {
+		b.cut()
+	}
+	if len(b.ready) == 0 {
+		return nil
+	}
+	out := b.ready[0]
+	b.ready = b.ready[1:]
+	return out
+}
+
+// Flush returns the next batch whether or not it reached a limit (used on
+// revoke and shutdown), or nil when nothing is buffered.
+func (b *Batcher) Flush() *record.Batch {
+	if len(b.ready) == 0 && b.cur != nil {
+		b.cut()
+	}
+	return b.Ready(time.Time{})
+}
+
+// Deadline is when the open batch's max_wait expires; zero when no batch
+// is open or one is already ready.
+func (b *Batcher) Deadline() time.Time {
+	if len(b.ready) > 0 {
+		return time.Time{}
+	}
+	return b.deadline
+}
+
+// Pending counts the buffered records not yet returned.
+func (b *Batcher) Pending() int {
+	n := 0
+	for _, r := range b.ready {
+		n += len(r.Items)
+	}
+	if b.cur != nil {
+		n += len(b.cur.Items)
+	}
+	return n
+}
+
+// Recycle hands back a batch that was loaded and committed so its Items
+// slice serves the next batch. The batch must not be used afterwards.
+func (b *Batcher) Recycle(done *record.Batch) {
+	clear(done.Items) // drop references to records and rows
+	b.spare = done.Items[:0]
+	done.Items = nil
+}
+
+// Reset drops everything buffered (partition lost).
+func (b *Batcher) Reset() {
+	b.cur, b.ready, b.deadline = nil, nil, time.Time{}
+}

@@ -1,0 +1,100 @@
+// Package config loads and validates Sluice's configuration.
+//
+// It is the only package that knows viper: the YAML file is read, every key
+// can be overridden by an environment variable SLUICE_<PATH> (dots become
+// underscores: kafka.brokers -> SLUICE_KAFKA_BROKERS), and the result is
+// decoded strictly (an unknown key is an error) into the typed Config that
+// the other stages receive. Every problem is reported as an *Error that
+// names the key, so the CLI can print it and exit with code 2.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole of a Sluice process's configuration.
+type Config struct {
+	Kafka      Kafka      `mapstructure:"kafka"`
+	ClickHouse ClickHouse `mapstructure:"clickhouse"`
+	Admin      Admin      `mapstructure:"admin"`
+	Log        Log        `mapstructure:"log"`
+	// Batch holds the default batch limits; a pipeline may override each.
+	Batch Batch `mapstructure:"batch"`
+	// InflightBytes bounds the bytes fetched but not yet committed, across
+	// all partitions; past it, fetching pauses (backpressure).
+	InflightBytes ByteSize `mapstructure:"inflight_bytes"`
+	// ShutdownTimeout bounds the final flush and commit on SIGTERM.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	Pipelines       []Pipeline    `mapstructure:"pipelines"`
+
+	// Dir is the directory of the config file; relative schema paths are
+	// resolved against it. Not a config key.
+	Dir string `mapstructure:"-"`
+}
+
+// Kafka is the connection to the Kafka cluster and the consumer group.
+type Kafka struct {
+	Brokers  []string `mapstructure:"brokers"`
+	Group    string   `mapstructure:"group"`
+	ClientID string   `mapstructure:"client_id"`
+	// DLQTopic receives the records that cannot be loaded.
+	DLQTopic string `mapstructure:"dlq_topic"`
+	// SessionTimeout: how long the group waits for a silent member before
+	// moving its partitions.
+	SessionTimeout time.Duration `mapstructure:"session_timeout"`
+	// RebalanceTimeout: how long a member may take to finish its in-flight
+	// batches when partitions move.
+	RebalanceTimeout time.Duration `mapstructure:"rebalance_timeout"`
+}
+
+// ClickHouse is the connection to the ClickHouse server (native protocol).
+type ClickHouse struct {
+	Addr        []string      `mapstructure:"addr"`
+	Database    string        `mapstructure:"database"`
+	Username    string        `mapstructure:"username"`
+	Password    string        `mapstructure:"password"`
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	// InsertTimeout bounds one INSERT; a slower one is retried.
+	InsertTimeout time.Duration `mapstructure:"insert_timeout"`
+}
+
+// Admin is the HTTP endpoint for metrics, health and the dashboard.
+type Admin struct {
+	Listen string `mapstructure:"listen"`
+}
+
+// Log configures the process's structured log.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn, error
+	Format string `mapstructure:"format"` // text or json
+}
+
+// Batch bounds one batch: it is flushed when the first limit is reached.
+type Batch struct {
+	MaxRows  int           `mapstructure:"max_rows"`
+	MaxBytes ByteSize      `mapstructure:"max_bytes"`
+	MaxWait  time.Duration `mapstructure:"max_wait"`
+}
+
+// Pipeline is one topic's path to one table.
+type Pipeline struct {
+	Name  string `mapstructure:"name"`
+	Topic string `mapstructure:"topic"`
+	// Format is avro, avro-confluent or json.
+	Format string `mapstructure:"format"`
+	// Schema is the .avsc file (absolute after Load).
+	Schema string `mapstructure:"schema"`
+	Table  string `mapstructure:"table"`
+	// Transforms run in order on every batch.
+	Transforms []string `mapstructure:"transforms"`
+	// Batch overrides the global limits; zero fields inherit them.
+	Batch Batch `mapstructure:"batch"`
+}
+
+// MaxInsertRows is the largest batch allowed: one INSERT must stay inside
+// one ClickHouse block (min_insert_block_size_rows defaults to 1,048,576),
+// because only a single block is all-or-nothing.
+const MaxInsertRows = 1_000_000
+
+// Formats are the record formats a pipeline may name.
+var Formats = []string{"avro", "avro-confluent", "json"}

@@ -1,0 +1,291 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix prefixes every environment override: SLUICE_KAFKA_BROKERS.
+const EnvPrefix = "SLUICE"
+
+// defaults are the values of every scalar key a config file may leave out.
+// Registering them also lets viper see the SLUICE_* variable of each key.
+var defaults = map[string]any{
+	"kafka.brokers":           []string{"127.0.0.1:9092"},
+	"kafka.group":             "sluice",
+	"kafka.client_id":         "sluice",
+	"kafka.dlq_topic":         "sluice-dlq",
+	"kafka.session_timeout":   "45s",
+	"kafka.rebalance_timeout": "60s",
+	"clickhouse.addr":         []string{"127.0.0.1:9000"},
+	"clickhouse.database":     "sluice",
+	"clickhouse.username":     "default",
+	"clickhouse.password":     "",
+	"clickhouse.dial_timeout": "5s",
+	// An insert of one 16 MiB batch takes well under a second on loopback;
+	// 60 s leaves room for a loaded server before the attempt is retried.
+	"clickhouse.insert_timeout": "60s",
+	"admin.listen":              "127.0.0.1:8080",
+	"log.level":                 "info",
+	"log.format":                "text",
+	// "every 1 s or 50,000 rows or 16 MiB, whichever comes first".
+	"batch.max_rows":  50000,
+	"batch.max_bytes": "16MiB",
+	"batch.max_wait":  "1s",
+	// Four full batches of the default size in flight across partitions:
+	// enough to keep two cores busy, small enough for a 512 MiB container.
+	"inflight_bytes":   "64MiB",
+	"shutdown_timeout": "30s",
+}
+
+// Load reads the YAML file at path (empty: defaults and environment only),
+// applies SLUICE_* overrides, and validates the result. Every problem found
+// is returned together as Errors.
+func Load(path string) (*Config, error) {
+	v := viper.New()
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
+	dir := "."
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				return nil, Errors{{Key: "-c", Problem: fmt.Sprintf("cannot read config file %s: %v", path, pe.Err)}}
+			}
+			return nil, Errors{{Key: "-c", Problem: fmt.Sprintf("%s is not valid YAML: %v", path, err)}}
+		}
+		dir = filepath.Dir(path)
+	}
+	settings := v.AllSettings()
+	var errs Errors
+	errs = append(errs, unknownKeys(settings, reflect.TypeOf(Config{}), "")...)
+
+	var cfg Config
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result:           &cfg,
+		WeaklyTypedInput: false,
+		ErrorUnused:      false, // unknownKeys reports these with their path
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			byteSizeHook,
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := dec.Decode(settings); err != nil {
+		errs = append(errs, decodeErrors(err)...)
+	}
+	if len(errs) > 0 {
+		return nil, errs.sorted()
+	}
+	cfg.Dir = dir
+	cfg.resolve()
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errs.sorted()
+	}
+	return &cfg, nil
+}
+
+// resolve fills each pipeline's inherited batch limits and makes schema
+// paths absolute against the config file's directory.
+func (c *Config) resolve() {
+	for i := range c.Pipelines {
+		p := &c.Pipelines[i]
+		if p.Batch.MaxRows == 0 {
+			p.Batch.MaxRows = c.Batch.MaxRows
+		}
+		if p.Batch.MaxBytes == 0 {
+			p.Batch.MaxBytes = c.Batch.MaxBytes
+		}
+		if p.Batch.MaxWait == 0 {
+			p.Batch.MaxWait = c.Batch.MaxWait
+		}
+		if p.Format == "" {
+			p.Format = "avro"
+		}
+		if p.Table == "" {
+			p.Table = p.Name
+		}
+		if p.Schema != "" && !filepath.IsAbs(p.Schema) {
+			if abs, err := filepath.Abs(filepath.Join(c.Dir, p.Schema)); err == nil {
+				p.Schema = abs
+			}
+		}
+	}
+}
+
+var byteSizeType = reflect.TypeOf(ByteSize(0))
+
+// byteSizeHook lets a ByteSize be written as a number or "16MiB".
+func byteSizeHook(from, to reflect.Type, data any) (any, error) {
+	if to != byteSizeType {
+		return data, nil
+	}
+	switch d := data.(type) {
+	case string:
+		return ParseByteSize(d)
+	case int:
+		return ByteSize(d), nil
+	case int64:
+		return ByteSize(d), nil
+	case uint64:
+		return ByteSize(d), nil
+	case float64:
+		if d != float64(int64(d)) {
+			return nil, fmt.Errorf("%v is not a whole number of bytes", d)
+		}
+		return ByteSize(d), nil
+	}
+	return data, nil
+}
+
+// unknownKeys walks the settings against the Config struct and reports every
+// key the struct does not have, with its full path (pipelines[1].tranforms).
+func unknownKeys(settings map[string]any, t reflect.Type, prefix string) Errors {
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("mapstructure")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		fields[tag] = f.Type
+	}
+	var errs Errors
+	for k, val := range settings {
+		path := k
+		if prefix != "" {
+			path = prefix + "." + k
+		}
+		ft, ok := fields[k]
+		if !ok {
+			errs = append(errs, &Error{Key: path, Problem: "unknown key" + suggest(k, fields)})
+			continue
+		}
+		switch {
+		case ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)):
+			if m, ok := val.(map[string]any); ok {
+				errs = append(errs, unknownKeys(m, ft, path)...)
+			}
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			if list, ok := val.([]any); ok {
+				for i, item := range list {
+					if m, ok := item.(map[string]any); ok {
+						errs = append(errs, unknownKeys(m, ft.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+					}
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// suggest names the known key nearest to a misspelt one.
+func suggest(k string, fields map[string]reflect.Type) string {
+	best, bestD := "", 3
+	for f := range fields {
+		if d := editDistance(k, f); d < bestD {
+			best, bestD = f, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+var quotedKey = regexp.MustCompile(`'([^']*)'`)
+
+// decodeErrors turns mapstructure's joined type errors into keyed Errors.
+func decodeErrors(err error) Errors {
+	var errs Errors
+	var joined interface{ Unwrap() []error }
+	list := []error{err}
+	if errors.As(err, &joined) {
+		list = joined.Unwrap()
+	}
+	for _, e := range list {
+		msg := e.Error()
+		if strings.HasPrefix(msg, "decoding failed due to the following error(s):") {
+			for _, line := range strings.Split(msg, "\n") {
+				if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "decoding failed") {
+					errs = append(errs, keyedLine(line))
+				}
+			}
+			continue
+		}
+		errs = append(errs, keyedLine(msg))
+	}
+	return errs
+}
+
+func keyedLine(line string) *Error {
+	if m := quotedKey.FindStringSubmatchIndex(line); m != nil {
+		key := line[m[2]:m[3]]
+		rest := strings.TrimSpace(line[m[1]:])
+		return &Error{Key: key, Problem: "wrong type: " + rest}
+	}
+	return &Error{Key: "?", Problem: line}
+}
+
+// Error is one problem with one key.
+type Error struct {
+	Key     string
+	Problem string
+}
+
+func (e *Error) Error() string { return e.Key + ": " + e.Problem }
+
+// Errors is every problem found in one config; the CLI exits 2 on it.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return "invalid config: " + strings.Join(parts, "; ")
+}
+
+func (es Errors) sorted() Errors {
+	sort.SliceStable(es, func(i, j int) bool { return es[i].Key < es[j].Key })
+	return es
+}

@@ -1,0 +1,145 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// kafkaTopic is Kafka's own rule for topic names.
+var kafkaTopic = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
+
+// Validate checks every key and returns all problems found (nil if none).
+// Load calls it; callers that build a Config by hand should too.
+func (c *Config) Validate() Errors {
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Problem: fmt.Sprintf(format, args...)})
+	}
+	hostPorts := func(key string, list []string) {
+		if len(list) == 0 {
+			add(key, "must name at least one host:port")
+		}
+		for _, a := range list {
+			if _, port, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil || port == "" {
+				add(key, "%q is not host:port", a)
+			}
+		}
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			add(key, "must be a positive duration (e.g. 1s, 500ms), got %v", d)
+		}
+	}
+
+	hostPorts("kafka.brokers", c.Kafka.Brokers)
+	if strings.TrimSpace(c.Kafka.Group) == "" {
+		add("kafka.group", "must not be empty")
+	}
+	if !kafkaTopic.MatchString(c.Kafka.DLQTopic) {
+		add("kafka.dlq_topic", "%q is not a valid topic name", c.Kafka.DLQTopic)
+	}
+	positive("kafka.session_timeout", c.Kafka.SessionTimeout)
+	positive("kafka.rebalance_timeout", c.Kafka.RebalanceTimeout)
+
+	hostPorts("clickhouse.addr", c.ClickHouse.Addr)
+	if !identifier.MatchString(c.ClickHouse.Database) {
+		add("clickhouse.database", "%q is not a valid identifier", c.ClickHouse.Database)
+	}
+	positive("clickhouse.dial_timeout", c.ClickHouse.DialTimeout)
+	positive("clickhouse.insert_timeout", c.ClickHouse.InsertTimeout)
+
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			add("admin.listen", "%q is not host:port", c.Admin.Listen)
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		add("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	errs = append(errs, c.Batch.validate("batch")...)
+	if c.InflightBytes < c.Batch.MaxBytes {
+		add("inflight_bytes", "must be at least batch.max_bytes (%v), got %v", c.Batch.MaxBytes, c.InflightBytes)
+	}
+	positive("shutdown_timeout", c.ShutdownTimeout)
+
+	if len(c.Pipelines) == 0 {
+		add("pipelines", "must list at least one pipeline")
+	}
+	names, topics := map[string]int{}, map[string]int{}
+	for i, p := range c.Pipelines {
+		key := fmt.Sprintf("pipelines[%d]", i)
+		switch {
+		case p.Name == "":
+			add(key+".name", "must not be empty")
+		case !identifier.MatchString(p.Name):
+			add(key+".name", "%q must be letters, digits and _ (it labels metrics)", p.Name)
+		default:
+			if j, dup := names[p.Name]; dup {
+				add(key+".name", "%q is also the name of pipelines[%d]", p.Name, j)
+			}
+			names[p.Name] = i
+		}
+		switch {
+		case p.Topic == "":
+			add(key+".topic", "missing: every pipeline reads one topic")
+		case !kafkaTopic.MatchString(p.Topic):
+			add(key+".topic", "%q is not a valid topic name", p.Topic)
+		default:
+			if j, dup := topics[p.Topic]; dup {
+				add(key+".topic", "%q is also read by pipelines[%d]", p.Topic, j)
+			}
+			topics[p.Topic] = i
+		}
+		if p.Topic != "" && p.Topic == c.Kafka.DLQTopic {
+			add(key+".topic", "%q is the dead-letter topic", p.Topic)
+		}
+		if !slices.Contains(Formats, p.Format) {
+			add(key+".format", "%q is not one of %s", p.Format, strings.Join(Formats, ", "))
+		}
+		if p.Schema == "" {
+			add(key+".schema", "missing: the .avsc file of the topic's records")
+		} else if st, err := os.Stat(p.Schema); err != nil {
+			add(key+".schema", "cannot read %s: %v", p.Schema, errRoot(err))
+		} else if st.IsDir() {
+			add(key+".schema", "%s is a directory, not an .avsc file", p.Schema)
+		}
+		if !identifier.MatchString(p.Table) {
+			add(key+".table", "%q is not a valid table name", p.Table)
+		}
+		errs = append(errs, p.Batch.validate(key+".batch")...)
+	}
+	return errs
+}
+
+func (b Batch) validate(key string) Errors {
+	var errs Errors
+	if b.MaxRows < 1 || b.MaxRows > MaxInsertRows {
+		errs = append(errs, &Error{Key: key + ".max_rows", Problem: fmt.Sprintf(
+			"must be between 1 and %d (one INSERT must stay one ClickHouse block), got %d", MaxInsertRows, b.MaxRows)})
+	}
+	if b.MaxBytes < 1 {
+		errs = append(errs, &Error{Key: key + ".max_bytes", Problem: fmt.Sprintf("must be positive, got %d", b.MaxBytes)})
+	}
+	if b.MaxWait <= 0 {
+		errs = append(errs, &Error{Key: key + ".max_wait", Problem: fmt.Sprintf("must be a positive duration, got %v", b.MaxWait)})
+	}
+	return errs
+}
+
+// errRoot drops the path that os errors repeat.
+func errRoot(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

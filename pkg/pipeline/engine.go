@@ -1,0 +1,347 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Pipelines   []*Pipeline
+	DeadLetters DeadLetters
+	// InflightBytes bounds the bytes handed to workers and not committed.
+	InflightBytes int64
+	// ShutdownTimeout bounds the final flush and commit.
+	ShutdownTimeout time.Duration
+	// RevokeTimeout bounds the flush of revoked partitions; keep it below
+	// the group's rebalance timeout (default 30s).
+	RevokeTimeout time.Duration
+	Log             *slog.Logger
+	Metrics         *Metrics
+	// Backoff bounds the retry delays of a failing load (defaults 100ms..10s).
+	BackoffMin, BackoffMax time.Duration
+}
+
+// Engine runs the pipelines of one process on one consumer-group client.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	m       *Metrics
+	byTopic map[string]*Pipeline
+	cl      *kgo.Client
+
+	mu      sync.Mutex
+	workers map[tp]*worker
+
+	inflight atomic.Int64
+	polling  atomic.Bool
+	failing  atomic.Int32 // workers whose sink is failing right now
+
+	// hardCtx ends every worker's work; cancelled when the shutdown
+	// deadline passes or Run returns.
+	hardCtx    context.Context
+	hardCancel context.CancelFunc
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// New builds an engine. Call ClientOpts to get the franz-go options it needs,
+// create the client with them, and pass it to Run.
+func New(o Options) (*Engine, error) {
+	if len(o.Pipelines) == 0 {
+		return nil, errors.New("pipeline: no pipelines")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 100 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 10 * time.Second
+	}
+	if o.RevokeTimeout <= 0 {
+		o.RevokeTimeout = 30 * time.Second
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	e := &Engine{
+		opts:    o,
+		log:     o.Log,
+		m:       o.Metrics,
+		byTopic: map[string]*Pipeline{},
+		workers: map[tp]*worker{},
+	}
+	for _, p := range o.Pipelines {
+		if _, dup := e.byTopic[p.Topic]; dup {
+			return nil, fmt.Errorf("pipeline: topic %s read by two pipelines", p.Topic)
+		}
+		e.byTopic[p.Topic] = p
+	}
+	e.hardCtx, e.hardCancel = context.WithCancel(context.Background())
+	return e, nil
+}
+
+// SetDeadLetters sets the dead-letter writer when it needs the client that
+// is built from ClientOpts; call it before Run.
+func (e *Engine) SetDeadLetters(d DeadLetters) { e.opts.DeadLetters = d }
+
+// Topics lists the topics the engine consumes.
+func (e *Engine) Topics() []string {
+	out := make([]string, 0, len(e.byTopic))
+	for _, p := range e.opts.Pipelines {
+		out = append(out, p.Topic)
+	}
+	return out
+}
+
+// ClientOpts are the franz-go options the engine relies on: group
+// consuming of the pipelines' topics with cooperative-sticky balancing,
+// manual commits, rebalances only between polls, callbacks that start and
+// stop partition workers, and a reset policy that never silently rewinds.
+func (e *Engine) ClientOpts(group string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(e.Topics()...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(e.assigned),
+		kgo.OnPartitionsRevoked(e.revoked),
+		kgo.OnPartitionsLost(e.lost),
+		// A new group starts at the log start; when the broker reports an
+		// offset out of range the partition stops with an error instead of
+		// rewinding to the start (which would re-read the whole log after
+		// a leader-epoch change) or skipping to the end (loss).
+		kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()),
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	}
+}
+
+// Ready says whether the engine is consuming: polling, and no partition's
+// sink is failing.
+func (e *Engine) Ready() bool { return e.polling.Load() && e.failing.Load() == 0 }
+
+// Run polls until ctx ends, then flushes and commits every partition within
+// the shutdown timeout, leaves the group and closes cl. cl must have been
+// built with ClientOpts. Run returns nil after a clean shutdown.
+func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
+	e.cl = cl
+	defer e.hardCancel()
+	e.polling.Store(true)
+	for ctx.Err() == nil {
+		// A short poll lets the loop resume paused partitions and notice
+		// shutdown even when no records arrive.
+		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		fetches := cl.PollRecords(pctx, 10000)
+		cancel()
+		if fetches.IsClientClosed() {
+			break
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return
+			}
+			var dl *kgo.ErrDataLoss
+			if errors.As(err, &dl) {
+				e.m.DataLoss.Inc()
+				e.log.Error("kafka reported data loss", "topic", t, "partition", p, "err", err)
+				return
+			}
+			e.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		now := time.Now()
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			e.mu.Lock()
+			w := e.workers[tp{p.Topic, p.Partition}]
+			e.mu.Unlock()
+			if w == nil {
+				// Cannot happen with BlockRebalanceOnPoll: assignment
+				// starts the worker before fetching; revoke stops it
+				// before polling resumes.
+				e.log.Error("records for a partition without a worker", "topic", p.Topic, "partition", p.Partition)
+				return
+			}
+			w.enqueue(p.Records, now)
+		})
+		e.backpressure()
+		cl.AllowRebalance()
+	}
+	e.polling.Store(false)
+	return e.shutdown(cl)
+}
+
+// shutdown stops polling, flushes and commits every worker, and leaves.
+func (e *Engine) shutdown(cl *kgo.Client) error {
+	e.log.Info("shutting down: flushing partitions", "timeout", e.opts.ShutdownTimeout)
+	timer := time.AfterFunc(e.opts.ShutdownTimeout, func() {
+		e.log.Error("shutdown timeout: abandoning unflushed batches (they will be re-delivered)")
+		e.hardCancel()
+	})
+	defer timer.Stop()
+	e.mu.Lock()
+	all := make([]*worker, 0, len(e.workers))
+	for k, w := range e.workers {
+		all = append(all, w)
+		delete(e.workers, k)
+	}
+	e.mu.Unlock()
+	stopAll(all, stopFlush, 0)
+	cl.AllowRebalance()
+	cl.Close() // leaves the group; revoke finds no workers left
+	e.log.Info("shut down")
+	return nil
+}
+
+func (e *Engine) assigned(_ context.Context, cl *kgo.Client, parts map[string][]int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for topic, ps := range parts {
+		p := e.byTopic[topic]
+		if p == nil {
+			continue
+		}
+		for _, part := range ps {
+			k := tp{topic, part}
+			if _, ok := e.workers[k]; ok {
+				continue
+			}
+			w := newWorker(e, p, part)
+			e.workers[k] = w
+			e.m.Assigned.WithLabelValues(p.Name).Inc()
+			go w.run()
+		}
+		e.log.Info("partitions assigned", "topic", topic, "partitions", ps)
+	}
+}
+
+func (e *Engine) revoked(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	e.stopPartitions(parts, stopFlush, e.opts.RevokeTimeout)
+	for topic, ps := range parts {
+		e.log.Info("partitions revoked: flushed and committed", "topic", topic, "partitions", ps)
+	}
+}
+
+func (e *Engine) lost(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	e.stopPartitions(parts, stopDrop, 0)
+	for topic, ps := range parts {
+		e.log.Warn("partitions lost: in-flight batches dropped", "topic", topic, "partitions", ps)
+	}
+}
+
+func (e *Engine) stopPartitions(parts map[string][]int32, mode stopMode, flushTimeout time.Duration) {
+	var ws []*worker
+	e.mu.Lock()
+	for topic, ps := range parts {
+		for _, part := range ps {
+			k := tp{topic, part}
+			if w, ok := e.workers[k]; ok {
+				ws = append(ws, w)
+				delete(e.workers, k)
+			}
+		}
+	}
+	e.mu.Unlock()
+	stopAll(ws, mode, flushTimeout)
+}
+
+func stopAll(ws []*worker, mode stopMode, flushTimeout time.Duration) {
+	for _, w := range ws {
+		w.stop(mode, flushTimeout)
+	}
+	for _, w := range ws {
+		<-w.done
+		w.e.m.Assigned.WithLabelValues(w.p.Name).Dec()
+	}
+}
+
+// backpressure pauses fetching for partitions whose workers hold more than
+// two batches' worth of bytes, and for every partition holding anything while
+// the global budget is spent; it resumes them once they drain below one batch.
+func (e *Engine) backpressure() {
+	total := e.inflight.Load()
+	e.m.InflightBytes.Set(float64(total))
+	over := total >= e.opts.InflightBytes
+	pause := map[string][]int32{}
+	resume := map[string][]int32{}
+	paused := 0
+	e.mu.Lock()
+	for k, w := range e.workers {
+		held := w.held.Load()
+		limit := int64(w.p.Limits.MaxBytes)
+		switch {
+		case !w.paused && (held > 2*limit || (over && held > 0)):
+			w.paused = true
+			pause[k.topic] = append(pause[k.topic], k.partition)
+		case w.paused && held <= limit && !over:
+			w.paused = false
+			resume[k.topic] = append(resume[k.topic], k.partition)
+		}
+		if w.paused {
+			paused++
+		}
+	}
+	e.mu.Unlock()
+	if len(pause) > 0 {
+		e.cl.PauseFetchPartitions(pause)
+	}
+	if len(resume) > 0 {
+		e.cl.ResumeFetchPartitions(resume)
+	}
+	e.m.Paused.Set(float64(paused))
+}
+
+// commit stores next as the partition's committed offset. It uses a context
+// that shutdown does not cancel: a SIGTERM between a load and its commit
+// would otherwise re-deliver the whole batch.
+func (e *Engine) commit(topic string, partition int32, epoch int32, next int64) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.hardCtx), 10*time.Second)
+	defer cancel()
+	var cerr error
+	e.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{
+		topic: {partition: {Epoch: epoch, Offset: next}},
+	}, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			cerr = err
+			return
+		}
+		cerr = commitRespErr(resp)
+	})
+	if cerr != nil {
+		e.m.CommitErrors.Inc()
+		return fmt.Errorf("commit %s[%d] at %d: %w", topic, partition, next, cerr)
+	}
+	return nil
+}
+
+// commitRespErr returns the first per-partition error of a commit response.
+func commitRespErr(resp *kmsg.OffsetCommitResponse) error {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

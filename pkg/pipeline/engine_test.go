@@ -1,0 +1,447 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/sluice-etl/sluice/pkg/batch"
+	"github.com/sluice-etl/sluice/pkg/dlq"
+	"github.com/sluice-etl/sluice/pkg/record"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// kfake and the franz-go client keep package-level helpers.
+		goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*Cluster).run"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+	)
+}
+
+// textDecoder decodes "k=v" values; a value starting with "bad" fails.
+type textDecoder struct{}
+
+func (textDecoder) Decode(v []byte) (record.Row, error) {
+	s := string(v)
+	if strings.HasPrefix(s, "bad") {
+		return nil, errors.New("not a k=v value")
+	}
+	return record.Row{"v": s}, nil
+}
+
+// memSink stores rows like a table keyed by (topic, partition, offset) and
+// counts every stored row, so duplicates show.
+type memSink struct {
+	mu    sync.Mutex
+	rows  map[string]int // "topic/partition/offset" -> times stored
+	total int
+	order map[string][]int64 // "topic/partition" -> offsets in load order
+	// failSends fails every Send while > 0 (decremented per failure);
+	// lostAcks stores the rows and then reports an error.
+	failSends int
+	lostAcks  int
+	failAll   bool
+}
+
+func newMemSink() *memSink {
+	return &memSink{rows: map[string]int{}, order: map[string][]int64{}}
+}
+
+type memWriter struct {
+	s    *memSink
+	rows []*record.Item
+}
+
+func (s *memSink) NewWriter() Writer { return &memWriter{s: s} }
+
+func (s *memSink) MaxOffset(_ context.Context, topic string, partition int32) (int64, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	offs := s.order[fmt.Sprintf("%s/%d", topic, partition)]
+	if len(offs) == 0 {
+		return 0, false, nil
+	}
+	m := offs[0]
+	for _, o := range offs {
+		m = max(m, o)
+	}
+	return m, true, nil
+}
+
+func (w *memWriter) Prepare(b *record.Batch) int {
+	w.rows = w.rows[:0]
+	for i := range b.Items {
+		if b.Items[i].Failed == nil {
+			w.rows = append(w.rows, &b.Items[i])
+		}
+	}
+	return len(w.rows)
+}
+
+func (w *memWriter) Send(_ context.Context, b *record.Batch) error {
+	s := w.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failAll {
+		return errors.New("clickhouse is down")
+	}
+	if s.failSends > 0 {
+		s.failSends--
+		return errors.New("connection refused")
+	}
+	for _, it := range w.rows {
+		k := fmt.Sprintf("%s/%d", it.Rec.Topic, it.Rec.Partition)
+		s.rows[fmt.Sprintf("%s/%d", k, it.Rec.Offset)]++
+		s.order[k] = append(s.order[k], it.Rec.Offset)
+		s.total++
+	}
+	if s.lostAcks > 0 {
+		s.lostAcks--
+		return errors.New("read: connection reset by peer")
+	}
+	return nil
+}
+
+func (s *memSink) stats() (total, distinct int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total, len(s.rows)
+}
+
+func (s *memSink) set(f func(s *memSink)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+type fixture struct {
+	t       *testing.T
+	c       *kfake.Cluster
+	topic   string
+	parts   int
+	produce *kgo.Client
+	adm     *kadm.Client
+}
+
+func newFixture(t *testing.T, parts int) *fixture {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(parts), "events"), kfake.SeedTopics(1, "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &fixture{t: t, c: c, topic: "events", parts: parts, produce: cl, adm: kadm.NewClient(cl)}
+}
+
+// produceN writes n records per partition, values "v=<p>-<i>" (or bad ones
+// where bad(i) says so), and returns the end offsets.
+func (f *fixture) produceN(n int, bad func(i int) bool) {
+	f.t.Helper()
+	var recs []*kgo.Record
+	for p := 0; p < f.parts; p++ {
+		for i := 0; i < n; i++ {
+			v := fmt.Sprintf("v=%d-%d", p, i)
+			if bad != nil && bad(i) {
+				v = "bad-" + v
+			}
+			recs = append(recs, &kgo.Record{Topic: f.topic, Partition: int32(p), Value: []byte(v)})
+		}
+	}
+	if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) committed(group string) map[int32]int64 {
+	f.t.Helper()
+	out := map[int32]int64{}
+	resp, err := f.adm.FetchOffsets(context.Background(), group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return out // the group has not committed anything yet
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	resp.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == f.topic && o.Err == nil {
+			out[o.Partition] = o.At
+		}
+	})
+	return out
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+	engine *Engine
+}
+
+func (f *fixture) start(group string, s Sink, limits batch.Limits) *running {
+	f.t.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	e, err := New(Options{
+		Pipelines: []*Pipeline{{
+			Name: "events", Topic: f.topic, Decoder: textDecoder{}, Sink: s, Limits: limits,
+		}},
+		InflightBytes:   1 << 20,
+		ShutdownTimeout: 10 * time.Second,
+		RevokeTimeout:   5 * time.Second,
+		Log:             log,
+		BackoffMin:      5 * time.Millisecond,
+		BackoffMax:      50 * time.Millisecond,
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append(e.ClientOpts(group),
+		kgo.SeedBrokers(f.c.ListenAddrs()...),
+		kgo.SessionTimeout(6*time.Second),
+		kgo.RebalanceTimeout(10*time.Second),
+	)...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	e.SetDeadLetters(dlq.New(cl, "dlq"))
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1), engine: e}
+	go func() { r.done <- e.Run(ctx, cl) }()
+	f.t.Cleanup(func() {
+		cancel()
+		<-r.done
+	})
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("engine returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("engine did not stop within 20s")
+	}
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var small = batch.Limits{MaxRows: 100, MaxBytes: 1 << 20, MaxWait: 50 * time.Millisecond}
+
+func TestLoadsEveryRecordOnceAndCommitsTheEnd(t *testing.T) {
+	f := newFixture(t, 3)
+	f.produceN(1000, nil)
+	s := newMemSink()
+	r := f.start("g1", s, small)
+	waitFor(t, "3000 rows", 20*time.Second, func() bool { total, _ := s.stats(); return total >= 3000 })
+	waitFor(t, "commits at the log end", 10*time.Second, func() bool {
+		c := f.committed("g1")
+		return c[0] == 1000 && c[1] == 1000 && c[2] == 1000
+	})
+	r.stop(t)
+	total, distinct := s.stats()
+	if total != 3000 || distinct != 3000 {
+		t.Fatalf("stored %d rows, %d distinct; want 3000 and 3000", total, distinct)
+	}
+	// Batches of one partition load in offset order.
+	for k, offs := range s.order {
+		if !sort.SliceIsSorted(offs, func(i, j int) bool { return offs[i] < offs[j] }) {
+			t.Fatalf("%s loaded out of order", k)
+		}
+	}
+}
+
+func TestFailingSinkCommitsNothing(t *testing.T) {
+	f := newFixture(t, 2)
+	f.produceN(50, nil)
+	s := newMemSink()
+	s.failAll = true
+	r := f.start("g2", s, small)
+	// Long enough for many retries of every batch.
+	time.Sleep(1500 * time.Millisecond)
+	if c := f.committed("g2"); len(c) != 0 {
+		t.Fatalf("committed %v while every insert failed", c)
+	}
+	if r.engine.Ready() {
+		t.Fatal("ready while the sink fails")
+	}
+	// ClickHouse comes back: everything loads once and commits.
+	s.set(func(s *memSink) { s.failAll = false })
+	waitFor(t, "100 rows", 10*time.Second, func() bool { total, _ := s.stats(); return total >= 100 })
+	waitFor(t, "commits", 10*time.Second, func() bool { c := f.committed("g2"); return c[0] == 50 && c[1] == 50 })
+	r.stop(t)
+	if total, distinct := s.stats(); total != 100 || distinct != 100 {
+		t.Fatalf("stored %d rows, %d distinct; want 100 and 100", total, distinct)
+	}
+}
+
+func TestLostAcknowledgementIsNotLoadedTwice(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(300, nil)
+	s := newMemSink()
+	s.lostAcks = 2
+	r := f.start("g3", s, small)
+	waitFor(t, "commit at 300", 10*time.Second, func() bool { return f.committed("g3")[0] == 300 })
+	r.stop(t)
+	if total, distinct := s.stats(); total != 300 || distinct != 300 {
+		t.Fatalf("stored %d rows, %d distinct; want 300 and 300 (no duplicate after a lost ack)", total, distinct)
+	}
+}
+
+func TestRestartResumesFromCommittedOffsets(t *testing.T) {
+	f := newFixture(t, 2)
+	f.produceN(100, nil)
+	s1 := newMemSink()
+	r := f.start("g4", s1, small)
+	waitFor(t, "commit at 100", 10*time.Second, func() bool { c := f.committed("g4"); return c[0] == 100 && c[1] == 100 })
+	r.stop(t)
+
+	f.produceN(40, nil)
+	// A fresh sink that knows nothing loaded: only the commit can tell the
+	// second run where to start.
+	s2 := newMemSink()
+	r = f.start("g4", s2, small)
+	waitFor(t, "commit at 140", 10*time.Second, func() bool { c := f.committed("g4"); return c[0] == 140 && c[1] == 140 })
+	r.stop(t)
+	if total, _ := s2.stats(); total != 80 {
+		t.Fatalf("second run loaded %d rows, want the 80 produced after the first run's commits", total)
+	}
+	for k, offs := range s2.order {
+		if offs[0] != 100 {
+			t.Fatalf("%s: second run started at %d, want 100", k, offs[0])
+		}
+	}
+}
+
+func TestResumeSkipsRowsAlreadyInTheTable(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(200, nil)
+	// The table already holds offsets 0..149 (loaded, then a crash before
+	// the commit): only 150..199 may load.
+	s := newMemSink()
+	for o := int64(0); o < 150; o++ {
+		s.rows[fmt.Sprintf("events/0/%d", o)] = 1
+		s.order["events/0"] = append(s.order["events/0"], o)
+		s.total++
+	}
+	r := f.start("g5", s, small)
+	waitFor(t, "commit at 200", 10*time.Second, func() bool { return f.committed("g5")[0] == 200 })
+	r.stop(t)
+	if total, distinct := s.stats(); total != 200 || distinct != 200 {
+		t.Fatalf("table holds %d rows, %d distinct; want 200 and 200", total, distinct)
+	}
+}
+
+func TestBadRecordsGoToTheDeadLetterTopic(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(100, func(i int) bool { return i%10 == 3 })
+	s := newMemSink()
+	r := f.start("g6", s, small)
+	waitFor(t, "commit at 100", 10*time.Second, func() bool { return f.committed("g6")[0] == 100 })
+	r.stop(t)
+	if total, _ := s.stats(); total != 90 {
+		t.Fatalf("loaded %d rows, want 90", total)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.c.ListenAddrs()...), kgo.ConsumeTopics("dlq"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var letters []*kgo.Record
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(letters) < 10 && ctx.Err() == nil {
+		letters = append(letters, cl.PollFetches(ctx).Records()...)
+	}
+	if len(letters) != 10 {
+		t.Fatalf("got %d dead letters, want 10", len(letters))
+	}
+	for _, l := range letters {
+		off := dlq.Header(l, dlq.HeaderOffset)
+		if !strings.HasPrefix(string(l.Value), "bad-v=0-") || dlq.Header(l, dlq.HeaderStage) != "decode" ||
+			dlq.Header(l, dlq.HeaderReason) != "not a k=v value" || dlq.Header(l, dlq.HeaderTopic) != "events" ||
+			!strings.HasSuffix(off, "3") {
+			t.Fatalf("dead letter %q headers %v", l.Value, l.Headers)
+		}
+	}
+}
+
+func TestRevokeFlushesAndCommits(t *testing.T) {
+	f := newFixture(t, 4)
+	f.produceN(20, nil)
+	s := newMemSink()
+	// Batches that would wait a minute: only a revoke (or shutdown) loads them.
+	slow := batch.Limits{MaxRows: 100000, MaxBytes: 1 << 20, MaxWait: time.Minute}
+	a := f.start("g7", s, slow)
+	waitFor(t, "member A to buffer everything", 10*time.Second, func() bool {
+		return a.engine.inflight.Load() > 0 && a.engine.inflight.Load() == int64(80*len("v=0-00"))-int64(4*10)
+	})
+	if total, _ := s.stats(); total != 0 {
+		t.Fatalf("loaded %d rows before any limit", total)
+	}
+	// B joins: cooperative-sticky moves two partitions, A flushes them.
+	b := f.start("g7", s, slow)
+	waitFor(t, "two partitions flushed on revoke", 15*time.Second, func() bool { total, _ := s.stats(); return total >= 40 })
+	c := f.committed("g7")
+	flushed := 0
+	for _, off := range c {
+		if off == 20 {
+			flushed++
+		}
+	}
+	if flushed < 2 {
+		t.Fatalf("committed %v: want the revoked partitions committed at 20", c)
+	}
+	b.stop(t)
+	a.stop(t)
+	if total, distinct := s.stats(); total != 80 || distinct != 80 {
+		t.Fatalf("stored %d rows, %d distinct; want 80 and 80", total, distinct)
+	}
+}
+
+func TestShutdownFlushesBufferedBatches(t *testing.T) {
+	f := newFixture(t, 2)
+	f.produceN(30, nil)
+	s := newMemSink()
+	slow := batch.Limits{MaxRows: 100000, MaxBytes: 1 << 20, MaxWait: time.Minute}
+	r := f.start("g8", s, slow)
+	waitFor(t, "records buffered", 10*time.Second, func() bool { return r.engine.inflight.Load() > 0 })
+	time.Sleep(200 * time.Millisecond)
+	r.stop(t)
+	if total, _ := s.stats(); total != 60 {
+		t.Fatalf("shutdown loaded %d rows, want 60", total)
+	}
+	if c := f.committed("g8"); c[0] != 30 || c[1] != 30 {
+		t.Fatalf("committed %v, want 30 on both partitions", c)
+	}
+}

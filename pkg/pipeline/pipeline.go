@@ -1,0 +1,73 @@
+// Package pipeline owns Sluice's goroutines: the Kafka poll loop, one worker
+// per assigned partition, and the order in which a batch is decoded,
+// transformed, dead-lettered, loaded and committed.
+//
+// The flow of one partition, in its worker goroutine:
+//
+//	poll loop --records--> worker queue --> batcher (max_rows/bytes/wait)
+//	  -> decode -> transforms -> sink.Prepare (marks rows that cannot be stored)
+//	  -> dead letters produced and acknowledged
+//	  -> sink.Send: one INSERT, retried with backoff until it is stored
+//	  -> commit Last+1 of the batch
+//
+// Batches of one partition are loaded strictly in order and never
+// concurrently; partitions load in parallel. The poll loop never blocks on a
+// worker: it hands records over and pauses fetching of a partition whose
+// worker holds more than two batches' worth of bytes, or of every busy
+// partition while the global in-flight budget is spent (backpressure).
+//
+// On assignment a worker asks the sink for the highest offset already loaded
+// for its partition and skips records at or below it: a crash between an
+// INSERT and its commit re-delivers records that are then not loaded twice.
+// On revoke a worker flushes and commits; on loss it drops its state; on
+// shutdown every worker flushes and commits before the client leaves the
+// group.
+package pipeline
+
+import (
+	"context"
+
+	"github.com/sluice-etl/sluice/pkg/batch"
+	"github.com/sluice-etl/sluice/pkg/record"
+	"github.com/sluice-etl/sluice/pkg/transform"
+)
+
+// Decoder turns one record value into a Row; safe for concurrent use.
+type Decoder interface {
+	Decode(value []byte) (record.Row, error)
+}
+
+// Sink is a pipeline's target table.
+type Sink interface {
+	// NewWriter returns the writer of one partition worker; it may hold
+	// buffers reused across that worker's batches.
+	NewWriter() Writer
+	// MaxOffset is the highest offset of the partition already stored, and
+	// false when none is.
+	MaxOffset(ctx context.Context, topic string, partition int32) (int64, bool, error)
+}
+
+// Writer loads the batches of one partition. Not safe for concurrent use.
+type Writer interface {
+	// Prepare readies the good items for loading, marking those that
+	// cannot be stored (stage load); it returns how many are ready.
+	Prepare(b *record.Batch) int
+	// Send stores the prepared rows in one all-or-nothing write. After an
+	// error the rows may or may not be stored.
+	Send(ctx context.Context, b *record.Batch) error
+}
+
+// DeadLetters stores the failed items of a batch.
+type DeadLetters interface {
+	Send(ctx context.Context, b *record.Batch) (map[record.Stage]int, error)
+}
+
+// Pipeline is one topic's path to one table.
+type Pipeline struct {
+	Name       string
+	Topic      string
+	Decoder    Decoder
+	Transforms []transform.Transform
+	Sink       Sink
+	Limits     batch.Limits
+}

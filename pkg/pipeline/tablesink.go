@@ -1,0 +1,31 @@
+package pipeline
+
+import (
+	"context"
+
+	"github.com/sluice-etl/sluice/pkg/record"
+	"github.com/sluice-etl/sluice/pkg/sink"
+)
+
+// TableSink adapts a ClickHouse table to the Sink the engine uses.
+func TableSink(t *sink.Table) Sink { return tableSink{t} }
+
+type tableSink struct{ t *sink.Table }
+
+func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, bufs: s.t.NewBuffers()} }
+
+func (s tableSink) MaxOffset(ctx context.Context, topic string, partition int32) (int64, bool, error) {
+	return s.t.MaxOffset(ctx, topic, partition)
+}
+
+// tableWriter keeps one partition's column buffers across its batches.
+type tableWriter struct {
+	t    *sink.Table
+	bufs *sink.Buffers
+}
+
+func (w *tableWriter) Prepare(b *record.Batch) int { return w.t.Prepare(w.bufs, b) }
+
+func (w *tableWriter) Send(ctx context.Context, b *record.Batch) error {
+	return w.t.Send(ctx, w.bufs, b)
+}

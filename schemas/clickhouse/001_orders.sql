@@ -1,0 +1,28 @@
+-- Orders, one row per order event, enriched by the orders pipeline.
+-- ORDER BY starts with the source coordinates: the highest loaded offset of a
+-- partition (read on every assignment) touches only that partition's granules.
+CREATE TABLE IF NOT EXISTS {db}.orders (
+    order_id          String,
+    customer_id       String,
+    created_at        DateTime('UTC'),
+    currency          String,
+    total             Decimal(18, 2),
+    total_base        Nullable(Decimal(18, 2)),
+    fx_rate           Nullable(Decimal(18, 8)),
+    status            Enum8('CREATED' = 1, 'CONFIRMED' = 2, 'CANCELLED' = 3),
+    channel           Enum8('WEB' = 1, 'MOBILE' = 2, 'STORE' = 3),
+    shipping_country  String,
+    item_count        UInt32,
+    coupon            Nullable(String),
+    customer_name     Nullable(String),
+    customer_country  Nullable(String),
+    customer_segment  Nullable(String),
+    fraud_score       UInt16,
+    fraud_reasons     Array(String),
+    _topic            String,
+    _partition        UInt32,
+    _offset           UInt64,
+    _ingested_at      DateTime('UTC')
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(created_at)
+ORDER BY (_topic, _partition, _offset)
