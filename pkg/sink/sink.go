@@ -72,6 +72,9 @@ type Column struct {
 	// Nullable columns may be absent from a row (NULL); NOT NULL ones get
 	// the type's zero value.
 	Nullable bool
+	// Default says the column has a DEFAULT expression: when nothing of the
+	// pipeline fills it, Bind leaves it to ClickHouse.
+	Default bool
 }
 
 // Table is a pipeline's target table. Insert and MaxOffset may be called
@@ -122,7 +125,7 @@ func NewTable(ctx context.Context, conn driver.Conn, db, table string, insertTim
 		if _, err := newColbuf(ct); err != nil {
 			return nil, fmt.Errorf("sink: %s.%s column %s: %w", db, table, name, err)
 		}
-		t.cols = append(t.cols, Column{Name: name, Type: typ, Nullable: ct.nullable})
+		t.cols = append(t.cols, Column{Name: name, Type: typ, Nullable: ct.nullable, Default: kind == "DEFAULT"})
 		t.types = append(t.types, ct)
 	}
 	if err := rows.Err(); err != nil {
@@ -137,12 +140,50 @@ func NewTable(ctx context.Context, conn driver.Conn, db, table string, insertTim
 				db, table, ErrMissingColumn, want, strings.Join(SourceColumns, ", "))
 		}
 	}
+	t.setInsert()
+	return t, nil
+}
+
+func (t *Table) setInsert() {
 	names := make([]string, len(t.cols))
 	for i, c := range t.cols {
 		names[i] = quoteIdent(c.Name)
 	}
-	t.insert = fmt.Sprintf("INSERT INTO %s.%s (%s)", quoteIdent(db), quoteIdent(table), strings.Join(names, ", "))
-	return t, nil
+	t.insert = fmt.Sprintf("INSERT INTO %s.%s (%s)", quoteIdent(t.db), quoteIdent(t.name), strings.Join(names, ", "))
+}
+
+// Bind fits the table to what a pipeline fills (its schema's fields and its
+// transforms' outputs; source columns are always filled). Columns with a
+// DEFAULT that nothing fills are left out of the INSERT so ClickHouse
+// computes them. A NOT NULL column without a default that nothing fills is
+// an error: a typo in a field or column name would otherwise load zeros.
+// Call it once, before the first Prepare.
+func (t *Table) Bind(filled func(column string) bool) error {
+	var missing []string
+	var cols []Column
+	var types []*colType
+	for i, c := range t.cols {
+		isSource := false
+		for _, s := range SourceColumns {
+			isSource = isSource || s == c.Name
+		}
+		switch {
+		case isSource || filled(c.Name):
+		case c.Default:
+			continue
+		case !c.Nullable:
+			missing = append(missing, c.Name)
+		}
+		cols = append(cols, c)
+		types = append(types, t.types[i])
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("table %s: %w(s) %s: NOT NULL without a DEFAULT, and neither the schema nor the transforms fill them",
+			t.name, ErrMissingColumn, strings.Join(missing, ", "))
+	}
+	t.cols, t.types = cols, types
+	t.setInsert()
+	return nil
 }
 
 // Name is the table's name.

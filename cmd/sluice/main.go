@@ -1,0 +1,187 @@
+// Command sluice is the Kafka-to-ClickHouse micro-batch connector.
+//
+// It is wiring only: flags, config, logger, signals; the work is in pkg/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/migrate"
+	"github.com/sluice-etl/sluice/pkg/service"
+	"github.com/sluice-etl/sluice/pkg/sink"
+	"github.com/sluice-etl/sluice/schemas"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitConfig = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var cfgPath string
+	root := &cobra.Command{
+		Use:   "sluice",
+		Short: "Sluice loads Kafka topics into ClickHouse in exact micro-batches",
+		Long: `Sluice consumes Kafka topics as a consumer group, cuts each partition's
+records into batches (max rows, bytes or wait), decodes and transforms them,
+loads each batch into ClickHouse with one INSERT and only then commits its
+offsets. Records that cannot be loaded go to a dead-letter topic.
+
+Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "sluice.yaml", "config file (YAML)")
+
+	load := func() (*config.Config, *slog.Logger, error) {
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cfg, newLogger(cfg.Log, stderr), nil
+	}
+
+	root.AddCommand(&cobra.Command{
+		Use:   "run",
+		Short: "Consume the configured pipelines until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := load()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			svc, err := service.New(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			return svc.Run(ctx)
+		},
+	})
+
+	root.AddCommand(&cobra.Command{
+		Use:   "migrate",
+		Short: "Create or upgrade the ClickHouse database, tables and views (safe to run twice)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := load()
+			if err != nil {
+				return err
+			}
+			// Connect without the database: it may not exist yet.
+			chc := cfg.ClickHouse
+			chc.Database = "default"
+			conn, err := sink.Open(cmd.Context(), chc)
+			if err != nil {
+				return config.Errors{{Key: "clickhouse.addr", Problem: err.Error()}}
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			defer cancel()
+			if err := migrate.Apply(ctx, conn, cfg.ClickHouse.Database, schemas.ClickHouse, "clickhouse", log.With("stage", "migrate")); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "database %s is up to date\n", cfg.ClickHouse.Database)
+			return nil
+		},
+	})
+
+	root.AddCommand(&cobra.Command{
+		Use:   "check",
+		Short: "Validate the config and reach Kafka and ClickHouse, then exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := load()
+			if err != nil {
+				return err
+			}
+			cfg.Admin.Listen = "" // check must not hold the admin port
+			svc, err := service.New(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			svc.Close()
+			fmt.Fprintf(stdout, "config ok: %d pipelines; Kafka and ClickHouse reachable; tables match\n", len(cfg.Pipelines))
+			return nil
+		},
+	})
+
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			v := version
+			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				v = bi.Main.Version
+			}
+			fmt.Fprintf(stdout, "sluice %s\n", v)
+		},
+	})
+
+	err := root.ExecuteContext(context.Background())
+	if err == nil {
+		return exitOK
+	}
+	var cerrs config.Errors
+	if errors.As(err, &cerrs) {
+		fmt.Fprintln(stderr, "sluice: invalid config:")
+		for _, e := range cerrs {
+			fmt.Fprintf(stderr, "  %s: %s\n", e.Key, e.Problem)
+		}
+		return exitConfig
+	}
+	fmt.Fprintf(stderr, "sluice: %v\n", err)
+	if isUsage(err) {
+		return exitConfig
+	}
+	return exitError
+}
+
+// isUsage tells cobra's flag and argument errors apart from runtime ones.
+func isUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "flag needs an argument", "invalid argument"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what building and testing Sluice needs on a fresh Debian machine:
+# Go modules, Java 17+ and Maven (for the Kafka broker from Maven Central),
+# and the ClickHouse server and client from Debian. Idempotent and quick when
+# everything is already there.
+set -euo pipefail
+SERVICE_NAME=deps
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
+
+need_apt=()
+command -v go >/dev/null 2>&1 || die "Go is not installed: install Go 1.26+ (https://go.dev/dl) and re-run"
+if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -qE 'version "(1[7-9]|2[0-9])'; then
+  need_apt+=(openjdk-17-jre-headless)
+fi
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if ((${#need_apt[@]})); then
+  log "installing ${need_apt[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+"$INTEGRATION_DIR/clickhouse.sh" install
+"$INTEGRATION_DIR/kafka.sh" fetch
+(cd "$REPO_ROOT" && go mod download)
+log "ok: $(go version | cut -d' ' -f3), java $(java -version 2>&1 | head -1 | cut -d'"' -f2), $(mvn -v 2>/dev/null | head -1 | cut -d' ' -f1-3 | sed 's/\x1b\[[0-9;]*m//g'), clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null)"

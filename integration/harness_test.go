@@ -1,0 +1,268 @@
+//go:build integration
+
+// Package integration tests Sluice end to end against the real Kafka and
+// ClickHouse that `make up` starts (integration/up.sh). A missing service
+// fails the run; it does not skip. Every test uses its own topics, consumer
+// group and ClickHouse database, so reruns never see old data.
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/migrate"
+	"github.com/sluice-etl/sluice/pkg/service"
+	"github.com/sluice-etl/sluice/pkg/sink"
+	"github.com/sluice-etl/sluice/schemas"
+)
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+var (
+	brokers    = strings.Split(env("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092"), ",")
+	clickhouse = env("SLUICE_CLICKHOUSE_ADDR", "127.0.0.1:9000")
+)
+
+// repoRoot is the repository root (this file is in integration/).
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// env is one test's private world: a database with Sluice's tables, Kafka
+// clients, and a suffix for topic and group names.
+type world struct {
+	t      *testing.T
+	suffix string
+	db     string
+	ch     driver.Conn
+	kcl    *kgo.Client
+	adm    *kadm.Client
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	suffix := fmt.Sprintf("%d_%04d", time.Now().Unix()%1_000_000, rand.IntN(10000))
+	w := &world{t: t, suffix: suffix, db: "it_" + suffix}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	ch, err := sink.Open(ctx, config.ClickHouse{Addr: []string{clickhouse}, Database: "default", Username: "default", DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("ClickHouse is not reachable at %s (run `make up`): %v", clickhouse, err)
+	}
+	w.ch = ch
+	t.Cleanup(func() { ch.Close() })
+	if err := migrate.Apply(ctx, ch, w.db, schemas.ClickHouse, "clickhouse", slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() { // keep the data of a failed test for a look
+			_ = w.ch.Exec(context.Background(), "DROP DATABASE IF EXISTS "+w.db)
+		}
+	})
+
+	kcl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MaxBufferedRecords(200_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kcl.Close)
+	if err := kcl.Ping(ctx); err != nil {
+		t.Fatalf("Kafka is not reachable at %v (run `make up`): %v", brokers, err)
+	}
+	w.kcl, w.adm = kcl, kadm.NewClient(kcl)
+	return w
+}
+
+func (w *world) name(base string) string { return base + "_" + w.suffix }
+
+func (w *world) createTopic(name string, partitions int32) {
+	w.t.Helper()
+	resp, err := w.adm.CreateTopics(context.Background(), partitions, 1, nil, name)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		w.t.Fatalf("create topic %s: %v", name, err)
+	}
+	w.t.Cleanup(func() {
+		if !w.t.Failed() {
+			_, _ = w.adm.DeleteTopics(context.Background(), name)
+		}
+	})
+}
+
+// endOffsets returns the log end offset per partition.
+func (w *world) endOffsets(topic string) map[int32]int64 {
+	w.t.Helper()
+	resp, err := w.adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	resp.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
+// committed returns the group's committed offset per partition of topic.
+func (w *world) committed(group, topic string) map[int32]int64 {
+	w.t.Helper()
+	out := map[int32]int64{}
+	resp, err := w.adm.FetchOffsets(context.Background(), group)
+	for i := 0; i < 100 && kerr.IsRetriable(err); i++ {
+		// A fresh broker may still be loading the offsets topic.
+		time.Sleep(100 * time.Millisecond)
+		resp, err = w.adm.FetchOffsets(context.Background(), group)
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return out
+	}
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	resp.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.Err == nil {
+			out[o.Partition] = o.At
+		}
+	})
+	return out
+}
+
+func (w *world) count(q string, args ...any) uint64 {
+	w.t.Helper()
+	var n uint64
+	if err := w.ch.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		w.t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// sluiceConfig writes a config file for this world and loads it through
+// the same path `sluice run -c` uses.
+func (w *world) sluiceConfig(group, pipelines string) *config.Config {
+	w.t.Helper()
+	yaml := fmt.Sprintf(`kafka:
+  brokers: [%s]
+  group: %s
+  dlq_topic: %s
+  session_timeout: 10s
+  rebalance_timeout: 20s
+clickhouse:
+  addr: [%s]
+  database: %s
+admin:
+  listen: 127.0.0.1:0
+log:
+  level: warn
+batch:
+  max_rows: 20000
+  max_bytes: 8MiB
+  max_wait: 300ms
+shutdown_timeout: 20s
+pipelines:
+%s`, strings.Join(brokers, ", "), group, w.name("dlq"), clickhouse, w.db, pipelines)
+	path := filepath.Join(w.t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		w.t.Fatalf("config: %v\n%s", err, yaml)
+	}
+	return cfg
+}
+
+type runningSluice struct {
+	cancel context.CancelFunc
+	done   chan error
+	svc    *service.Service
+}
+
+// startSluice runs one Sluice in this process.
+func (w *world) startSluice(cfg *config.Config) *runningSluice {
+	w.t.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := service.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		w.t.Fatalf("start sluice: %v", err)
+	}
+	r := &runningSluice{cancel: cancel, done: make(chan error, 1), svc: svc}
+	go func() {
+		r.done <- svc.Run(ctx)
+		svc.Close()
+	}()
+	w.t.Cleanup(func() { r.stop(w.t) })
+	return r
+}
+
+func (r *runningSluice) stop(t *testing.T) {
+	if r.done == nil {
+		return
+	}
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("sluice returned %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Error("sluice did not stop within 60s")
+	}
+	r.done = nil
+}
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// service runs integration/<script> with args (e.g. clickhouse.sh stop).
+func runScript(t *testing.T, script string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repoRoot(), "integration", script), args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", script, args, err, out)
+	}
+}
+
+func equalOffsets(a, b map[int32]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,219 @@
+// Package service wires a validated config into running parts: it connects
+// to ClickHouse and Kafka, builds each pipeline's decoder, transforms and
+// sink, and runs the engine with the admin server. cmd/sluice and the
+// integration tests start Sluice through it.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
+
+	"github.com/sluice-etl/sluice/pkg/admin"
+	"github.com/sluice-etl/sluice/pkg/batch"
+	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/decode"
+	"github.com/sluice-etl/sluice/pkg/dlq"
+	"github.com/sluice-etl/sluice/pkg/pipeline"
+	"github.com/sluice-etl/sluice/pkg/sink"
+	"github.com/sluice-etl/sluice/pkg/transform"
+)
+
+// Service is one Sluice process's parts, built and ready to run.
+type Service struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	conn   driver.Conn
+	cl     *kgo.Client
+	engine *pipeline.Engine
+	admin  *admin.Server
+	reg    *prometheus.Registry
+}
+
+// New connects and builds everything. Problems a user fixes in the config
+// or the environment (unreachable services, missing tables, unknown
+// transforms, unreadable schemas) come back as config.Errors naming the key.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, error) {
+	s := &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+
+	conn, err := sink.Open(ctx, cfg.ClickHouse)
+	if err != nil {
+		return nil, config.Errors{{Key: "clickhouse.addr", Problem: err.Error()}}
+	}
+	s.conn = conn
+
+	var errs config.Errors
+	var pipes []*pipeline.Pipeline
+	for i, pc := range cfg.Pipelines {
+		key := fmt.Sprintf("pipelines[%d]", i)
+		p, perrs := buildPipeline(ctx, conn, cfg, pc, key)
+		errs = append(errs, perrs...)
+		if p != nil {
+			pipes = append(pipes, p)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+
+	m := pipeline.NewMetrics(s.reg)
+	engine, err := pipeline.New(pipeline.Options{
+		Pipelines:       pipes,
+		InflightBytes:   int64(cfg.InflightBytes),
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		RevokeTimeout:   cfg.Kafka.RebalanceTimeout * 3 / 4,
+		Log:             log,
+		Metrics:         m,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.engine = engine
+
+	opts := append(engine.ClientOpts(cfg.Kafka.Group),
+		kgo.SeedBrokers(cfg.Kafka.Brokers...),
+		kgo.ClientID(cfg.Kafka.ClientID),
+		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
+		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
+		kgo.WithLogger(kslog.New(log.With("stage", "kafka"))),
+		// Dead letters: every one acknowledged by all in-sync replicas
+		// before the batch commits.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, config.Errors{{Key: "kafka.brokers", Problem: err.Error()}}
+	}
+	s.cl = cl
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil {
+		return nil, config.Errors{{Key: "kafka.brokers", Problem: fmt.Sprintf("cannot reach %s: %v", strings.Join(cfg.Kafka.Brokers, ","), err)}}
+	}
+	s.engine.SetDeadLetters(dlq.New(cl, cfg.Kafka.DLQTopic))
+
+	if cfg.Admin.Listen != "" {
+		a, err := admin.New(cfg.Admin.Listen, s.reg, engine.Ready, log.With("stage", "admin"))
+		if err != nil {
+			return nil, config.Errors{{Key: "admin.listen", Problem: err.Error()}}
+		}
+		s.admin = a
+	}
+	ok = true
+	return s, nil
+}
+
+func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc config.Pipeline, key string) (*pipeline.Pipeline, config.Errors) {
+	var errs config.Errors
+	var dec decode.Decoder
+	schema, err := decode.LoadSchema(pc.Schema)
+	if err != nil {
+		errs = append(errs, &config.Error{Key: key + ".schema", Problem: err.Error()})
+	} else if dec, err = decode.NewFromSchema(pc.Format, schema); err != nil {
+		errs = append(errs, &config.Error{Key: key + ".format", Problem: err.Error()})
+	}
+	ts, err := transform.Build(pc.Transforms, transform.Env{Pipeline: pc.Name})
+	if err != nil {
+		errs = append(errs, &config.Error{Key: key + ".transforms", Problem: err.Error()})
+	}
+	table, err := sink.NewTable(ctx, conn, cfg.ClickHouse.Database, pc.Table, cfg.ClickHouse.InsertTimeout)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) {
+			return nil, append(errs, &config.Error{Key: "clickhouse.addr", Problem: err.Error()})
+		}
+		return nil, append(errs, &config.Error{Key: key + ".table", Problem: err.Error()})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := table.Bind(filledBy(schema, ts)); err != nil {
+		return nil, config.Errors{{Key: key + ".table", Problem: err.Error()}}
+	}
+	return &pipeline.Pipeline{
+		Name:       pc.Name,
+		Topic:      pc.Topic,
+		Decoder:    dec,
+		Transforms: ts,
+		Sink:       pipeline.TableSink(table),
+		Limits: batch.Limits{
+			MaxRows:  pc.Batch.MaxRows,
+			MaxBytes: int(pc.Batch.MaxBytes),
+			MaxWait:  pc.Batch.MaxWait,
+		},
+	}, nil
+}
+
+// filledBy says which columns a pipeline fills: its schema's top-level
+// fields and its transforms' outputs.
+func filledBy(schema *decode.Schema, ts []transform.Transform) func(string) bool {
+	filled := map[string]bool{}
+	for _, f := range schema.Fields {
+		filled[f.Name] = true
+	}
+	for _, tr := range ts {
+		for _, c := range tr.Outputs() {
+			filled[c] = true
+		}
+	}
+	return func(c string) bool { return filled[c] }
+}
+
+// Run runs until ctx ends, then shuts down in order: stop polling, flush,
+// commit, leave the group, stop the admin server.
+func (s *Service) Run(ctx context.Context) error {
+	if s.admin != nil {
+		go s.admin.Serve()
+		s.log.Info("admin listening", "addr", "http://"+s.admin.Addr())
+	}
+	s.log.Info("consuming", "topics", s.engine.Topics(), "group", s.cfg.Kafka.Group)
+	err := s.engine.Run(ctx, s.cl)
+	s.cl = nil // closed by the engine
+	if s.admin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.admin.Shutdown(sctx)
+	}
+	return err
+}
+
+// AdminAddr is the admin server's address ("" when disabled).
+func (s *Service) AdminAddr() string {
+	if s.admin == nil {
+		return ""
+	}
+	return s.admin.Addr()
+}
+
+// Ready reports the engine's readiness.
+func (s *Service) Ready() bool { return s.engine != nil && s.engine.Ready() }
+
+// Close releases connections (Run closes the Kafka client itself).
+func (s *Service) Close() {
+	if s.cl != nil {
+		s.cl.Close()
+		s.cl = nil
+	}
+	if s.conn != nil {
+		_ = s.conn.Close()
+		s.conn = nil
+	}
+}
