@@ -1,0 +1,23 @@
+// Command sluice-gen produces realistic, referentially consistent
+// e-commerce data (customers, fx rates, orders, payments, shipments) as
+// plain Avro to Kafka, at a given count and rate, with progress on stderr.
+// It is wiring only: flags, Kafka clients and topic creation here, the data
+// and the producing loop in pkg/gen.
+//
+// Files: main.go (entry, exit codes), cmd.go (flags and the run),
+// topics.go (topic creation with kadm), progress.go (progress bar / lines).
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, isTerminal(os.Stderr))
+	stop()
+	os.Exit(code)
+}
