@@ -5,7 +5,7 @@ package schemas
 import "embed"
 
 // ClickHouse holds clickhouse/*.sql, applied in file-name order. Each file
-// is one or more statements separated by lines holding only ";"; {db} stands
+// is one or more statements, each ending with ";" at the end of a line; {db} stands
 // for the configured database.
 //
 //go:embed clickhouse/*.sql

@@ -25,6 +25,8 @@ type Config struct {
 	InflightBytes ByteSize `mapstructure:"inflight_bytes"`
 	// ShutdownTimeout bounds the final flush and commit on SIGTERM.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	Reference       Reference     `mapstructure:"reference"`
+	Fraud           Fraud         `mapstructure:"fraud"`
 	Pipelines       []Pipeline    `mapstructure:"pipelines"`
 
 	// Dir is the directory of the config file; relative schema paths are
@@ -89,6 +91,9 @@ type Pipeline struct {
 	Transforms []string `mapstructure:"transforms"`
 	// Batch overrides the global limits; zero fields inherit them.
 	Batch Batch `mapstructure:"batch"`
+	// Fields names what the transforms read and write, where the schema's
+	// names differ from the usual ones.
+	Fields Fields `mapstructure:"fields"`
 }
 
 // MaxInsertRows is the largest batch allowed: one INSERT must stay inside

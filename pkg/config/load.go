@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,8 +45,25 @@ var defaults = map[string]any{
 	"batch.max_wait":  "1s",
 	// Four full batches of the default size in flight across partitions:
 	// enough to keep two cores busy, small enough for a 512 MiB container.
-	"inflight_bytes":   "64MiB",
-	"shutdown_timeout": "30s",
+	"inflight_bytes":              "64MiB",
+	"reference.customers_topic":   "customers",
+	"reference.fx_rates_topic":    "fx-rates",
+	"reference.customers_schema":  "schemas/avro/customer.avsc",
+	"reference.fx_rates_schema":   "schemas/avro/fx_rate.avsc",
+	"reference.base_currency":     "USD",
+	"reference.bootstrap_timeout": "2m",
+	// Fraud defaults from DESIGN.md: HIGH_AMOUNT at 5000.00 base, VELOCITY
+	// above 5 orders in 10 minutes. Weights sum to 100 when all fire.
+	"fraud.high_amount":             "5000.00",
+	"fraud.high_amount_weight":      40,
+	"fraud.country_mismatch_weight": 20,
+	"fraud.unknown_customer_weight": 15,
+	"fraud.velocity_max_orders":     5,
+	"fraud.velocity_window":         "10m",
+	"fraud.velocity_weight":         25,
+	// 100k customers per partition: a few MB of timestamps at most.
+	"fraud.velocity_max_customers": 100000,
+	"shutdown_timeout":             "30s",
 }
 
 // Load reads the YAML file at path (empty: defaults and environment only),
@@ -83,6 +101,7 @@ func Load(path string) (*Config, error) {
 		ErrorUnused:      false, // unknownKeys reports these with their path
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			byteSizeHook,
+			stringToIntHook,
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		),
@@ -107,6 +126,21 @@ func Load(path string) (*Config, error) {
 // resolve fills each pipeline's inherited batch limits and makes schema
 // paths absolute against the config file's directory.
 func (c *Config) resolve() {
+	// "a:1, b:2" from SLUICE_KAFKA_BROKERS splits into "a:1" and " b:2";
+	// Validate trims before it checks, so the clients must get trimmed
+	// addresses too (franz-go would dial the host " b").
+	for _, list := range [][]string{c.Kafka.Brokers, c.ClickHouse.Addr} {
+		for i := range list {
+			list[i] = strings.TrimSpace(list[i])
+		}
+	}
+	for _, p := range []*string{&c.Reference.CustomersSchema, &c.Reference.FxRatesSchema} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			if abs, err := filepath.Abs(filepath.Join(c.Dir, *p)); err == nil {
+				*p = abs
+			}
+		}
+	}
 	for i := range c.Pipelines {
 		p := &c.Pipelines[i]
 		if p.Batch.MaxRows == 0 {
@@ -153,6 +187,19 @@ func byteSizeHook(from, to reflect.Type, data any) (any, error) {
 			return nil, fmt.Errorf("%v is not a whole number of bytes", d)
 		}
 		return ByteSize(d), nil
+	}
+	return data, nil
+}
+
+// stringToIntHook lets an int key be overridden from the environment, where
+// every value is a string (SLUICE_BATCH_MAX_ROWS=1000). A string that is not
+// a number is passed on unchanged, so the decoder reports it as a wrong type.
+func stringToIntHook(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String || to.Kind() != reflect.Int {
+		return data, nil
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(data.(string))); err == nil {
+		return n, nil
 	}
 	return data, nil
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/shopspring/decimal"
 )
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -71,6 +73,8 @@ func (c *Config) Validate() Errors {
 		add("inflight_bytes", "must be at least batch.max_bytes (%v), got %v", c.Batch.MaxBytes, c.InflightBytes)
 	}
 	positive("shutdown_timeout", c.ShutdownTimeout)
+
+	errs = append(errs, c.validateEnrichment()...)
 
 	if len(c.Pipelines) == 0 {
 		add("pipelines", "must list at least one pipeline")
@@ -142,4 +146,69 @@ func errRoot(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// ReferenceTransforms are the transforms that need the reference topics.
+var ReferenceTransforms = []string{"currency", "customer", "fraud"}
+
+// UsesReference says whether any pipeline needs the reference data.
+func (c *Config) UsesReference() bool {
+	for _, p := range c.Pipelines {
+		for _, t := range p.Transforms {
+			if slices.Contains(ReferenceTransforms, t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *Config) validateEnrichment() Errors {
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Problem: fmt.Sprintf(format, args...)})
+	}
+	r := c.Reference
+	if !currencyCode.MatchString(r.BaseCurrency) {
+		add("reference.base_currency", "%q is not an ISO 4217 code (three capital letters)", r.BaseCurrency)
+	}
+	for key, topic := range map[string]string{"reference.customers_topic": r.CustomersTopic, "reference.fx_rates_topic": r.FxRatesTopic} {
+		if !kafkaTopic.MatchString(topic) {
+			add(key, "%q is not a valid topic name", topic)
+		}
+	}
+	if r.BootstrapTimeout <= 0 {
+		add("reference.bootstrap_timeout", "must be a positive duration, got %v", r.BootstrapTimeout)
+	}
+	if c.UsesReference() {
+		for key, path := range map[string]string{"reference.customers_schema": r.CustomersSchema, "reference.fx_rates_schema": r.FxRatesSchema} {
+			if _, err := os.Stat(path); err != nil {
+				add(key, "cannot read %s: %v", path, errRoot(err))
+			}
+		}
+	}
+	f := c.Fraud
+	if d, err := decimal.NewFromString(f.HighAmount); err != nil || d.IsNegative() {
+		add("fraud.high_amount", "%q is not a non-negative decimal (e.g. \"5000.00\")", f.HighAmount)
+	}
+	for key, w := range map[string]int{
+		"fraud.high_amount_weight": f.HighAmountWeight, "fraud.country_mismatch_weight": f.CountryMismatchWeight,
+		"fraud.unknown_customer_weight": f.UnknownCustomerWeight, "fraud.velocity_weight": f.VelocityWeight,
+	} {
+		if w < 0 || w > 1000 {
+			add(key, "must be between 0 and 1000, got %d", w)
+		}
+	}
+	if f.VelocityMaxOrders < 1 {
+		add("fraud.velocity_max_orders", "must be at least 1, got %d", f.VelocityMaxOrders)
+	}
+	if f.VelocityWindow <= 0 {
+		add("fraud.velocity_window", "must be a positive duration, got %v", f.VelocityWindow)
+	}
+	if f.VelocityMaxCustomers < 1 {
+		add("fraud.velocity_max_customers", "must be at least 1, got %d", f.VelocityMaxCustomers)
+	}
+	return errs
 }

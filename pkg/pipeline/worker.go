@@ -2,16 +2,20 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/pkg/batch"
 	"github.com/sluice-etl/sluice/pkg/record"
+	"github.com/sluice-etl/sluice/pkg/sink"
 )
 
 type stopMode int
@@ -228,49 +232,17 @@ func (w *worker) process(b *record.Batch) bool {
 
 	// Dead letters go first: once rows past them are loaded, a restart
 	// resumes after those rows and would never revisit a failed record.
-	if good < len(b.Items) {
-		var counts map[record.Stage]int
-		ok := w.retry("dead-letter produce", func() error {
-			var err error
-			counts, err = w.e.opts.DeadLetters.Send(w.ctx, b)
-			return err
-		})
-		if !ok {
-			return false
-		}
-		for st, n := range counts {
-			w.e.m.DeadLetters.WithLabelValues(p.Name, string(st)).Add(float64(n))
-		}
+	if good < len(b.Items) && !w.deadLetter(b) {
+		return false
 	}
 
 	if good > 0 {
-		firstGood := firstGoodOffset(b)
-		failing := false
-		ok := w.retry("insert", func() error {
-			err := w.writer.Send(w.ctx, b)
-			if err == nil {
-				return nil
-			}
-			w.e.m.InsertErrors.WithLabelValues(p.Name).Inc()
-			if !failing {
-				failing = true
-				w.e.failing.Add(1)
-			}
-			// The acknowledgement may be what was lost: if the rows
-			// are stored, retrying would load them twice.
-			if off, found, qerr := p.Sink.MaxOffset(w.ctx, p.Topic, w.partition); qerr == nil && found && off >= firstGood {
-				w.log.Warn("insert reported an error but the batch is stored; not retrying", "err", err)
-				return nil
-			}
-			return err
-		})
-		if failing {
-			w.e.failing.Add(-1)
-		}
+		loaded, ok := w.load(b, true)
 		if !ok {
 			return false
 		}
-		w.loadedUpTo = b.Last
+		good = loaded
+		w.loadedUpTo = max(w.loadedUpTo, b.Last)
 	}
 
 	if err := w.e.commit(p.Topic, w.partition, b.Epoch, b.Last+1); err != nil {
@@ -287,6 +259,159 @@ func (w *worker) process(b *record.Batch) bool {
 	w.release(int64(b.Bytes))
 	w.batcher.Recycle(b)
 	return true
+}
+
+// load stores the good items of b, in offset order. prepared says the
+// writer already holds b's rows (the first, whole-batch attempt). It returns
+// the rows this worker inserted, and false when the worker must stop with
+// the batch not committed.
+//
+// Before sending, it fences: the rows are sent only while this member still
+// owns the partition (a commit of b.First succeeds, which the group
+// coordinator refuses to a member it has expelled), and only the rows above
+// the partition's highest stored offset are sent (another owner may have
+// loaded some meanwhile). After a failed send it checks whether the rows
+// landed anyway (a lost acknowledgement). A rejection of the rows' content
+// splits the batch in two and loads each half, left to right, down to the
+// single rows the server refuses, which are dead-lettered with its message
+// before any row after them is sent.
+func (w *worker) load(b *record.Batch, prepared bool) (int, bool) {
+	p := w.p
+	good := 0
+	if prepared {
+		good = b.Good()
+	} else {
+		good = w.writer.Prepare(b)
+	}
+	if good == 0 {
+		return 0, true
+	}
+	failing := false
+	defer func() {
+		if failing {
+			w.e.failing.Add(-1)
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		if w.ctx.Err() != nil {
+			return 0, false
+		}
+		stored, found, err := p.Sink.MaxOffset(w.ctx, p.Topic, w.partition)
+		if err == nil {
+			err = w.fence(b)
+			if errors.Is(err, errFenced) {
+				w.log.Warn("partition taken over by another member; dropping the batch", "err", err)
+				return 0, false
+			}
+		}
+		if err == nil && found && stored >= firstGoodOffset(b) {
+			// Some of these rows are already stored: send only the rest.
+			i := 0
+			for i < len(b.Items) && b.Items[i].Rec.Offset <= stored {
+				i++
+			}
+			w.log.Warn("rows already stored by another member; loading only the rest", "stored_up_to", stored)
+			if i == len(b.Items) {
+				return 0, true
+			}
+			return w.load(b.Slice(i, len(b.Items)), false)
+		}
+		if err == nil {
+			err = w.writer.Send(w.ctx, b)
+			if err == nil {
+				return good, true
+			}
+			w.e.m.InsertErrors.WithLabelValues(p.Name).Inc()
+			if sink.Classify(err) == sink.BadData {
+				return w.bisect(b, good, err)
+			}
+			// The acknowledgement may be what was lost: if the rows
+			// are stored, sending them again would load them twice.
+			if off, ok, qerr := p.Sink.MaxOffset(w.ctx, p.Topic, w.partition); qerr == nil && ok && off >= firstGoodOffset(b) {
+				w.log.Warn("insert reported an error but the rows are stored; not sending again", "err", err)
+				return good, true
+			}
+		}
+		if !failing {
+			failing = true
+			w.e.failing.Add(1)
+		}
+		w.log.Warn("load failed; retrying", "err", err, "attempt", attempt+1, "class", sink.Classify(err).String())
+		if !w.sleep(attempt) {
+			return 0, false
+		}
+	}
+}
+
+// bisect handles a batch whose content the server rejected with err.
+func (w *worker) bisect(b *record.Batch, good int, err error) (int, bool) {
+	if good == 1 {
+		for i := range b.Items {
+			if b.Items[i].Failed == nil {
+				b.Items[i].Fail(record.StageLoad, "clickhouse rejected the row: "+err.Error())
+				return 0, w.deadLetter(b.Slice(i, i+1))
+			}
+		}
+		return 0, true
+	}
+	// Split at the middle good item so both halves hold good rows.
+	mid, seen := 0, 0
+	for mid = range b.Items {
+		if b.Items[mid].Failed == nil {
+			seen++
+			if seen > good/2 {
+				break
+			}
+		}
+	}
+	w.log.Info("clickhouse rejected a batch's content; splitting it", "first", b.First, "last", b.Last, "rows", good, "err", err)
+	left, ok := w.load(b.Slice(0, mid), false)
+	if !ok {
+		return 0, false
+	}
+	right, ok := w.load(b.Slice(mid, len(b.Items)), false)
+	return left + right, ok
+}
+
+// deadLetter produces the failed items of b and waits for their
+// acknowledgement, retrying; false when the worker must stop first.
+func (w *worker) deadLetter(b *record.Batch) bool {
+	var counts map[record.Stage]int
+	if !w.retry("dead-letter produce", func() error {
+		var err error
+		counts, err = w.e.opts.DeadLetters.Send(w.ctx, b)
+		return err
+	}) {
+		return false
+	}
+	for st, n := range counts {
+		w.e.m.DeadLetters.WithLabelValues(w.p.Name, string(st)).Add(float64(n))
+	}
+	return true
+}
+
+// errFenced says the group no longer lets this member commit: another
+// member owns the partition now.
+var errFenced = errors.New("fenced")
+
+// fence commits b.First, which is no later than what this worker already
+// committed plus what it has since dead-lettered, to prove the member still
+// owns the partition.
+func (w *worker) fence(b *record.Batch) error {
+	if w.ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", errFenced, w.ctx.Err())
+	}
+	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.First)
+	if err == nil {
+		w.committed = max(w.committed, b.First)
+		return nil
+	}
+	for _, f := range []error{kerr.IllegalGeneration, kerr.UnknownMemberID, kerr.FencedInstanceID, kerr.StaleMemberEpoch} {
+		if errors.Is(err, f) {
+			return fmt.Errorf("%w: %w", errFenced, err)
+		}
+	}
+	return err
 }
 
 func firstGoodOffset(b *record.Batch) int64 {

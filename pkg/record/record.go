@@ -85,3 +85,16 @@ func (b *Batch) Good() int {
 	}
 	return n
 }
+
+// Slice returns the batch of items lo..hi-1, sharing their memory: marking
+// an item of the slice failed marks it in b too.
+func (b *Batch) Slice(lo, hi int) *Batch {
+	s := &Batch{Pipeline: b.Pipeline, Topic: b.Topic, Partition: b.Partition, Epoch: b.Epoch, Items: b.Items[lo:hi:hi]}
+	if hi > lo {
+		s.First, s.Last = b.Items[lo].Rec.Offset, b.Items[hi-1].Rec.Offset
+	}
+	for i := range s.Items {
+		s.Bytes += len(s.Items[i].Rec.Key) + len(s.Items[i].Rec.Value)
+	}
+	return s
+}

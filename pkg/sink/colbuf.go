@@ -38,7 +38,7 @@ func (b *buf[T]) add(v any) error {
 	b.vals = append(b.vals, x)
 	return nil
 }
-func (b *buf[T]) truncate(n int) { b.vals = b.vals[:n] }
+func (b *buf[T]) truncate(n int) { clear(b.vals[n:]); b.vals = b.vals[:n] }
 func (b *buf[T]) slice() any     { return b.vals }
 func (b *buf[T]) reset()         { clear(b.vals); b.vals = b.vals[:0] }
 
@@ -59,7 +59,7 @@ func (b *nullBuf[T]) add(v any) error {
 	b.vals = append(b.vals, &x)
 	return nil
 }
-func (b *nullBuf[T]) truncate(n int) { b.vals = b.vals[:n] }
+func (b *nullBuf[T]) truncate(n int) { clear(b.vals[n:]); b.vals = b.vals[:n] }
 func (b *nullBuf[T]) slice() any     { return b.vals }
 func (b *nullBuf[T]) reset()         { clear(b.vals); b.vals = b.vals[:0] }
 

@@ -89,10 +89,13 @@ func parseType(s string) (*colType, error) {
 }
 
 // dateTimeMin/Max bound what a DateTime column stores (UInt32 seconds).
+// The upper bounds are exclusive (timeIn rejects t >= hi): the first instant
+// after the last storable second, 2106-02-07 06:28:15 (math.MaxUint32), and
+// after the last storable day, 2149-06-06 (UInt16 days).
 var (
 	dateTimeMin = time.Unix(0, 0).UTC()
-	dateTimeMax = time.Unix(math.MaxUint32, 0).UTC()
-	dateMax     = time.Date(2149, 6, 6, 0, 0, 0, 0, time.UTC)
+	dateTimeMax = time.Unix(math.MaxUint32+1, 0).UTC()
+	dateMax     = time.Date(2149, 6, 7, 0, 0, 0, 0, time.UTC)
 )
 
 func toString(v any) (string, error) {

@@ -265,7 +265,7 @@ func (t *Table) Send(ctx context.Context, bufs *Buffers, b *record.Batch) error 
 	for i, c := range bufs.cols {
 		if err := bt.Column(i).Append(c.slice()); err != nil {
 			_ = bt.Abort()
-			return fmt.Errorf("sink: %s column %s: %w", t.name, t.cols[i].Name, err)
+			return fmt.Errorf("sink: %s column %s: %w: %w", t.name, t.cols[i].Name, errAppend, err)
 		}
 	}
 	if err := bt.Send(); err != nil {
