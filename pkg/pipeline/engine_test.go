@@ -9,13 +9,16 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/sluice-etl/sluice/pkg/batch"
@@ -54,6 +57,7 @@ type memSink struct {
 	failSends int
 	lostAcks  int
 	failAll   bool
+	onSend    func()
 }
 
 func newMemSink() *memSink {
@@ -95,6 +99,9 @@ func (w *memWriter) Send(_ context.Context, b *record.Batch) error {
 	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.onSend != nil {
+		s.onSend()
+	}
 	if s.failAll {
 		return errors.New("clickhouse is down")
 	}
@@ -448,4 +455,105 @@ func TestShutdownFlushesBufferedBatches(t *testing.T) {
 	if c := f.committed("g8"); c[0] != 30 || c[1] != 30 {
 		t.Fatalf("committed %v, want 30 on both partitions", c)
 	}
+}
+
+// poisonSink rejects, like ClickHouse, any batch holding a value that
+// starts with "poison", for its content.
+type poisonSink struct{ *memSink }
+
+func (s poisonSink) NewWriter() Writer { return &poisonWriter{memWriter{s: s.memSink}} }
+
+type poisonWriter struct{ memWriter }
+
+func (w *poisonWriter) Send(ctx context.Context, b *record.Batch) error {
+	for _, it := range w.rows {
+		if strings.HasPrefix(string(it.Rec.Value), "poison") {
+			return fmt.Errorf("insert: %w", &clickhouse.Exception{Code: 53, Message: "Type mismatch in column v"})
+		}
+	}
+	return w.memWriter.Send(ctx, b)
+}
+
+func TestRowsTheServerRejectsAreIsolatedAndDeadLettered(t *testing.T) {
+	f := newFixture(t, 1)
+	var recs []*kgo.Record
+	for i := 0; i < 200; i++ {
+		v := fmt.Sprintf("v=%d", i)
+		if i == 17 || i == 18 || i == 150 {
+			v = "poison-" + v
+		}
+		recs = append(recs, &kgo.Record{Topic: f.topic, Partition: 0, Value: []byte(v)})
+	}
+	if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	s := newMemSink()
+	r := f.start("g9", poisonSink{s}, batch.Limits{MaxRows: 200, MaxBytes: 1 << 20, MaxWait: 50 * time.Millisecond})
+	waitFor(t, "commit at 200", 10*time.Second, func() bool { return f.committed("g9")[0] == 200 })
+	r.stop(t)
+	if total, distinct := s.stats(); total != 197 || distinct != 197 {
+		t.Fatalf("stored %d rows, %d distinct; want the 197 good ones once", total, distinct)
+	}
+	for _, o := range []int{17, 18, 150} {
+		if s.rows[fmt.Sprintf("events/0/%d", o)] != 0 {
+			t.Fatalf("poison row %d was stored", o)
+		}
+	}
+	letters := f.consumeAll(t, "dlq", 3)
+	var offs []string
+	for _, l := range letters {
+		if dlq.Header(l, dlq.HeaderStage) != "load" || !strings.Contains(dlq.Header(l, dlq.HeaderReason), "Type mismatch") {
+			t.Fatalf("dead letter %q headers %v", l.Value, l.Headers)
+		}
+		offs = append(offs, dlq.Header(l, dlq.HeaderOffset))
+	}
+	if strings.Join(offs, ",") != "17,18,150" {
+		t.Fatalf("dead-lettered offsets %v, want 17,18,150 in order", offs)
+	}
+}
+
+func TestNoInsertWithoutASuccessfulFence(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(50, nil)
+	var refused atomic.Int32
+	// The coordinator refuses the first three commits as if this member
+	// had been expelled from the group.
+	f.c.Fault(kfake.Fault{
+		Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: "g10", Err: kerr.UnknownMemberID, Count: 3,
+		When: func(kmsg.Request) bool { refused.Add(1); return true },
+	})
+	s := newMemSink()
+	var refusedAtFirstSend atomic.Int32
+	refusedAtFirstSend.Store(-1)
+	s.onSend = func() { refusedAtFirstSend.CompareAndSwap(-1, refused.Load()) }
+	r := f.start("g10", s, small)
+	waitFor(t, "commit at 50", 15*time.Second, func() bool { return f.committed("g10")[0] == 50 })
+	r.stop(t)
+	if got := refusedAtFirstSend.Load(); got != 3 {
+		t.Fatalf("first insert happened after %d refused commits; want 3 (no insert before a commit succeeds)", got)
+	}
+	if total, distinct := s.stats(); total != 50 || distinct != 50 {
+		t.Fatalf("stored %d rows, %d distinct; want 50 and 50", total, distinct)
+	}
+}
+
+// consumeAll reads n records of topic from the start.
+func (f *fixture) consumeAll(t *testing.T, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.c.ListenAddrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(out) < n && ctx.Err() == nil {
+		out = append(out, cl.PollFetches(ctx).Records()...)
+	}
+	if len(out) != n {
+		t.Fatalf("read %d records from %s, want %d", len(out), topic, n)
+	}
+	return out
 }

@@ -298,11 +298,10 @@ func (w *worker) load(b *record.Batch, prepared bool) (int, bool) {
 		}
 		stored, found, err := p.Sink.MaxOffset(w.ctx, p.Topic, w.partition)
 		if err == nil {
+			// Fenced: another member may own the partition now. Never
+			// send without a successful fence; the group's lost-partition
+			// callback will stop this worker if the loss is real.
 			err = w.fence(b)
-			if errors.Is(err, errFenced) {
-				w.log.Warn("partition taken over by another member; dropping the batch", "err", err)
-				return 0, false
-			}
 		}
 		if err == nil && found && stored >= firstGoodOffset(b) {
 			// Some of these rows are already stored: send only the rest.
@@ -390,17 +389,14 @@ func (w *worker) deadLetter(b *record.Batch) bool {
 	return true
 }
 
-// errFenced says the group no longer lets this member commit: another
-// member owns the partition now.
-var errFenced = errors.New("fenced")
+// errFenced says the group does not let this member commit: another
+// member may own the partition now.
+var errFenced = errors.New("fenced: the group refused this member's commit")
 
 // fence commits b.First, which is no later than what this worker already
 // committed plus what it has since dead-lettered, to prove the member still
 // owns the partition.
 func (w *worker) fence(b *record.Batch) error {
-	if w.ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", errFenced, w.ctx.Err())
-	}
 	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.First)
 	if err == nil {
 		w.committed = max(w.committed, b.First)
