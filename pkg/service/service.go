@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/dlq"
 	"github.com/sluice-etl/sluice/pkg/pipeline"
+	"github.com/sluice-etl/sluice/pkg/refdata"
 	"github.com/sluice-etl/sluice/pkg/sink"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
@@ -59,18 +60,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	}
 	s.conn = conn
 
-	var errs config.Errors
-	var pipes []*pipeline.Pipeline
-	for i, pc := range cfg.Pipelines {
-		key := fmt.Sprintf("pipelines[%d]", i)
-		p, perrs := buildPipeline(ctx, conn, cfg, pc, key)
-		errs = append(errs, perrs...)
-		if p != nil {
-			pipes = append(pipes, p)
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errs
+	pipes, err := BuildPipelines(ctx, cfg, conn, nil)
+	if err != nil {
+		return nil, err
 	}
 
 	m := pipeline.NewMetrics(s.reg)
@@ -92,7 +84,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 		kgo.ClientID(cfg.Kafka.ClientID),
 		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
 		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
-		kgo.WithLogger(kslog.New(log.With("stage", "kafka"))),
+		// franz-go narrates every rebalance at info; keep its warnings.
+		kgo.WithLogger(kslog.New(slog.New(atLeast{log.Handler(), slog.LevelWarn}).With("stage", "kafka"))),
 		// Dead letters: every one acknowledged by all in-sync replicas
 		// before the batch commits.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -121,7 +114,27 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	return s, nil
 }
 
-func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc config.Pipeline, key string) (*pipeline.Pipeline, config.Errors) {
+// BuildPipelines builds every configured pipeline: decoder, transforms
+// (with the reference store, nil when no pipeline needs it) and the sink
+// bound to its table. Problems come back as config.Errors naming the key.
+func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, store *refdata.Store) ([]*pipeline.Pipeline, error) {
+	var errs config.Errors
+	var pipes []*pipeline.Pipeline
+	for i, pc := range cfg.Pipelines {
+		key := fmt.Sprintf("pipelines[%d]", i)
+		p, perrs := buildPipeline(ctx, conn, cfg, pc, key, store)
+		errs = append(errs, perrs...)
+		if p != nil {
+			pipes = append(pipes, p)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return pipes, nil
+}
+
+func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store) (*pipeline.Pipeline, config.Errors) {
 	var errs config.Errors
 	var dec decode.Decoder
 	schema, err := decode.LoadSchema(pc.Schema)
@@ -130,7 +143,12 @@ func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc
 	} else if dec, err = decode.NewFromSchema(pc.Format, schema); err != nil {
 		errs = append(errs, &config.Error{Key: key + ".format", Problem: err.Error()})
 	}
-	ts, err := transform.Build(pc.Transforms, transform.Env{Pipeline: pc.Name})
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	ts, err := transform.Build(pc.Transforms, transform.Env{
+		Pipeline: pc.Name, Schema: schema, Fields: pc.Fields, Store: store, Fraud: cfg.Fraud,
+	})
 	if err != nil {
 		errs = append(errs, &config.Error{Key: key + ".transforms", Problem: err.Error()})
 	}
@@ -217,3 +235,17 @@ func (s *Service) Close() {
 		s.conn = nil
 	}
 }
+
+// atLeast drops records below min: the Kafka client's own info logs.
+type atLeast struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler { return atLeast{h.Handler.WithAttrs(as), h.min} }
+
+func (h atLeast) WithGroup(name string) slog.Handler { return atLeast{h.Handler.WithGroup(name), h.min} }
