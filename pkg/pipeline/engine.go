@@ -18,6 +18,10 @@ import (
 type Options struct {
 	Pipelines   []*Pipeline
 	DeadLetters DeadLetters
+	// Group is the consumer group (for reading commit metadata back).
+	Group string
+	// Metadata encodes the dead-letter position stored with each commit.
+	Metadata DeadLetterMetadata
 	// InflightBytes bounds the bytes handed to workers and not committed.
 	InflightBytes int64
 	// ShutdownTimeout bounds the final flush and commit.
@@ -41,6 +45,11 @@ type Engine struct {
 
 	mu      sync.Mutex
 	workers map[tp]*worker
+
+	// started is closed by Run: workers the group assigns earlier (the
+	// client joins as soon as it is created) wait for it, so everything
+	// set before Run is visible to them.
+	started chan struct{}
 
 	inflight atomic.Int64
 	polling  atomic.Bool
@@ -87,6 +96,7 @@ func New(o Options) (*Engine, error) {
 		m:       o.Metrics,
 		byTopic: map[string]*Pipeline{},
 		workers: map[tp]*worker{},
+		started: make(chan struct{}),
 	}
 	for _, p := range o.Pipelines {
 		if _, dup := e.byTopic[p.Topic]; dup {
@@ -99,7 +109,7 @@ func New(o Options) (*Engine, error) {
 }
 
 // SetDeadLetters sets the dead-letter writer when it needs the client that
-// is built from ClientOpts; call it before Run.
+// is built from ClientOpts; call it before Run (not concurrently with it).
 func (e *Engine) SetDeadLetters(d DeadLetters) { e.opts.DeadLetters = d }
 
 // Topics lists the topics the engine consumes.
@@ -144,6 +154,7 @@ func (e *Engine) Ready() bool { return e.polling.Load() && e.failing.Load() == 0
 // built with ClientOpts. Run returns nil after a clean shutdown.
 func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 	e.cl = cl
+	close(e.started)
 	defer e.hardCancel()
 	e.polling.Store(true)
 	for ctx.Err() == nil {
@@ -311,12 +322,29 @@ func (e *Engine) backpressure() {
 	e.m.Paused.Set(float64(paused))
 }
 
-// commit stores next as the partition's committed offset. It uses a context
-// that shutdown does not cancel: a SIGTERM between a load and its commit
-// would otherwise re-deliver the whole batch.
-func (e *Engine) commit(topic string, partition int32, epoch int32, next int64) error {
+// commit stores next as the partition's committed offset, with the
+// dead-letter position dlqNext in its metadata. It uses a context that
+// shutdown does not cancel: a SIGTERM between a load and its commit would
+// otherwise re-deliver the whole batch.
+func (e *Engine) commit(topic string, partition int32, epoch int32, next, dlqNext int64) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.hardCtx), 10*time.Second)
 	defer cancel()
+	if e.opts.Metadata != nil {
+		md := e.opts.Metadata(dlqNext)
+		ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+			for i := range req.Topics {
+				if req.Topics[i].Topic != topic {
+					continue
+				}
+				for j := range req.Topics[i].Partitions {
+					if req.Topics[i].Partitions[j].Partition == partition {
+						req.Topics[i].Partitions[j].Metadata = &md
+					}
+				}
+			}
+			return nil
+		})
+	}
 	var cerr error
 	e.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{
 		topic: {partition: {Epoch: epoch, Offset: next}},

@@ -203,30 +203,42 @@ type running struct {
 
 func (f *fixture) start(group string, s Sink, limits batch.Limits) *running {
 	f.t.Helper()
+	return f.startWith(group, s, limits, nil)
+}
+
+func (f *fixture) startWith(group string, s Sink, limits batch.Limits, tweak func(*Options)) *running {
+	f.t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	e, err := New(Options{
+	o := Options{
 		Pipelines: []*Pipeline{{
 			Name: "events", Topic: f.topic, Decoder: textDecoder{}, Sink: s, Limits: limits,
 		}},
 		InflightBytes:   1 << 20,
+		Group:           group,
+		Metadata:        dlq.Metadata,
 		ShutdownTimeout: 10 * time.Second,
 		RevokeTimeout:   5 * time.Second,
 		Log:             log,
 		BackoffMin:      5 * time.Millisecond,
 		BackoffMax:      50 * time.Millisecond,
-	})
+	}
+	if tweak != nil {
+		tweak(&o)
+	}
+	e, err := New(o)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	cl, err := kgo.NewClient(append(e.ClientOpts(group),
 		kgo.SeedBrokers(f.c.ListenAddrs()...),
+		kgo.RecordPartitioner(dlq.Partitioner("dlq")),
 		kgo.SessionTimeout(6*time.Second),
 		kgo.RebalanceTimeout(10*time.Second),
 	)...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	e.SetDeadLetters(dlq.New(cl, "dlq"))
+	e.SetDeadLetters(dlq.New(cl, "dlq", f.c.ListenAddrs()))
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan error, 1), engine: e}
 	go func() { r.done <- e.Run(ctx, cl) }()
@@ -556,4 +568,41 @@ func (f *fixture) consumeAll(t *testing.T, topic string, n int) []*kgo.Record {
 		t.Fatalf("read %d records from %s, want %d", len(out), topic, n)
 	}
 	return out
+}
+
+func (f *fixture) endOffset(topic string, partition int32) int64 {
+	f.t.Helper()
+	ends, err := f.adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	o, _ := ends.Lookup(topic, partition)
+	return o.Offset
+}
+
+// A member that produced dead letters and died before committing must not
+// make the next owner produce them again.
+func TestDeadLettersAreNotProducedTwiceAfterACrash(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(100, func(i int) bool { return i%10 == 3 })
+	down := newMemSink()
+	down.failAll = true
+	quick := func(o *Options) { o.ShutdownTimeout = 300 * time.Millisecond }
+	a := f.startWith("g11", down, small, quick)
+	waitFor(t, "10 dead letters from the first member", 10*time.Second, func() bool { return f.endOffset("dlq", 0) == 10 })
+	a.stop(t) // the inserts never succeed: nothing committed past the fences
+	if c := f.committed("g11")[0]; c >= 100 {
+		t.Fatalf("committed %d although nothing was loaded", c)
+	}
+
+	s := newMemSink()
+	b := f.start("g11", s, small)
+	waitFor(t, "commit at 100", 10*time.Second, func() bool { return f.committed("g11")[0] == 100 })
+	b.stop(t)
+	if total, distinct := s.stats(); total != 90 || distinct != 90 {
+		t.Fatalf("stored %d rows, %d distinct; want 90 and 90", total, distinct)
+	}
+	if n := f.endOffset("dlq", 0); n != 10 {
+		t.Fatalf("dead-letter topic holds %d letters, want each of the 10 bad records once", n)
+	}
 }

@@ -57,10 +57,22 @@ type Writer interface {
 	Send(ctx context.Context, b *record.Batch) error
 }
 
-// DeadLetters stores the failed items of a batch.
+// DeadLetters stores the failed items of a batch, exactly once per record
+// across owners of a partition.
 type DeadLetters interface {
-	Send(ctx context.Context, b *record.Batch) (map[record.Stage]int, error)
+	// Send produces the failed items of b that skip does not name, waits
+	// for their acknowledgement, and returns the counts per stage and the
+	// dead-letter offset after the last letter (-1 when none).
+	Send(ctx context.Context, b *record.Batch, skip func(offset int64) bool) (map[record.Stage]int, int64, error)
+	// Resume returns, for a newly assigned partition, the source offsets
+	// that already have a dead letter (produced by a previous owner after
+	// its last commit) and the dead-letter offset to store with commits.
+	Resume(ctx context.Context, group, topic string, partition int32) (map[int64]bool, int64, error)
 }
+
+// DeadLetterMetadata encodes, for an offset commit's metadata, the
+// dead-letter offset after a partition's last letter; nil means no metadata.
+type DeadLetterMetadata func(next int64) string
 
 // Pipeline is one topic's path to one table.
 type Pipeline struct {

@@ -55,6 +55,15 @@ type worker struct {
 	loadedUpTo int64
 	// committed is the offset last committed by this worker (next to read).
 	committed int64
+	// dlqSeen holds the source offsets that already have a dead letter
+	// (from a previous owner); dlqNext is the dead-letter offset stored
+	// with each commit.
+	dlqSeen map[int64]bool
+	dlqNext int64
+	// dlqFence is dlqNext as it was before the current batch's letters:
+	// a commit that does not pass the batch (a fence) must point the next
+	// owner before them.
+	dlqFence int64
 }
 
 func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
@@ -107,6 +116,11 @@ func (w *worker) run() {
 	defer close(w.done)
 	defer w.cancel()
 	defer w.release(w.held.Load()) // whatever was not committed is given back
+	select {
+	case <-w.e.started:
+	case <-w.ctx.Done():
+		return
+	}
 	if !w.resumePoint() {
 		return
 	}
@@ -144,23 +158,31 @@ func (w *worker) run() {
 	}
 }
 
-// resumePoint asks the sink for the highest offset already loaded, retrying
-// while ClickHouse is unreachable. False when the worker was stopped first.
+// resumePoint asks the sink for the highest offset already loaded and the
+// dead-letter topic for letters produced since the last commit, retrying
+// while either is unreachable. False when the worker was stopped first.
 func (w *worker) resumePoint() bool {
-	for attempt := 0; ; attempt++ {
+	return w.retry("read the highest loaded offset", func() error {
 		off, ok, err := w.p.Sink.MaxOffset(w.ctx, w.p.Topic, w.partition)
-		if err == nil {
-			if ok {
-				w.loadedUpTo = off
-				w.log.Info("resuming after the highest loaded offset", "loaded_up_to", off)
-			}
-			return true
+		if err != nil {
+			return err
 		}
-		w.log.Warn("cannot read the highest loaded offset; retrying", "err", err, "attempt", attempt+1)
-		if !w.sleep(attempt) {
-			return false
+		if ok {
+			w.loadedUpTo = off
+			w.log.Info("resuming after the highest loaded offset", "loaded_up_to", off)
 		}
-	}
+		return nil
+	}) && w.retry("read the dead letters of the partition", func() error {
+		seen, next, err := w.e.opts.DeadLetters.Resume(w.ctx, w.e.opts.Group, w.p.Topic, w.partition)
+		if err != nil {
+			return err
+		}
+		w.dlqSeen, w.dlqNext = seen, next
+		if len(seen) > 0 {
+			w.log.Info("dead letters already produced for records not yet committed", "count", len(seen))
+		}
+		return nil
+	})
 }
 
 // drain moves queued records into the batcher, skipping re-deliveries of
@@ -190,7 +212,7 @@ func (w *worker) drain(now time.Time) {
 	// With nothing else buffered, move the committed offset past the
 	// skipped records so the group's lag reflects reality.
 	if w.batcher.Pending() == 0 && lastSkipped+1 > w.committed {
-		if err := w.e.commit(w.p.Topic, w.partition, -1, lastSkipped+1); err != nil {
+		if err := w.e.commit(w.p.Topic, w.partition, -1, lastSkipped+1, w.dlqNext); err != nil {
 			w.log.Warn("commit after skipping failed", "err", err)
 		} else {
 			w.committed = lastSkipped + 1
@@ -212,6 +234,7 @@ func (w *worker) release(n int64) {
 func (w *worker) process(b *record.Batch) bool {
 	start := time.Now()
 	p := w.p
+	w.dlqFence = w.dlqNext
 	for i := range b.Items {
 		it := &b.Items[i]
 		row, err := p.Decoder.Decode(it.Rec.Value)
@@ -245,7 +268,7 @@ func (w *worker) process(b *record.Batch) bool {
 		w.loadedUpTo = max(w.loadedUpTo, b.Last)
 	}
 
-	if err := w.e.commit(p.Topic, w.partition, b.Epoch, b.Last+1); err != nil {
+	if err := w.e.commit(p.Topic, w.partition, b.Epoch, b.Last+1, w.dlqNext); err != nil {
 		// Not fatal: the next commit covers this batch, and a restart
 		// skips what the table already holds.
 		w.log.Warn("commit failed", "err", err)
@@ -372,14 +395,22 @@ func (w *worker) bisect(b *record.Batch, good int, err error) (int, bool) {
 	return left + right, ok
 }
 
-// deadLetter produces the failed items of b and waits for their
-// acknowledgement, retrying; false when the worker must stop first.
+// deadLetter produces the failed items of b (but those a previous owner
+// already produced) and waits for their acknowledgement, retrying; false
+// when the worker must stop first. Like an insert, it happens only after a
+// successful fence.
 func (w *worker) deadLetter(b *record.Batch) bool {
 	var counts map[record.Stage]int
 	if !w.retry("dead-letter produce", func() error {
-		var err error
-		counts, err = w.e.opts.DeadLetters.Send(w.ctx, b)
-		return err
+		if err := w.fence(b); err != nil {
+			return err
+		}
+		c, next, err := w.e.opts.DeadLetters.Send(w.ctx, b, func(off int64) bool { return w.dlqSeen[off] })
+		if err != nil {
+			return err
+		}
+		counts, w.dlqNext = c, max(w.dlqNext, next)
+		return nil
 	}) {
 		return false
 	}
@@ -397,7 +428,7 @@ var errFenced = errors.New("fenced: the group refused this member's commit")
 // committed plus what it has since dead-lettered, to prove the member still
 // owns the partition.
 func (w *worker) fence(b *record.Batch) error {
-	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.First)
+	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.First, w.dlqFence)
 	if err == nil {
 		w.committed = max(w.committed, b.First)
 		return nil

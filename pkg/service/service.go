@@ -71,6 +71,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 		InflightBytes:   int64(cfg.InflightBytes),
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		RevokeTimeout:   cfg.Kafka.RebalanceTimeout * 3 / 4,
+		Group:           cfg.Kafka.Group,
+		Metadata:        dlq.Metadata,
 		Log:             log,
 		Metrics:         m,
 	})
@@ -90,6 +92,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 		// before the batch commits.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(dlq.Partitioner(cfg.Kafka.DLQTopic)),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -101,7 +104,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	if err := cl.Ping(pctx); err != nil {
 		return nil, config.Errors{{Key: "kafka.brokers", Problem: fmt.Sprintf("cannot reach %s: %v", strings.Join(cfg.Kafka.Brokers, ","), err)}}
 	}
-	s.engine.SetDeadLetters(dlq.New(cl, cfg.Kafka.DLQTopic))
+	s.engine.SetDeadLetters(dlq.New(cl, cfg.Kafka.DLQTopic, cfg.Kafka.Brokers))
 
 	if cfg.Admin.Listen != "" {
 		a, err := admin.New(cfg.Admin.Listen, s.reg, engine.Ready, log.With("stage", "admin"))
