@@ -67,9 +67,9 @@ func TestLoadDemoConfig(t *testing.T) {
 	inherited := config.Batch{MaxRows: 50000, MaxBytes: 16 << 20, MaxWait: time.Second}
 	want := []config.Pipeline{
 		{Name: "orders", Topic: "orders", Format: "avro", Table: "orders",
-			Schema: mustAbs(t, "../../schemas/avro/order.avsc"), Transforms: []string{"order_items"}, Batch: inherited},
+			Schema: mustAbs(t, "../../schemas/avro/order.avsc"), Transforms: []string{"order_items", "currency", "customer", "fraud"}, Batch: inherited},
 		{Name: "payments", Topic: "payments", Format: "avro", Table: "payments",
-			Schema: mustAbs(t, "../../schemas/avro/payment.avsc"), Transforms: []string{"payment_status"}, Batch: inherited},
+			Schema: mustAbs(t, "../../schemas/avro/payment.avsc"), Transforms: []string{"payment_status", "currency"}, Batch: inherited},
 		{Name: "shipments", Topic: "shipments", Format: "avro", Table: "shipments",
 			Schema: mustAbs(t, "../../schemas/avro/shipment.avsc"), Batch: inherited},
 	}

@@ -10,7 +10,8 @@ type Reference struct {
 	CustomersTopic string `mapstructure:"customers_topic"`
 	// FxRatesTopic: compacted, key <CURRENCY>@<effective_from millis>.
 	FxRatesTopic string `mapstructure:"fx_rates_topic"`
-	// CustomersSchema and FxRatesSchema are the .avsc files of their values.
+	// CustomersSchema and FxRatesSchema are the .avsc files of their
+	// values; empty means the schemas built into the binary.
 	CustomersSchema string `mapstructure:"customers_schema"`
 	FxRatesSchema   string `mapstructure:"fx_rates_schema"`
 	// BaseCurrency is what amounts are converted into; its rate is 1.

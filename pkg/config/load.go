@@ -45,11 +45,12 @@ var defaults = map[string]any{
 	"batch.max_wait":  "1s",
 	// Four full batches of the default size in flight across partitions:
 	// enough to keep two cores busy, small enough for a 512 MiB container.
-	"inflight_bytes":              "64MiB",
-	"reference.customers_topic":   "customers",
-	"reference.fx_rates_topic":    "fx-rates",
-	"reference.customers_schema":  "schemas/avro/customer.avsc",
-	"reference.fx_rates_schema":   "schemas/avro/fx_rate.avsc",
+	"inflight_bytes":            "64MiB",
+	"reference.customers_topic": "customers",
+	"reference.fx_rates_topic":  "fx-rates",
+	// Empty: the customer.avsc and fx_rate.avsc built into the binary.
+	"reference.customers_schema":  "",
+	"reference.fx_rates_schema":   "",
 	"reference.base_currency":     "USD",
 	"reference.bootstrap_timeout": "2m",
 	// Fraud defaults from DESIGN.md: HIGH_AMOUNT at 5000.00 base, VELOCITY

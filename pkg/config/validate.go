@@ -184,6 +184,9 @@ func (c *Config) validateEnrichment() Errors {
 	}
 	if c.UsesReference() {
 		for key, path := range map[string]string{"reference.customers_schema": r.CustomersSchema, "reference.fx_rates_schema": r.FxRatesSchema} {
+			if path == "" {
+				continue // the built-in schema
+			}
 			if _, err := os.Stat(path); err != nil {
 				add(key, "cannot read %s: %v", path, errRoot(err))
 			}

@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-etl/sluice/pkg/transform"
 )
 
 // Options configure an Engine.
@@ -283,6 +285,13 @@ func stopAll(ws []*worker, mode stopMode, flushTimeout time.Duration) {
 	for _, w := range ws {
 		<-w.done
 		w.e.m.Assigned.WithLabelValues(w.p.Name).Dec()
+		// Per-partition transform state (velocity) belongs to the
+		// partition's next owner now.
+		for _, t := range w.p.Transforms {
+			if ps, ok := t.(transform.PartitionState); ok {
+				ps.Forget(w.partition)
+			}
+		}
 	}
 }
 

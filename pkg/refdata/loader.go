@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/sluice-etl/sluice/pkg/decode"
+	"github.com/sluice-etl/sluice/schemas"
 )
 
 // DefaultBootstrapTimeout applies when LoaderConfig.BootstrapTimeout is
@@ -136,11 +138,11 @@ func NewLoader(cfg LoaderConfig, store *Store) (*Loader, error) {
 	}
 	log = log.With("stage", "refdata")
 
-	cs, err := decode.LoadSchema(cfg.CustomersSchema)
+	cs, err := loadSchema(cfg.CustomersSchema, "avro/customer.avsc")
 	if err != nil {
 		return nil, fmt.Errorf("refdata: customers: %w", err)
 	}
-	fs, err := decode.LoadSchema(cfg.FxRatesSchema)
+	fs, err := loadSchema(cfg.FxRatesSchema, "avro/fx_rate.avsc")
 	if err != nil {
 		return nil, fmt.Errorf("refdata: fx rates: %w", err)
 	}
@@ -442,4 +444,17 @@ func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h atLeast) WithGroup(name string) slog.Handler {
 	return atLeast{h.Handler.WithGroup(name), h.min}
+}
+
+// loadSchema reads the .avsc at path, or the schema built into the binary
+// when path is empty.
+func loadSchema(path, builtin string) (*decode.Schema, error) {
+	if path != "" {
+		return decode.LoadSchema(path)
+	}
+	text, err := fs.ReadFile(schemas.Avro, builtin)
+	if err != nil {
+		return nil, err
+	}
+	return decode.ParseSchema(text)
 }

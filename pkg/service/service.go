@@ -32,10 +32,11 @@ import (
 
 // Service is one Sluice process's parts, built and ready to run.
 type Service struct {
+	store  *refdata.Store
+	loader *refdata.Loader
 	cfg    *config.Config
 	log    *slog.Logger
 	conn   driver.Conn
-	cl     *kgo.Client
 	engine *pipeline.Engine
 	admin  *admin.Server
 	reg    *prometheus.Registry
@@ -60,7 +61,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	}
 	s.conn = conn
 
-	pipes, err := BuildPipelines(ctx, cfg, conn, nil)
+	if cfg.UsesReference() {
+		s.store = refdata.NewStore(cfg.Reference.BaseCurrency)
+	}
+	pipes, err := BuildPipelines(ctx, cfg, conn, s.store)
 	if err != nil {
 		return nil, err
 	}
@@ -81,30 +85,37 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	}
 	s.engine = engine
 
-	opts := append(engine.ClientOpts(cfg.Kafka.Group),
-		kgo.SeedBrokers(cfg.Kafka.Brokers...),
-		kgo.ClientID(cfg.Kafka.ClientID),
-		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
-		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
-		// franz-go narrates every rebalance at info; keep its warnings.
-		kgo.WithLogger(kslog.New(slog.New(atLeast{log.Handler(), slog.LevelWarn}).With("stage", "kafka"))),
-		// Dead letters: every one acknowledged by all in-sync replicas
-		// before the batch commits.
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(0),
-		kgo.RecordPartitioner(dlq.Partitioner(cfg.Kafka.DLQTopic)),
-	)
-	cl, err := kgo.NewClient(opts...)
+	// Reach Kafka now, so an unreachable broker is a config error (exit 2)
+	// before anything starts; the group client is created by Run, after
+	// the reference data is loaded, so this member never holds partitions
+	// it cannot yet transform.
+	probe, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.WithLogger(kslog.New(slog.New(atLeast{log.Handler(), slog.LevelError}))))
 	if err != nil {
 		return nil, config.Errors{{Key: "kafka.brokers", Problem: err.Error()}}
 	}
-	s.cl = cl
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := cl.Ping(pctx); err != nil {
+	err = probe.Ping(pctx)
+	probe.Close()
+	if err != nil {
 		return nil, config.Errors{{Key: "kafka.brokers", Problem: fmt.Sprintf("cannot reach %s: %v", strings.Join(cfg.Kafka.Brokers, ","), err)}}
 	}
-	s.engine.SetDeadLetters(dlq.New(cl, cfg.Kafka.DLQTopic, cfg.Kafka.Brokers))
+	if s.store != nil {
+		r := cfg.Reference
+		s.loader, err = refdata.NewLoader(refdata.LoaderConfig{
+			Brokers:          cfg.Kafka.Brokers,
+			CustomersTopic:   r.CustomersTopic,
+			FxRatesTopic:     r.FxRatesTopic,
+			CustomersSchema:  r.CustomersSchema,
+			FxRatesSchema:    r.FxRatesSchema,
+			BootstrapTimeout: r.BootstrapTimeout,
+			Log:              log,
+			Registerer:       s.reg,
+		}, s.store)
+		if err != nil {
+			return nil, config.Errors{{Key: "reference", Problem: err.Error()}}
+		}
+	}
 
 	if cfg.Admin.Listen != "" {
 		a, err := admin.New(cfg.Admin.Listen, s.reg, engine.Ready, log.With("stage", "admin"))
@@ -198,22 +209,59 @@ func filledBy(schema *decode.Schema, ts []transform.Transform) func(string) bool
 	return func(c string) bool { return filled[c] }
 }
 
-// Run runs until ctx ends, then shuts down in order: stop polling, flush,
-// commit, leave the group, stop the admin server.
+// Run loads the reference data, joins the consumer group and runs until
+// ctx ends, then shuts down in order: stop polling, flush, commit, leave
+// the group, stop following the reference topics, stop the admin server.
 func (s *Service) Run(ctx context.Context) error {
 	if s.admin != nil {
 		go s.admin.Serve()
 		s.log.Info("admin listening", "addr", "http://"+s.admin.Addr())
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = s.admin.Shutdown(sctx)
+		}()
 	}
-	s.log.Info("consuming", "topics", s.engine.Topics(), "group", s.cfg.Kafka.Group)
-	err := s.engine.Run(ctx, s.cl)
-	s.cl = nil // closed by the engine
-	if s.admin != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.admin.Shutdown(sctx)
+	if s.loader != nil {
+		// No event batch is transformed before the reference tables are
+		// read up to their high watermarks.
+		if _, err := s.loader.Bootstrap(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reference data: %w", err)
+		}
+		fctx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
+		followed := make(chan error, 1)
+		go func() { followed <- s.loader.Follow(fctx) }()
+		defer func() {
+			stopFollowing()
+			if err := <-followed; err != nil {
+				s.log.Error("following the reference topics failed", "err", err)
+			}
+		}()
 	}
-	return err
+	cfg := s.cfg
+	opts := append(s.engine.ClientOpts(cfg.Kafka.Group),
+		kgo.SeedBrokers(cfg.Kafka.Brokers...),
+		kgo.ClientID(cfg.Kafka.ClientID),
+		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
+		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
+		// franz-go narrates every rebalance at info; keep its warnings.
+		kgo.WithLogger(kslog.New(slog.New(atLeast{s.log.Handler(), slog.LevelWarn}).With("stage", "kafka"))),
+		// Dead letters: every one acknowledged by all in-sync replicas
+		// before the batch commits.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(dlq.Partitioner(cfg.Kafka.DLQTopic)),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	s.engine.SetDeadLetters(dlq.New(cl, cfg.Kafka.DLQTopic, cfg.Kafka.Brokers))
+	s.log.Info("consuming", "topics", s.engine.Topics(), "group", cfg.Kafka.Group)
+	return s.engine.Run(ctx, cl) // closes cl
 }
 
 // AdminAddr is the admin server's address ("" when disabled).
@@ -229,9 +277,9 @@ func (s *Service) Ready() bool { return s.engine != nil && s.engine.Ready() }
 
 // Close releases connections (Run closes the Kafka client itself).
 func (s *Service) Close() {
-	if s.cl != nil {
-		s.cl.Close()
-		s.cl = nil
+	if s.loader != nil {
+		s.loader.Close()
+		s.loader = nil
 	}
 	if s.conn != nil {
 		_ = s.conn.Close()

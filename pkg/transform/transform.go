@@ -7,6 +7,17 @@
 // and marks single items failed (stage transform) when a row cannot be
 // transformed; the rest of the batch goes on. Transforms of one pipeline run
 // in config order.
+//
+// Files:
+//
+//	transform.go  the Transform interface, Env, PartitionState, the registry
+//	derived.go    order_items, payment_status: columns derived from the row
+//	fields.go     how currency, customer and fraud find their fields in the
+//	              schema (configured names, else the usual ones)
+//	currency.go   currency: amount in the base currency at the event's rate
+//	customer.go   customer: the customers reference join
+//	fraud.go      fraud: the rules, fraud_score and fraud_reasons
+//	velocity.go   VELOCITY's bounded per-partition state
 package transform
 
 import (
@@ -15,7 +26,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/record"
+	"github.com/sluice-etl/sluice/pkg/refdata"
 )
 
 // Transform works on one batch at a time. Apply is called by the partition
@@ -32,6 +46,31 @@ type Transform interface {
 // Env is what a transform may need when it is built.
 type Env struct {
 	Pipeline string
+	// Schema is the pipeline's record schema (field names and types).
+	Schema *decode.Schema
+	// Fields names the fields read and the columns written where they
+	// differ from the usual e-commerce names.
+	Fields config.Fields
+	// Store holds the reference data (customers, FX rates); nil when no
+	// pipeline needs it.
+	Store *refdata.Store
+	// Fraud holds the fraud rules' thresholds and weights.
+	Fraud config.Fraud
+	// Transforms is the pipeline's transform list, in run order. Build sets
+	// it to the names it builds, so a transform can check at start-up that
+	// the ones it depends on run before it (fraud needs customer and, for
+	// HIGH_AMOUNT, currency).
+	Transforms []string
+}
+
+// PartitionState is implemented by transforms that keep state per source
+// partition (fraud's VELOCITY rule). The engine calls Forget once a
+// partition is revoked or lost and its worker has stopped, so that a later
+// assignment of the same partition starts from empty state instead of a
+// stale one. Forget is safe for concurrent use with Apply on other
+// partitions.
+type PartitionState interface {
+	Forget(partition int32)
 }
 
 // Factory builds a transform for one pipeline.
@@ -57,8 +96,10 @@ func Names() []string {
 	return out
 }
 
-// Build builds the named transforms in order.
+// Build builds the named transforms in order. It sets env.Transforms to
+// names; a caller need not fill it.
 func Build(names []string, env Env) ([]Transform, error) {
+	env.Transforms = append([]string(nil), names...)
 	out := make([]Transform, 0, len(names))
 	for _, n := range names {
 		f, ok := registry[n]

@@ -1,0 +1,89 @@
+package transform
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sluice-etl/sluice/pkg/record"
+	"github.com/sluice-etl/sluice/pkg/refdata"
+)
+
+func init() {
+	Register("customer", newCustomer)
+}
+
+// The columns customer writes, fixed by the target tables' contract.
+const (
+	colCustomerName    = "customer_name"
+	colCustomerCountry = "customer_country"
+	colCustomerSegment = "customer_segment"
+)
+
+// customerFound is a private row key, not a column: true when the customer
+// join hit, false when it missed. fraud reads it (UNKNOWN_CUSTOMER,
+// COUNTRY_MISMATCH); the sink ignores keys that are not columns of its
+// table, so it is never loaded.
+const customerFound = "__customer_found"
+
+// customer joins the row's customer_id against the customers reference
+// table (DESIGN.md, "Reference data"). A hit writes the customer's name,
+// country and segment; a miss, including a null customer_id and a customer
+// deleted by a tombstone (it is simply absent from the Store), loads the
+// row with the three columns NULL. No row fails here.
+//
+// The join reads the Store as it is when the batch is transformed: a
+// customer created after the event but before the batch is joined; one
+// deleted in between is a miss.
+//
+// Safe for concurrent use: it holds no state beyond the Store.
+type customer struct {
+	store *refdata.Store
+	key   string // field read
+}
+
+func newCustomer(env Env) (Transform, error) {
+	if env.Store == nil {
+		return nil, errors.New("needs the reference data (customers and FX rates), but none is loaded")
+	}
+	if err := needSchema(env); err != nil {
+		return nil, err
+	}
+	key, err := customerIDField(env)
+	if err != nil {
+		return nil, err
+	}
+	if err := notInSchema(env.Schema, colCustomerName, colCustomerCountry, colCustomerSegment); err != nil {
+		return nil, err
+	}
+	return &customer{store: env.Store, key: key}, nil
+}
+
+func (c *customer) Outputs() []string {
+	return []string{colCustomerName, colCustomerCountry, colCustomerSegment}
+}
+
+// Apply joins every good row of b. It never fails a row nor returns an
+// error.
+func (c *customer) Apply(_ context.Context, b *record.Batch) error {
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Failed != nil {
+			continue
+		}
+		row := it.Row
+		// The schema says string; a null (nullable field) is a miss.
+		id, ok := row[c.key].(string)
+		var cu refdata.Customer
+		if ok {
+			cu, ok = c.store.Customer(id)
+		}
+		if !ok {
+			row[colCustomerName], row[colCustomerCountry], row[colCustomerSegment] = nil, nil, nil
+			row[customerFound] = false
+			continue
+		}
+		row[colCustomerName], row[colCustomerCountry], row[colCustomerSegment] = cu.Name, cu.Country, cu.Segment
+		row[customerFound] = true
+	}
+	return nil
+}

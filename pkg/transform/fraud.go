@@ -1,0 +1,258 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/sluice-etl/sluice/pkg/record"
+)
+
+func init() {
+	Register("fraud", newFraud)
+}
+
+// The columns fraud writes.
+const (
+	colFraudScore   = "fraud_score"
+	colFraudReasons = "fraud_reasons"
+)
+
+// The rules, in the order their names appear in fraud_reasons.
+const (
+	ruleHighAmount = iota
+	ruleCountryMismatch
+	ruleUnknownCustomer
+	ruleVelocity
+	numRules
+)
+
+var ruleNames = [numRules]string{"HIGH_AMOUNT", "COUNTRY_MISMATCH", "UNKNOWN_CUSTOMER", "VELOCITY"}
+
+// maxScore is the largest fraud_score the column (UInt16) holds.
+const maxScore = math.MaxUint16
+
+// fraud scores each row by the rules of DESIGN.md:
+//
+//	HIGH_AMOUNT       <amount>_base (written by currency) >= fraud.high_amount;
+//	                  a NULL amount does not fire
+//	COUNTRY_MISMATCH  the customer is known and shipping_country differs
+//	                  from the customer's country (exact comparison)
+//	UNKNOWN_CUSTOMER  the customer join missed
+//	VELOCITY          the customer has more than fraud.velocity_max_orders
+//	                  orders in (t - fraud.velocity_window, t], t this
+//	                  order's event time, this order included (velocity.go)
+//
+// fraud_score is the sum of the fired rules' weights (capped at 65535, the
+// column being UInt16), fraud_reasons their names in the order above, an
+// empty array when none fires. A rule whose weight is 0 is off: it neither
+// scores nor is named, and what it reads is not required.
+//
+// fraud needs the transforms that write what it reads to run before it;
+// the build checks the pipeline's list (Env.Transforms): customer for
+// COUNTRY_MISMATCH and UNKNOWN_CUSTOMER, currency for HIGH_AMOUNT unless the
+// schema itself has the <amount>_base field.
+//
+// VELOCITY keeps state per partition (see velocity.go for its bounds and
+// what a rebalance does to it); fraud implements PartitionState so the
+// engine can drop a revoked or lost partition's state. Orders of rows that
+// failed an earlier stage are not counted: they are dead-lettered, not
+// loaded. Apply never fails a row and never returns an error, so a retried
+// step cannot leave the state half-updated.
+//
+// Safe for concurrent use on batches of different partitions.
+type fraud struct {
+	on [numRules]bool
+
+	highAmount decimal.Decimal
+	amountBase string // HIGH_AMOUNT reads it
+	shipping   string // COUNTRY_MISMATCH reads it
+	customerID string // VELOCITY reads them
+	time       string
+	vel        *velocity
+
+	// Indexed by the bit set of fired rules: the row values (int64 and
+	// []string), boxed once at build so that scoring a row allocates
+	// nothing. The reason slices are shared between rows and must be
+	// treated as read-only; their capacity equals their length, so an
+	// append copies.
+	scores  [1 << numRules]any
+	reasons [1 << numRules]any
+}
+
+func newFraud(env Env) (Transform, error) {
+	if err := needSchema(env); err != nil {
+		return nil, err
+	}
+	cfg := env.Fraud
+	weights := [numRules]int{cfg.HighAmountWeight, cfg.CountryMismatchWeight, cfg.UnknownCustomerWeight, cfg.VelocityWeight}
+	f := &fraud{}
+	for r, w := range weights {
+		if w < 0 {
+			return nil, fmt.Errorf("%s weight is %d, must not be negative", ruleNames[r], w)
+		}
+		f.on[r] = w > 0
+	}
+
+	if f.on[ruleHighAmount] {
+		if err := f.buildHighAmount(env); err != nil {
+			return nil, err
+		}
+	}
+	if (f.on[ruleCountryMismatch] || f.on[ruleUnknownCustomer]) && !runsBefore(env.Transforms, "customer", "fraud") {
+		return nil, errors.New(`COUNTRY_MISMATCH and UNKNOWN_CUSTOMER read the customer join: list "customer" before "fraud" in transforms (or set their weights to 0)`)
+	}
+	if f.on[ruleCountryMismatch] {
+		var err error
+		if f.shipping, err = pickField(env.Schema, "shipping_country", env.Fields.ShippingCountry, defaultShippingCountry, isString); err != nil {
+			return nil, fmt.Errorf("COUNTRY_MISMATCH: %w", err)
+		}
+	}
+	if f.on[ruleVelocity] {
+		if err := f.buildVelocity(env); err != nil {
+			return nil, err
+		}
+	}
+	if err := notInSchema(env.Schema, colFraudScore, colFraudReasons); err != nil {
+		return nil, err
+	}
+
+	for mask := range 1 << numRules {
+		score, names := 0, []string{}
+		for r := range numRules {
+			if mask&(1<<r) != 0 {
+				score += weights[r]
+				names = append(names, ruleNames[r])
+			}
+		}
+		f.scores[mask] = int64(min(score, maxScore))
+		f.reasons[mask] = names[:len(names):len(names)]
+	}
+	return f, nil
+}
+
+func (f *fraud) buildHighAmount(env Env) error {
+	d, err := decimal.NewFromString(env.Fraud.HighAmount)
+	if err != nil {
+		return fmt.Errorf("HIGH_AMOUNT: threshold %q is not a decimal", env.Fraud.HighAmount)
+	}
+	// At scale 2, like the column, comparing needs no rescaling; only when
+	// that is exact.
+	if d.Equal(d.Truncate(baseScale)) {
+		d = d.Round(baseScale)
+	}
+	f.highAmount = d
+
+	f.amountBase = defaultAmountBaseColumn
+	if env.Fields.AmountBase != "" {
+		f.amountBase = env.Fields.AmountBase
+	} else if amount, err := amountField(env); err == nil {
+		f.amountBase = amountBaseColumn(env, amount)
+	}
+	if runsBefore(env.Transforms, "currency", "fraud") {
+		return nil
+	}
+	if field, ok := env.Schema.Field(f.amountBase); ok {
+		if want, fits := isDecimal(field.Type); !fits {
+			return fmt.Errorf("HIGH_AMOUNT: field %q is %s, want %s", f.amountBase, field.Type, want)
+		}
+		return nil
+	}
+	return fmt.Errorf(`HIGH_AMOUNT reads %s, which "currency" writes: list "currency" before "fraud" in transforms (or set its weight to 0)`, f.amountBase)
+}
+
+func (f *fraud) buildVelocity(env Env) error {
+	cfg := env.Fraud
+	switch {
+	case cfg.VelocityMaxOrders < 1:
+		return fmt.Errorf("VELOCITY: max orders is %d, must be at least 1", cfg.VelocityMaxOrders)
+	case cfg.VelocityWindow < time.Microsecond:
+		return fmt.Errorf("VELOCITY: window is %v, must be at least 1µs", cfg.VelocityWindow)
+	case cfg.VelocityMaxCustomers < 1:
+		return fmt.Errorf("VELOCITY: max customers is %d, must be at least 1", cfg.VelocityMaxCustomers)
+	}
+	var err error
+	if f.customerID, err = customerIDField(env); err != nil {
+		return fmt.Errorf("VELOCITY: %w", err)
+	}
+	if f.time, err = timeField(env); err != nil {
+		return fmt.Errorf("VELOCITY: %w", err)
+	}
+	f.vel = newVelocity(cfg.VelocityMaxOrders, cfg.VelocityWindow, cfg.VelocityMaxCustomers)
+	return nil
+}
+
+func (f *fraud) Outputs() []string { return []string{colFraudScore, colFraudReasons} }
+
+// Forget drops partition's VELOCITY state; see PartitionState. Call it once
+// the partition's worker has stopped (revoked or lost).
+func (f *fraud) Forget(partition int32) {
+	if f.vel != nil {
+		f.vel.forget(partition)
+	}
+}
+
+// Apply scores every good row of b. It holds b's partition's VELOCITY
+// state for the whole batch.
+func (f *fraud) Apply(_ context.Context, b *record.Batch) error {
+	var ps *partVelocity
+	if f.vel != nil {
+		ps = f.vel.part(b.Partition)
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+	}
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Failed != nil {
+			continue
+		}
+		mask := f.fired(it, ps)
+		it.Row[colFraudScore], it.Row[colFraudReasons] = f.scores[mask], f.reasons[mask]
+	}
+	return nil
+}
+
+// fired returns the bit set of the rules that fire for it.
+func (f *fraud) fired(it *record.Item, ps *partVelocity) int {
+	row := it.Row
+	mask := 0
+	if f.on[ruleHighAmount] {
+		if d, ok := row[f.amountBase].(decimal.Decimal); ok && d.Cmp(f.highAmount) >= 0 {
+			mask |= 1 << ruleHighAmount
+		}
+	}
+	// joined is false only when customer did not run, which the build
+	// rules out; then neither customer rule fires.
+	found, joined := row[customerFound].(bool)
+	if f.on[ruleCountryMismatch] && found {
+		ship, ok1 := row[f.shipping].(string)
+		country, ok2 := row[colCustomerCountry].(string)
+		if ok1 && ok2 && ship != country {
+			mask |= 1 << ruleCountryMismatch
+		}
+	}
+	if f.on[ruleUnknownCustomer] && joined && !found {
+		mask |= 1 << ruleUnknownCustomer
+	}
+	if ps != nil {
+		// A null customer_id or time cannot be attributed: not counted.
+		id, ok1 := row[f.customerID].(string)
+		at, ok2 := row[f.time].(time.Time)
+		if ok1 && ok2 {
+			off := int64(-1)
+			if it.Rec != nil {
+				off = it.Rec.Offset
+			}
+			if f.vel.observe(ps, id, at.UnixMicro(), off) {
+				mask |= 1 << ruleVelocity
+			}
+		}
+	}
+	return mask
+}
+
+var _ PartitionState = (*fraud)(nil)
