@@ -25,7 +25,10 @@ log "creating database and tables (sluice migrate)"
 "$BIN/sluice" migrate -c sluice.yaml >/dev/null 2>"$STATE/migrate.log" || { cat "$STATE/migrate.log" >&2; die "migrate failed"; }
 
 log "generating $ORDERS orders with their payments and shipments (sluice-gen)"
-"$BIN/sluice-gen" --count "$ORDERS" --rate "${DEMO_RATE:-0}" --seed "${DEMO_SEED:-1}" --brokers "127.0.0.1:${KAFKA_PORT:-9092}"
+# Event times start now, 50 ms apart: the KPI views fill minute by minute.
+# Each run is a new data set (seed), so reruns add orders, not copies.
+"$BIN/sluice-gen" --count "$ORDERS" --rate "${DEMO_RATE:-0}" --seed "${DEMO_SEED:-$(date +%s)}" \
+  --start now --step 50ms --customers 20000 --no-rate-ratio 0.002 --brokers "127.0.0.1:${KAFKA_PORT:-9092}"
 
 if running "$PIDFILE" "sluice run"; then
   log "sluice already running (pid $(read_pid "$PIDFILE"))"
@@ -47,8 +50,10 @@ done
 
 q() { printf '\n$ clickhouse-client -q "%s"\n' "$1"; "${CH[@]}" --format PrettyCompact -q "$1"; }
 q "SELECT 'orders' AS table, count() AS rows FROM sluice.orders UNION ALL SELECT 'payments', count() FROM sluice.payments UNION ALL SELECT 'shipments', count() FROM sluice.shipments"
-q "SELECT order_id, customer_id, created_at, currency, total, status, channel, item_count, coupon FROM sluice.orders ORDER BY created_at LIMIT 5"
-q "SELECT status, count() AS payments, sum(succeeded) AS succeeded FROM sluice.payments GROUP BY status ORDER BY status"
+q "SELECT order_id, created_at, currency, total, fx_rate, total_base, customer_name, customer_country, shipping_country, fraud_score, fraud_reasons FROM sluice.orders ORDER BY created_at DESC LIMIT 8"
+q "SELECT arrayJoin(fraud_reasons) AS reason, count() AS orders FROM sluice.orders GROUP BY reason ORDER BY orders DESC"
+q "SELECT * FROM sluice.orders_per_minute ORDER BY minute DESC LIMIT 5"
+q "SELECT * FROM sluice.payment_success_rate ORDER BY minute DESC LIMIT 5"
 q "SELECT status, count() AS events FROM sluice.shipments GROUP BY status ORDER BY status"
 q "SELECT count() - uniqExact(_topic, _partition, _offset) AS duplicates FROM sluice.orders"
 
@@ -59,6 +64,6 @@ Sluice is running (pid $(read_pid "$PIDFILE")), loading new events as they arriv
   log                   $LOG
   more events           bin/sluice-gen --count 5000 --rate 500
   query                 clickhouse-client -q "SELECT count() FROM sluice.orders"
-  dead letters          topic sluice-dlq
+  dead letters          bin/sluice dlq inspect -c sluice.yaml   (orders in a currency without a rate)
   stop everything       make down
 EOM

@@ -133,6 +133,8 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 		},
 	})
 
+	root.AddCommand(newDLQCommand(&cfgPath, stdout, stderr))
+
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the version",

@@ -27,7 +27,9 @@ type Config struct {
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	Reference       Reference     `mapstructure:"reference"`
 	Fraud           Fraud         `mapstructure:"fraud"`
-	Pipelines       []Pipeline    `mapstructure:"pipelines"`
+	// SchemaRegistry serves the writer schemas of avro-confluent pipelines.
+	SchemaRegistry SchemaRegistry `mapstructure:"schema_registry"`
+	Pipelines      []Pipeline     `mapstructure:"pipelines"`
 
 	// Dir is the directory of the config file; relative schema paths are
 	// resolved against it. Not a config key.
@@ -39,8 +41,10 @@ type Kafka struct {
 	Brokers  []string `mapstructure:"brokers"`
 	Group    string   `mapstructure:"group"`
 	ClientID string   `mapstructure:"client_id"`
-	// DLQTopic receives the records that cannot be loaded.
-	DLQTopic string `mapstructure:"dlq_topic"`
+	// DLQTopic receives the records that cannot be loaded; Sluice creates
+	// it with DLQPartitions partitions when it is missing.
+	DLQTopic      string `mapstructure:"dlq_topic"`
+	DLQPartitions int    `mapstructure:"dlq_partitions"`
 	// SessionTimeout: how long the group waits for a silent member before
 	// moving its partitions.
 	SessionTimeout time.Duration `mapstructure:"session_timeout"`

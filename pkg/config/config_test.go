@@ -228,6 +228,9 @@ func TestLoadBadConfigs(t *testing.T) {
 		"invalid_yaml.bad.yml":             {"-c", "is not valid YAML"},
 		"inflight_below_max_bytes.bad.yml": {"inflight_bytes", "must be at least batch.max_bytes (16MiB), got 1MiB"},
 		"bad_log_level.bad.yml":            {"log.level", `"verbose" is not one of debug, info, warn, error`},
+		"registry_url_missing.bad.yml":     {"schema_registry.url", "missing: pipelines[0] (orders) has format avro-confluent"},
+		"registry_url_not_http.bad.yml":    {"schema_registry.url", `"localhost:8081" must start with http:// or https://`},
+		"registry_timeout_zero.bad.yml":    {"schema_registry.timeout", "must be a positive duration"},
 	}
 
 	// Every bad file has an expectation and every expectation a file.

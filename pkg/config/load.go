@@ -26,6 +26,7 @@ var defaults = map[string]any{
 	"kafka.group":             "sluice",
 	"kafka.client_id":         "sluice",
 	"kafka.dlq_topic":         "sluice-dlq",
+	"kafka.dlq_partitions":    3,
 	"kafka.session_timeout":   "45s",
 	"kafka.rebalance_timeout": "60s",
 	"clickhouse.addr":         []string{"127.0.0.1:9000"},
@@ -65,6 +66,11 @@ var defaults = map[string]any{
 	// 100k customers per partition: a few MB of timestamps at most.
 	"fraud.velocity_max_customers": 100000,
 	"shutdown_timeout":             "30s",
+	// No registry unless an avro-confluent pipeline needs one. A registry
+	// answers in milliseconds; 5 s rides out a GC pause or a leader
+	// election, and a slower answer holds the batch for a retry.
+	"schema_registry.url":     "",
+	"schema_registry.timeout": "5s",
 }
 
 // Load reads the YAML file at path (empty: defaults and environment only),

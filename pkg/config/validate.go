@@ -47,6 +47,9 @@ func (c *Config) Validate() Errors {
 	if !kafkaTopic.MatchString(c.Kafka.DLQTopic) {
 		add("kafka.dlq_topic", "%q is not a valid topic name", c.Kafka.DLQTopic)
 	}
+	if c.Kafka.DLQPartitions < 1 || c.Kafka.DLQPartitions > 1000 {
+		add("kafka.dlq_partitions", "must be between 1 and 1000, got %d", c.Kafka.DLQPartitions)
+	}
 	positive("kafka.session_timeout", c.Kafka.SessionTimeout)
 	positive("kafka.rebalance_timeout", c.Kafka.RebalanceTimeout)
 
@@ -75,6 +78,7 @@ func (c *Config) Validate() Errors {
 	positive("shutdown_timeout", c.ShutdownTimeout)
 
 	errs = append(errs, c.validateEnrichment()...)
+	errs = append(errs, c.validateRegistry()...)
 
 	if len(c.Pipelines) == 0 {
 		add("pipelines", "must list at least one pipeline")

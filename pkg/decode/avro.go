@@ -43,6 +43,17 @@ func (d *avroDecoder) Decode(value []byte) (record.Row, error) {
 	if err := checkPresent(value); err != nil {
 		return nil, err
 	}
+	row, err := d.decodeBody(value)
+	if err != nil {
+		return nil, err
+	}
+	return row, nil
+}
+
+// decodeBody decodes one Avro body that is known to be present: the whole
+// value for plain Avro, the bytes after the 5-byte header for Confluent
+// (where an empty body is a valid record of no fields).
+func (d *avroDecoder) decodeBody(value []byte) (record.Row, *Error) {
 	end, e := d.plan.scan(value, 0)
 	if e != nil {
 		return nil, e

@@ -24,18 +24,27 @@
 // fit its declared type is an error, never rounded. The same content in Avro
 // and in JSON yields reflect.DeepEqual Rows.
 //
-// Every error returned by a Decoder is an *Error naming the field (as a path
-// like "items[2].unit_price") and the reason; its text is what the dead
-// letter's "reason" header carries.
+// Every error returned by a Decoder about a record is an *Error naming the
+// field (as a path like "items[2].unit_price") and the reason; its text is
+// what the dead letter's "reason" header carries. The one exception is an
+// error wrapping ErrUnavailable (avro-confluent only: the schema registry
+// could not be asked), which is never an *Error: retry the batch, do not
+// dead-letter (see Decoder).
+//
+// avro-confluent reads each record with the writer schema its schema id
+// names in the registry and maps it onto the .avsc (the reader schema) by
+// field name, as Avro schema resolution does: see resolve.go.
 //
 // # Files
 //
-//	decoder.go  Decoder, New and the format names
-//	errors.go   *Error and the sentinels callers may test with errors.Is
-//	schema.go   LoadSchema/ParseSchema: the .avsc as a Schema descriptor
-//	plan.go     the per-schema normalisation plan, built once
-//	avroscan.go bounds-checked walk of Avro binary before goavro sees it
-//	avro.go     plain Avro binary via goavro, normalised by the plan
-//	decimal.go  exact decimal conversions and precision checks
-//	json.go     one JSON object per record, coerced by the plan
+//	decoder.go   Decoder, New and the format names, ErrUnavailable
+//	errors.go    *Error and the sentinels callers may test with errors.Is
+//	schema.go    LoadSchema/ParseSchema: the .avsc as a Schema descriptor
+//	plan.go      the per-schema normalisation plan, built once
+//	avroscan.go  bounds-checked walk of Avro binary before goavro sees it
+//	avro.go      plain Avro binary via goavro, normalised by the plan
+//	confluent.go Confluent wire format: header, per-schema-id decoders
+//	resolve.go   writer-to-reader schema resolution and reader defaults
+//	decimal.go   exact decimal conversions and precision checks
+//	json.go      one JSON object per record, coerced by the plan
 package decode

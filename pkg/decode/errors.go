@@ -5,8 +5,10 @@ import (
 	"strconv"
 )
 
-// Sentinels for the failures a caller may want to tell apart; every Decoder
-// error is an *Error whose Unwrap returns one of these when it applies.
+// Sentinels for the failures a caller may want to tell apart; every
+// per-record Decoder error is an *Error whose Unwrap returns one of these
+// when it applies. (ErrUnavailable, in decoder.go, is the one that is not
+// about a record and never comes in an *Error.)
 var (
 	// ErrEmptyValue: the record value has zero bytes.
 	ErrEmptyValue = errors.New("empty value")
@@ -19,6 +21,20 @@ var (
 	// ErrTrailingBytes: a whole record was read and bytes are left over,
 	// which means the writer used a different schema.
 	ErrTrailingBytes = errors.New("trailing bytes")
+
+	// The avro-confluent decoder's per-record failures:
+
+	// ErrNotConfluent: the value is shorter than the 5-byte header or does
+	// not start with the magic byte 0.
+	ErrNotConfluent = errors.New("not Confluent wire format")
+	// ErrUnknownSchemaID: the registry does not know the record's schema
+	// id (Reason "unknown schema id N").
+	ErrUnknownSchemaID = errors.New("unknown schema id")
+	// ErrIncompatibleSchema: the record's writer schema cannot be read as
+	// the pipeline's schema (a type that does not match, a field the
+	// reader requires that the writer lacks, a schema that is not plain
+	// Avro). Every record of that schema id fails with the same reason.
+	ErrIncompatibleSchema = errors.New("writer schema cannot be read as the reader schema")
 )
 
 // Error is a record that could not be decoded. It is data, not a fault of

@@ -145,7 +145,6 @@ func TestParseSchemaNames(t *testing.T) {
 
 func TestNewFormats(t *testing.T) {
 	for _, tt := range []struct{ format, contains string }{
-		{FormatAvroConfluent, "not supported yet"},
 		{"xml", `format "xml"`},
 		{"", `format ""`},
 	} {

@@ -32,7 +32,10 @@ import (
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
 
-// Decoder turns one record value into a Row; safe for concurrent use.
+// Decoder turns one record value into a Row; safe for concurrent use. An
+// error wrapping decode.ErrUnavailable means the decoder could not reach what
+// it depends on (the schema registry): the worker retries the record rather
+// than dead-lettering it. Every other error marks the record bad.
 type Decoder interface {
 	Decode(value []byte) (record.Row, error)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/pkg/batch"
+	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/sink"
 )
@@ -237,12 +238,23 @@ func (w *worker) process(b *record.Batch) bool {
 	w.dlqFence = w.dlqNext
 	for i := range b.Items {
 		it := &b.Items[i]
-		row, err := p.Decoder.Decode(it.Rec.Value)
-		if err != nil {
-			it.Fail(record.StageDecode, err.Error())
-			continue
+		// A decoder that cannot reach what it depends on (the schema
+		// registry) says so with decode.ErrUnavailable: the record is
+		// not bad, so back off and decode it again; never dead-letter it.
+		if !w.retry("decode", func() error {
+			row, err := w.decode(it.Rec.Value)
+			if errors.Is(err, decode.ErrUnavailable) {
+				return err
+			}
+			if err != nil {
+				it.Fail(record.StageDecode, err.Error())
+				return nil
+			}
+			it.Row = row
+			return nil
+		}) {
+			return false
 		}
-		it.Row = row
 	}
 	for _, t := range p.Transforms {
 		// A transform's own error (not a row's) fails the whole step,
@@ -439,6 +451,13 @@ func (w *worker) fence(b *record.Batch) error {
 		}
 	}
 	return err
+}
+
+func (w *worker) decode(value []byte) (record.Row, error) {
+	if cd, ok := w.p.Decoder.(decode.ContextDecoder); ok {
+		return cd.DecodeContext(w.ctx, value)
+	}
+	return w.p.Decoder.Decode(value)
 }
 
 func firstGoodOffset(b *record.Batch) int64 {

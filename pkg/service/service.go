@@ -16,6 +16,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kslog"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/sluice-etl/sluice/pkg/dlq"
 	"github.com/sluice-etl/sluice/pkg/pipeline"
 	"github.com/sluice-etl/sluice/pkg/refdata"
+	"github.com/sluice-etl/sluice/pkg/registry"
 	"github.com/sluice-etl/sluice/pkg/sink"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
@@ -61,6 +64,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	}
 	s.conn = conn
 
+	if cfg.UsesRegistry() {
+		rctx, cancel := context.WithTimeout(ctx, cfg.SchemaRegistry.Timeout)
+		err := registry.New(cfg.SchemaRegistry.URL, cfg.SchemaRegistry.Timeout, nil).Ping(rctx)
+		cancel()
+		if err != nil {
+			return nil, config.Errors{{Key: "schema_registry.url", Problem: err.Error()}}
+		}
+	}
 	if cfg.UsesReference() {
 		s.store = refdata.NewStore(cfg.Reference.BaseCurrency)
 	}
@@ -96,8 +107,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	err = probe.Ping(pctx)
+	if err == nil {
+		err = ensureDLQTopic(pctx, kadm.NewClient(probe), cfg.Kafka, log)
+	}
 	probe.Close()
 	if err != nil {
+		var cerrs config.Errors
+		if errors.As(err, &cerrs) {
+			return nil, cerrs
+		}
 		return nil, config.Errors{{Key: "kafka.brokers", Problem: fmt.Sprintf("cannot reach %s: %v", strings.Join(cfg.Kafka.Brokers, ","), err)}}
 	}
 	if s.store != nil {
@@ -134,9 +152,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, store *refdata.Store) ([]*pipeline.Pipeline, error) {
 	var errs config.Errors
 	var pipes []*pipeline.Pipeline
+	// One registry client for every pipeline, so they share its cache.
+	var reg decode.SchemaFetcher
+	if cfg.SchemaRegistry.URL != "" {
+		reg = registry.New(cfg.SchemaRegistry.URL, cfg.SchemaRegistry.Timeout, nil)
+	}
 	for i, pc := range cfg.Pipelines {
 		key := fmt.Sprintf("pipelines[%d]", i)
-		p, perrs := buildPipeline(ctx, conn, cfg, pc, key, store)
+		p, perrs := buildPipeline(ctx, conn, cfg, pc, key, store, reg)
 		errs = append(errs, perrs...)
 		if p != nil {
 			pipes = append(pipes, p)
@@ -148,13 +171,13 @@ func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, s
 	return pipes, nil
 }
 
-func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store) (*pipeline.Pipeline, config.Errors) {
+func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store, reg decode.SchemaFetcher) (*pipeline.Pipeline, config.Errors) {
 	var errs config.Errors
 	var dec decode.Decoder
 	schema, err := decode.LoadSchema(pc.Schema)
 	if err != nil {
 		errs = append(errs, &config.Error{Key: key + ".schema", Problem: err.Error()})
-	} else if dec, err = decode.NewFromSchema(pc.Format, schema); err != nil {
+	} else if dec, err = decode.NewFromSchemaWith(pc.Format, schema, reg); err != nil {
 		errs = append(errs, &config.Error{Key: key + ".format", Problem: err.Error()})
 	}
 	if len(errs) > 0 {
@@ -300,3 +323,24 @@ func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
 func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler { return atLeast{h.Handler.WithAttrs(as), h.min} }
 
 func (h atLeast) WithGroup(name string) slog.Handler { return atLeast{h.Handler.WithGroup(name), h.min} }
+
+// ensureDLQTopic creates the dead-letter topic when it is missing, with
+// kafka.dlq_partitions partitions and the broker's default replication.
+func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *slog.Logger) error {
+	topics, err := adm.ListTopics(ctx, k.DLQTopic)
+	if err != nil {
+		return err
+	}
+	if td, ok := topics[k.DLQTopic]; ok && td.Err == nil {
+		return nil
+	}
+	resp, err := adm.CreateTopic(ctx, int32(k.DLQPartitions), -1, nil, k.DLQTopic)
+	if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+		err = resp.Err
+	}
+	if err != nil {
+		return config.Errors{{Key: "kafka.dlq_topic", Problem: fmt.Sprintf("topic %s is missing and cannot be created: %v", k.DLQTopic, err)}}
+	}
+	log.Info("created the dead-letter topic", "topic", k.DLQTopic, "partitions", k.DLQPartitions)
+	return nil
+}
