@@ -160,7 +160,7 @@ func (w *world) count(q string, args ...any) uint64 {
 
 // sluiceConfig writes a config file for this world and loads it through
 // the same path `sluice run -c` uses.
-func (w *world) sluiceConfig(group, pipelines string) *config.Config {
+func (w *world) sluiceConfig(group, pipelines string, extra ...string) *config.Config {
 	w.t.Helper()
 	yaml := fmt.Sprintf(`kafka:
   brokers: [%s]
@@ -180,8 +180,9 @@ batch:
   max_bytes: 8MiB
   max_wait: 300ms
 shutdown_timeout: 20s
+%s
 pipelines:
-%s`, strings.Join(brokers, ", "), group, w.name("dlq"), clickhouse, w.db, pipelines)
+%s`, strings.Join(brokers, ", "), group, w.name("dlq"), clickhouse, w.db, strings.Join(extra, "\n"), pipelines)
 	path := filepath.Join(w.t.TempDir(), "sluice.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		w.t.Fatal(err)

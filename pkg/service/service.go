@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -277,6 +278,7 @@ func (s *Service) Run(ctx context.Context) error {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(dlq.Partitioner(cfg.Kafka.DLQTopic)),
+		kgo.ProducerBatchMaxBytes(maxRecordBytes),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -324,6 +326,12 @@ func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler { return atLeast{h.Handl
 
 func (h atLeast) WithGroup(name string) slog.Handler { return atLeast{h.Handler.WithGroup(name), h.min} }
 
+// maxRecordBytes bounds one dead letter (and so the largest record a
+// pipeline can dead-letter): the producer's batch limit and the max.message.bytes
+// of a dead-letter topic Sluice creates. 16 MiB matches the default batch
+// max_bytes, so any record a batch can hold can also be dead-lettered.
+const maxRecordBytes = 16<<20 + 1<<10
+
 // ensureDLQTopic creates the dead-letter topic when it is missing, with
 // kafka.dlq_partitions partitions and the broker's default replication.
 func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *slog.Logger) error {
@@ -334,7 +342,10 @@ func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *
 	if td, ok := topics[k.DLQTopic]; ok && td.Err == nil {
 		return nil
 	}
-	resp, err := adm.CreateTopic(ctx, int32(k.DLQPartitions), -1, nil, k.DLQTopic)
+	// A dead letter is as large as the record it keeps: allow records up
+	// to the producer's limit, not the broker's 1 MB default.
+	maxMessage := strconv.Itoa(maxRecordBytes)
+	resp, err := adm.CreateTopic(ctx, int32(k.DLQPartitions), -1, map[string]*string{"max.message.bytes": &maxMessage}, k.DLQTopic)
 	if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
 		err = resp.Err
 	}
