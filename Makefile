@@ -30,6 +30,7 @@ test-unit:
 
 ## test-integration: tests tagged integration, against the services `make up` starts
 test-integration: up
+	@mkdir -p $(BIN)
 	$(GO) test -tags integration -count=1 -timeout 20m -v ./integration/... 2>&1 | tee $(BIN)/integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' ; exit $${PIPESTATUS[0]}
 
 ## bench: benchmarks (decode, sink, pipeline); figures for the README come from here
