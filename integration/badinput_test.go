@@ -298,6 +298,7 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"unreachable ClickHouse", base(brokers[0], "127.0.0.1:1", okPipe), "clickhouse.addr", "127.0.0.1:1"},
 		{"table missing a required column", base(brokers[0], clickhouse, fmt.Sprintf("  - {name: o, topic: t1, schema: %s, table: no_source}\n", schema)), "pipelines[0].table", "_topic"},
 		{"table missing", base(brokers[0], clickhouse, fmt.Sprintf("  - {name: o, topic: t1, schema: %s, table: nope}\n", schema)), "pipelines[0].table", "does not exist"},
+		{"database missing", strings.Replace(base(brokers[0], clickhouse, okPipe), "database: "+w.db, "database: no_such_db", 1), "clickhouse.database", "sluice migrate"},
 		{"unknown transform", base(brokers[0], clickhouse, fmt.Sprintf("  - {name: o, topic: t1, schema: %s, table: thin, transforms: [nope]}\n", schema)), "pipelines[0].transforms", "unknown transform"},
 	}
 	for _, c := range cases {

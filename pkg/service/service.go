@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -60,7 +61,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	}()
 
 	conn, err := sink.Open(ctx, cfg.ClickHouse)
-	if err != nil {
+	var ex *clickhouse.Exception
+	switch {
+	case errors.As(err, &ex) && ex.Code == 81: // UNKNOWN_DATABASE
+		return nil, config.Errors{{Key: "clickhouse.database", Problem: fmt.Sprintf("database %s does not exist: run `sluice migrate` first", cfg.ClickHouse.Database)}}
+	case err != nil:
 		return nil, config.Errors{{Key: "clickhouse.addr", Problem: err.Error()}}
 	}
 	s.conn = conn
