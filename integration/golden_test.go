@@ -31,14 +31,14 @@ func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
 type goldenOrder struct {
 	id, customer, currency, total, ship string
-	created                            time.Time
+	created                             time.Time
 	// expectations; dead != "" means the order is dead-lettered with a
 	// reason containing it.
-	base, rate           string
-	name, country, seg   string // "" = NULL
-	score                int
-	reasons              string // comma-separated, rule order
-	dead                 string
+	base, rate         string
+	name, country, seg string // "" = NULL
+	score              int
+	reasons            string // comma-separated, rule order
+	dead               string
 }
 
 func goldenOrders(phase int) []goldenOrder {

@@ -1,5 +1,11 @@
 // Package admin serves Sluice's HTTP endpoints: /metrics (Prometheus),
-// /healthz (the process is alive), /readyz (it is consuming and loading).
+// /healthz (the process is alive), /readyz (it is consuming and loading),
+// and the live dashboard: the page at / and its data at /api/stats.
+//
+// Files: admin.go the server; dashboard.go the page (dashboard.html,
+// embedded) and the /api/stats handler; stats.go the per-pipeline and
+// per-partition figures, read from the engine and the metrics registry;
+// kpi.go the business KPIs from ClickHouse's views, cached.
 package admin
 
 import (

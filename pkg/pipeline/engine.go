@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,8 +32,8 @@ type Options struct {
 	// RevokeTimeout bounds the flush of revoked partitions; keep it below
 	// the group's rebalance timeout (default 30s).
 	RevokeTimeout time.Duration
-	Log             *slog.Logger
-	Metrics         *Metrics
+	Log           *slog.Logger
+	Metrics       *Metrics
 	// Backoff bounds the retry delays of a failing load (defaults 100ms..10s).
 	BackoffMin, BackoffMax time.Duration
 }
@@ -182,12 +183,18 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 		})
 		now := time.Now()
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) == 0 {
-				return
-			}
 			e.mu.Lock()
 			w := e.workers[tp{p.Topic, p.Partition}]
 			e.mu.Unlock()
+			if w != nil && p.Err == nil {
+				w.st.hwm.Store(p.HighWatermark) // for Stats' lag
+				if c := w.committed.Load(); c >= 0 {
+					w.lag.Set(float64(max(p.HighWatermark-c, 0)))
+				}
+			}
+			if len(p.Records) == 0 {
+				return
+			}
 			if w == nil {
 				// Cannot happen with BlockRebalanceOnPoll: assignment
 				// starts the worker before fetching; revoke stops it
@@ -285,6 +292,7 @@ func stopAll(ws []*worker, mode stopMode, flushTimeout time.Duration) {
 	for _, w := range ws {
 		<-w.done
 		w.e.m.Assigned.WithLabelValues(w.p.Name).Dec()
+		w.e.m.Lag.DeleteLabelValues(w.p.Name, strconv.Itoa(int(w.partition)))
 		// Per-partition transform state (velocity) belongs to the
 		// partition's next owner now.
 		for _, t := range w.p.Transforms {

@@ -606,3 +606,19 @@ func TestDeadLettersAreNotProducedTwiceAfterACrash(t *testing.T) {
 		t.Fatalf("dead-letter topic holds %d letters, want each of the 10 bad records once", n)
 	}
 }
+
+// A worker stopped with records it never committed gives their bytes back
+// to the in-flight budget; otherwise every revoke would shrink the budget
+// until fetching paused for good.
+func TestStoppedWorkersReleaseTheirBudget(t *testing.T) {
+	f := newFixture(t, 2)
+	f.produceN(50, nil)
+	s := newMemSink()
+	s.failAll = true // nothing ever commits
+	r := f.startWith("g12", s, small, func(o *Options) { o.ShutdownTimeout = 200 * time.Millisecond })
+	waitFor(t, "records handed to the workers", 10*time.Second, func() bool { return r.engine.inflight.Load() > 0 })
+	r.stop(t)
+	if n := r.engine.inflight.Load(); n != 0 {
+		t.Fatalf("%d bytes still counted in flight after every worker stopped", n)
+	}
+}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -34,7 +36,9 @@ type worker struct {
 	partition int32
 	log       *slog.Logger
 	writer    Writer
-	batcher   *batch.Batcher
+	// lag is this partition's sluice_partition_lag series.
+	lag     prometheus.Gauge
+	batcher *batch.Batcher
 
 	mu    sync.Mutex
 	queue []*kgo.Record
@@ -54,8 +58,11 @@ type worker struct {
 	// loadedUpTo is the highest offset known stored in the table: records
 	// at or below it are re-deliveries and are skipped. -1 when none.
 	loadedUpTo int64
-	// committed is the offset last committed by this worker (next to read).
-	committed int64
+	// committed is the offset last committed by this worker (next to read);
+	// atomic because Engine.Stats reads it.
+	committed atomic.Int64
+	// st are the counters Engine.Stats reads.
+	st workerStats
 	// dlqSeen holds the source offsets that already have a dead letter
 	// (from a previous owner); dlqNext is the dead-letter offset stored
 	// with each commit.
@@ -69,7 +76,7 @@ type worker struct {
 
 func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 	ctx, cancel := context.WithCancel(e.hardCtx)
-	return &worker{
+	w := &worker{
 		e: e, p: p, partition: partition,
 		log:        e.log.With("pipeline", p.Name, "topic", p.Topic, "partition", partition),
 		writer:     p.Sink.NewWriter(),
@@ -80,8 +87,11 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 		ctx:        ctx,
 		cancel:     cancel,
 		loadedUpTo: -1,
-		committed:  -1,
 	}
+	w.committed.Store(-1)
+	w.st.hwm.Store(-1)
+	w.lag = e.m.Lag.WithLabelValues(p.Name, strconv.Itoa(int(partition)))
+	return w
 }
 
 // enqueue hands records over without blocking the poll loop.
@@ -116,7 +126,9 @@ func (w *worker) stop(mode stopMode, flushTimeout time.Duration) {
 func (w *worker) run() {
 	defer close(w.done)
 	defer w.cancel()
-	defer w.release(w.held.Load()) // whatever was not committed is given back
+	// Whatever was handed over and not committed is given back to the
+	// in-flight budget (read at exit, not now).
+	defer func() { w.release(w.held.Load()) }()
 	select {
 	case <-w.e.started:
 	case <-w.ctx.Done():
@@ -212,11 +224,11 @@ func (w *worker) drain(now time.Time) {
 	w.log.Info("skipped records already loaded", "count", skipped, "up_to", lastSkipped)
 	// With nothing else buffered, move the committed offset past the
 	// skipped records so the group's lag reflects reality.
-	if w.batcher.Pending() == 0 && lastSkipped+1 > w.committed {
+	if w.batcher.Pending() == 0 && lastSkipped+1 > w.committed.Load() {
 		if err := w.e.commit(w.p.Topic, w.partition, -1, lastSkipped+1, w.dlqNext); err != nil {
 			w.log.Warn("commit after skipping failed", "err", err)
 		} else {
-			w.committed = lastSkipped + 1
+			w.committed.Store(lastSkipped + 1)
 		}
 	}
 }
@@ -285,12 +297,14 @@ func (w *worker) process(b *record.Batch) bool {
 		// skips what the table already holds.
 		w.log.Warn("commit failed", "err", err)
 	} else {
-		w.committed = b.Last + 1
+		w.committed.Store(b.Last + 1)
 	}
 	w.e.m.Loaded.WithLabelValues(p.Name).Add(float64(good))
 	w.e.m.Batches.WithLabelValues(p.Name).Inc()
 	w.e.m.BatchRows.WithLabelValues(p.Name).Observe(float64(len(b.Items)))
-	w.e.m.BatchSeconds.WithLabelValues(p.Name).Observe(time.Since(start).Seconds())
+	end := time.Now()
+	w.e.m.BatchSeconds.WithLabelValues(p.Name).Observe(end.Sub(start).Seconds())
+	w.st.batchDone(good, end.Sub(start), end)
 	w.release(int64(b.Bytes))
 	w.batcher.Recycle(b)
 	return true
@@ -325,6 +339,7 @@ func (w *worker) load(b *record.Batch, prepared bool) (int, bool) {
 	defer func() {
 		if failing {
 			w.e.failing.Add(-1)
+			w.st.failing.Add(-1)
 		}
 	}()
 	for attempt := 0; ; attempt++ {
@@ -369,6 +384,7 @@ func (w *worker) load(b *record.Batch, prepared bool) (int, bool) {
 		if !failing {
 			failing = true
 			w.e.failing.Add(1)
+			w.st.failing.Add(1)
 		}
 		w.log.Warn("load failed; retrying", "err", err, "attempt", attempt+1, "class", sink.Classify(err).String())
 		if !w.sleep(attempt) {
@@ -428,6 +444,7 @@ func (w *worker) deadLetter(b *record.Batch) bool {
 	}
 	for st, n := range counts {
 		w.e.m.DeadLetters.WithLabelValues(w.p.Name, string(st)).Add(float64(n))
+		w.st.deadLetters.Add(int64(n))
 	}
 	return true
 }
@@ -442,7 +459,7 @@ var errFenced = errors.New("fenced: the group refused this member's commit")
 func (w *worker) fence(b *record.Batch) error {
 	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.First, w.dlqFence)
 	if err == nil {
-		w.committed = max(w.committed, b.First)
+		w.committed.Store(max(w.committed.Load(), b.First))
 		return nil
 	}
 	for _, f := range []error{kerr.IllegalGeneration, kerr.UnknownMemberID, kerr.FencedInstanceID, kerr.StaleMemberEpoch} {
@@ -480,6 +497,10 @@ func (w *worker) retry(what string, fn func() error) bool {
 		if w.ctx.Err() != nil {
 			return false
 		}
+		if attempt == 0 { // shown as failing until this returns
+			w.st.failing.Add(1)
+			defer w.st.failing.Add(-1)
+		}
 		w.log.Warn(what+" failed; retrying", "err", err, "attempt", attempt+1)
 		if !w.sleep(attempt) {
 			return false
@@ -504,4 +525,3 @@ func (w *worker) sleep(attempt int) bool {
 		return false
 	}
 }
-

@@ -146,6 +146,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 		if err != nil {
 			return nil, config.Errors{{Key: "admin.listen", Problem: err.Error()}}
 		}
+		a.Handle("GET /", admin.NewDashboard(admin.DashboardOptions{
+			Engine: engine, Metrics: s.reg, Ready: engine.Ready, Log: log.With("stage", "admin"),
+			KPI: admin.NewClickHouseKPI(conn, cfg.ClickHouse.Database),
+		}))
 		s.admin = a
 	}
 	ok = true
@@ -327,9 +331,13 @@ func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
 
-func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler { return atLeast{h.Handler.WithAttrs(as), h.min} }
+func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler {
+	return atLeast{h.Handler.WithAttrs(as), h.min}
+}
 
-func (h atLeast) WithGroup(name string) slog.Handler { return atLeast{h.Handler.WithGroup(name), h.min} }
+func (h atLeast) WithGroup(name string) slog.Handler {
+	return atLeast{h.Handler.WithGroup(name), h.min}
+}
 
 // maxRecordBytes bounds one dead letter (and so the largest record a
 // pipeline can dead-letter): the producer's batch limit and the max.message.bytes
