@@ -60,7 +60,8 @@ q "SELECT count() - uniqExact(_topic, _partition, _offset) AS duplicates FROM sl
 cat <<EOM
 
 Sluice is running (pid $(read_pid "$PIDFILE")), loading new events as they arrive:
-  dashboard & metrics   http://127.0.0.1:8080/metrics   (health: /healthz, /readyz)
+  live dashboard        http://127.0.0.1:8080/   (lag, rows/s, batch latency, dead letters, orders/min, payment success)
+  metrics & health      http://127.0.0.1:8080/metrics, /healthz, /readyz
   log                   $LOG
   more events           bin/sluice-gen --count 5000 --rate 500
   query                 clickhouse-client -q "SELECT count() FROM sluice.orders"
