@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/sluice-etl/sluice/pkg/decode"
+	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/schemas"
 )
 
@@ -172,7 +173,7 @@ func NewLoader(cfg LoaderConfig, store *Store) (*Loader, error) {
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
-		kgo.WithLogger(kslog.New(slog.New(atLeast{log.Handler(), slog.LevelWarn}).With("component", "kafka"))),
+		kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelWarn)).With("component", "kafka"))),
 	}
 	cl, err := kgo.NewClient(append(opts, cfg.ExtraOpts...)...)
 	if err != nil {
@@ -426,24 +427,6 @@ func describeBehind(behind map[topicPartition]progress) string {
 		fmt.Fprintf(&b, "%s[%d] at offset %d of %d", tp.topic, tp.partition, p.next, p.end)
 	}
 	return b.String()
-}
-
-// atLeast drops records below min: the Kafka client's own info logs.
-type atLeast struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-
-func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler {
-	return atLeast{h.Handler.WithAttrs(as), h.min}
-}
-
-func (h atLeast) WithGroup(name string) slog.Handler {
-	return atLeast{h.Handler.WithGroup(name), h.min}
 }
 
 // loadSchema reads the .avsc at path, or the schema built into the binary

@@ -28,6 +28,7 @@ import (
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/dlq"
+	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/pipeline"
 	"github.com/sluice-etl/sluice/pkg/refdata"
 	"github.com/sluice-etl/sluice/pkg/registry"
@@ -106,7 +107,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	// before anything starts; the group client is created by Run, after
 	// the reference data is loaded, so this member never holds partitions
 	// it cannot yet transform.
-	probe, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.WithLogger(kslog.New(slog.New(atLeast{log.Handler(), slog.LevelError}))))
+	probe, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelError)))))
 	if err != nil {
 		return nil, config.Errors{{Key: "kafka.brokers", Problem: err.Error()}}
 	}
@@ -281,7 +282,7 @@ func (s *Service) Run(ctx context.Context) error {
 		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
 		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
 		// franz-go narrates every rebalance at info; keep its warnings.
-		kgo.WithLogger(kslog.New(slog.New(atLeast{s.log.Handler(), slog.LevelWarn}).With("stage", "kafka"))),
+		kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(s.log.Handler(), slog.LevelWarn)).With("stage", "kafka"))),
 		// Dead letters: every one acknowledged by all in-sync replicas
 		// before the batch commits.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -319,24 +320,6 @@ func (s *Service) Close() {
 		_ = s.conn.Close()
 		s.conn = nil
 	}
-}
-
-// atLeast drops records below min: the Kafka client's own info logs.
-type atLeast struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-
-func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler {
-	return atLeast{h.Handler.WithAttrs(as), h.min}
-}
-
-func (h atLeast) WithGroup(name string) slog.Handler {
-	return atLeast{h.Handler.WithGroup(name), h.min}
 }
 
 // maxRecordBytes bounds one dead letter (and so the largest record a
