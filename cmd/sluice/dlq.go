@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/dlq"
+	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/refdata"
 	"github.com/sluice-etl/sluice/pkg/service"
@@ -51,10 +52,29 @@ consumer (no group, no commits), and select dead letters by their headers.`,
 		}
 		return cfg, newLogger(cfg.Log, stderr), nil
 	}
-	start := func(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	// open is where both subcommands start: flags checked, config loaded,
+	// Kafka reached, and the selected dead letters read (readErr keeps a
+	// read error, which each subcommand reports its own way).
+	open := func(cmd *cobra.Command) (*dlqSession, error) {
+		f, err := ff.filter(cmd)
+		if err != nil {
+			return nil, err
+		}
+		cfg, log, err := load()
+		if err != nil {
+			return nil, err
+		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 		ctx, cancel := context.WithTimeout(ctx, timeout)
-		return ctx, func() { cancel(); stop() }
+		ss := &dlqSession{ctx: ctx, cfg: cfg, log: log, close: func() { cancel(); stop() }}
+		if ss.cl, err = dlqClient(ctx, cfg, log); err != nil {
+			ss.close()
+			return nil, err
+		}
+		closeCtx := ss.close
+		ss.close = func() { ss.cl.Close(); closeCtx() }
+		ss.letters, ss.readErr = dlq.Read(ctx, ss.cl, cfg.Kafka.DLQTopic, f)
+		return ss, nil
 	}
 
 	var (
@@ -74,22 +94,12 @@ stdout.
 Exits 0 when there are none ("no dead letters").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := ff.filter(cmd)
+			ss, err := open(cmd)
 			if err != nil {
 				return err
 			}
-			cfg, log, err := load()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := start(cmd)
-			defer cancel()
-			cl, err := dlqClient(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			letters, err := dlq.Read(ctx, cl, cfg.Kafka.DLQTopic, f)
+			defer ss.close()
+			cfg, letters, err := ss.cfg, ss.letters, ss.readErr
 			// With --json, stdout holds only JSON lines; the note that
 			// there is nothing goes to stderr.
 			note := stdout
@@ -151,22 +161,12 @@ are. Nothing is ever deleted from the dead-letter topic.
 to the table's columns) except the INSERT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := ff.filter(cmd)
+			ss, err := open(cmd)
 			if err != nil {
 				return err
 			}
-			cfg, log, err := load()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := start(cmd)
-			defer cancel()
-			cl, err := dlqClient(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			letters, err := dlq.Read(ctx, cl, cfg.Kafka.DLQTopic, f)
+			defer ss.close()
+			ctx, cfg, log, cl, letters, err := ss.ctx, ss.cfg, ss.log, ss.cl, ss.letters, ss.readErr
 			if errors.Is(err, dlq.ErrNoTopic) {
 				fmt.Fprintf(stdout, "no dead letters (topic %s does not exist)\n", cfg.Kafka.DLQTopic)
 				return nil
@@ -217,6 +217,17 @@ to the table's columns) except the INSERT.`,
 
 	cmd.AddCommand(inspect, replay)
 	return cmd
+}
+
+// dlqSession is what both dlq subcommands work from.
+type dlqSession struct {
+	ctx     context.Context
+	cfg     *config.Config
+	log     *slog.Logger
+	cl      *kgo.Client
+	letters []dlq.DeadLetter
+	readErr error
+	close   func()
 }
 
 // filterFlags are the selection flags both subcommands share.
@@ -276,7 +287,7 @@ func dlqClient(ctx context.Context, cfg *config.Config, log *slog.Logger) (*kgo.
 		kgo.SeedBrokers(cfg.Kafka.Brokers...),
 		kgo.ClientID(cfg.Kafka.ClientID+"-dlq"),
 		// franz-go narrates connections at info; keep its warnings.
-		kgo.WithLogger(kslog.New(slog.New(warnAndAbove{log.Handler()}).With("stage", "kafka"))),
+		kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelWarn)).With("stage", "kafka"))),
 	)
 	if err != nil {
 		return nil, config.Errors{{Key: "kafka.brokers", Problem: err.Error()}}
@@ -328,19 +339,4 @@ func terminalWidth() int {
 		return n
 	}
 	return 120
-}
-
-// warnAndAbove drops the Kafka client's info and debug records.
-type warnAndAbove struct{ slog.Handler }
-
-func (h warnAndAbove) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
-}
-
-func (h warnAndAbove) WithAttrs(as []slog.Attr) slog.Handler {
-	return warnAndAbove{h.Handler.WithAttrs(as)}
-}
-
-func (h warnAndAbove) WithGroup(name string) slog.Handler {
-	return warnAndAbove{h.Handler.WithGroup(name)}
 }
