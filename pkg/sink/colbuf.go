@@ -42,9 +42,15 @@ func (b *buf[T]) truncate(n int) { clear(b.vals[n:]); b.vals = b.vals[:n] }
 func (b *buf[T]) slice() any     { return b.vals }
 func (b *buf[T]) reset()         { clear(b.vals); b.vals = b.vals[:0] }
 
+// nullBuf hands clickhouse-go a []*T. The values pointed to live in
+// chunks rather than in one heap object per value: a full chunk is never
+// grown in place (that would move values that vals points to); a new,
+// larger one is started instead. reset keeps only the last chunk, which
+// then holds a whole batch, so a steady stream allocates nothing per row.
 type nullBuf[T any] struct {
-	vals []*T
-	conv func(any) (T, error)
+	vals  []*T
+	chunk []T
+	conv  func(any) (T, error)
 }
 
 func (b *nullBuf[T]) add(v any) error {
@@ -56,12 +62,24 @@ func (b *nullBuf[T]) add(v any) error {
 	if err != nil {
 		return err
 	}
-	b.vals = append(b.vals, &x)
+	if len(b.chunk) == cap(b.chunk) {
+		b.chunk = make([]T, 0, max(64, 2*cap(b.chunk)))
+	}
+	b.chunk = append(b.chunk, x)
+	b.vals = append(b.vals, &b.chunk[len(b.chunk)-1])
 	return nil
 }
 func (b *nullBuf[T]) truncate(n int) { clear(b.vals[n:]); b.vals = b.vals[:n] }
 func (b *nullBuf[T]) slice() any     { return b.vals }
-func (b *nullBuf[T]) reset()         { clear(b.vals); b.vals = b.vals[:0] }
+
+// reset may reuse the chunk: nothing points into it once vals is cleared
+// (clickhouse-go copies the values when they are appended to a batch).
+func (b *nullBuf[T]) reset() {
+	clear(b.vals)
+	b.vals = b.vals[:0]
+	clear(b.chunk)
+	b.chunk = b.chunk[:0]
+}
 
 func mk[T any](nullable bool, conv func(any) (T, error), zero T) colbuf {
 	if nullable {

@@ -3,6 +3,7 @@ package sink
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -166,7 +167,11 @@ func toFloat64(v any) (float64, error) {
 // column's scale, or more integer digits than precision-scale, is an error,
 // never a rounded or wrapped number.
 func decimalIn(precision, scale int32) func(any) (decimal.Decimal, error) {
-	limit := decimal.New(1, precision-scale)
+	// limit is 10^(precision-scale), held at exponent -scale: decoders and
+	// transforms give values at exactly the column's scale, and a
+	// comparison of decimals with equal exponents needs no rescaling (which
+	// allocates a big.Int per value).
+	limit := decimal.NewFromBigInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(precision)), nil), -scale)
 	return func(v any) (decimal.Decimal, error) {
 		var d decimal.Decimal
 		switch x := v.(type) {

@@ -1,0 +1,166 @@
+//go:build integration
+
+package sink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/shopspring/decimal"
+
+	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/migrate"
+	"github.com/sluice-etl/sluice/schemas"
+)
+
+// BenchmarkSinkInsertNull loads 50,000-row batches of realistic orders (all
+// four transforms applied, so every column of the orders table is filled)
+// through Prepare and Send. The target is the orders table's columns with
+// ENGINE = Null, so the figures are Sluice's and clickhouse-go's cost plus
+// the server's parsing of the native block, without storage. The
+// "send-mergetree" case sends into the real orders table (MergeTree with its
+// KPI materialized view) for comparison.
+//
+// Metrics: ns/row and rows/s are wall time; µs-cpu/row is this process's
+// user+sys CPU (getrusage), i.e. the client side only.
+func BenchmarkSinkInsertNull(b *testing.B) {
+	ctx := context.Background()
+	conn, db := benchDatabase(b)
+	if err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE `%s`.orders_null AS `%s`.orders ENGINE = Null", db, db)); err != nil {
+		b.Fatal(err)
+	}
+	batch := benchOrdersBatch(b, benchBatchRows, []string{"order_items", "currency", "customer", "fraud"})
+	table := func(name string) (*Table, *Buffers) {
+		t, err := NewTable(ctx, conn, db, name, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		filled := map[string]bool{}
+		for k := range batch.Items[0].Row {
+			filled[k] = true
+		}
+		for _, c := range []string{"total_base", "fx_rate", "customer_name", "customer_country", "customer_segment", "coupon"} {
+			filled[c] = true
+		}
+		if err := t.Bind(func(c string) bool { return filled[c] }); err != nil {
+			b.Fatal(err)
+		}
+		if len(t.Columns()) != 21 {
+			b.Fatalf("%s: %d insertable columns, want 21", name, len(t.Columns()))
+		}
+		bufs := t.NewBuffers()
+		if n := t.Prepare(bufs, batch); n != len(batch.Items) {
+			b.Fatalf("prepared %d of %d rows: %s", n, len(batch.Items), firstFailure(batch))
+		}
+		return t, bufs
+	}
+	rows := len(batch.Items)
+
+	b.Run("prepare+send", func(b *testing.B) {
+		t, bufs := table("orders_null")
+		measure(b, rows, func() {
+			t.Prepare(bufs, batch)
+			if err := t.Send(ctx, bufs, batch); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("send", func(b *testing.B) {
+		t, bufs := table("orders_null")
+		measure(b, rows, func() {
+			if err := t.Send(ctx, bufs, batch); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("send-mergetree", func(b *testing.B) {
+		t, bufs := table("orders")
+		measure(b, rows, func() {
+			if err := t.Send(ctx, bufs, batch); err != nil {
+				b.Fatal(err)
+			}
+		})
+		// What is stored is what the rows hold (nullable columns included).
+		var n, names uint64
+		var sum string
+		if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count(), count(customer_name), toString(sum(total_base)) FROM `%s`.orders", db)).Scan(&n, &names, &sum); err != nil {
+			b.Fatal(err)
+		}
+		if n%uint64(rows) != 0 || n == 0 {
+			b.Fatalf("orders holds %d rows, want a multiple of %d", n, rows)
+		}
+		k := n / uint64(rows)
+		wantNames, wantSum := uint64(0), decimal.Zero
+		for _, it := range batch.Items {
+			if it.Row["customer_name"] != nil {
+				wantNames++
+			}
+			if d, ok := it.Row["total_base"].(decimal.Decimal); ok {
+				wantSum = wantSum.Add(d)
+			}
+		}
+		wantSum = wantSum.Mul(decimal.NewFromInt(int64(k)))
+		if got, err := decimal.NewFromString(sum); err != nil || !got.Equal(wantSum) || names != k*wantNames {
+			b.Fatalf("stored sum(total_base) %s, count(customer_name) %d; want %s, %d", sum, names, wantSum, k*wantNames)
+		}
+	})
+}
+
+// measure runs op b.N times (one batch of rows each) and reports wall and
+// CPU cost per row.
+func measure(b *testing.B, rows int, op func()) {
+	b.Helper()
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for b.Loop() {
+		op()
+	}
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	total := float64(b.N) * float64(rows)
+	perRow := float64(b.Elapsed().Nanoseconds()) / total
+	b.ReportMetric(perRow, "ns/row")
+	b.ReportMetric(1e9/perRow, "rows/s")
+	b.ReportMetric(float64(cpu.Microseconds())/total, "µs-cpu/row")
+}
+
+// cpuTime is this process's user+sys CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchDatabase connects to the ClickHouse that `make up` starts and
+// creates a scratch database with Sluice's tables, dropped afterwards.
+func benchDatabase(b *testing.B) (driver.Conn, string) {
+	b.Helper()
+	addr := "127.0.0.1:9000"
+	if a := os.Getenv("SLUICE_CLICKHOUSE_ADDR"); a != "" {
+		addr = a
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := Open(ctx, config.ClickHouse{Addr: []string{addr}, Database: "default", Username: "default", DialTimeout: 5 * time.Second})
+	if err != nil {
+		b.Fatalf("ClickHouse is not reachable at %s (run `make up`): %v", addr, err)
+	}
+	db := fmt.Sprintf("bench_sink_%d", time.Now().UnixNano()%1_000_000_000)
+	if err := migrate.Apply(ctx, conn, db, schemas.ClickHouse, "clickhouse", slog.New(slog.DiscardHandler)); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS `"+db+"`")
+		conn.Close()
+	})
+	return conn, db
+}
