@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,11 @@ type Options struct {
 	Metrics       *Metrics
 	// Backoff bounds the retry delays of a failing load (defaults 100ms..10s).
 	BackoffMin, BackoffMax time.Duration
+	// Parallel bounds the batches decoded, transformed and loaded at once
+	// across partitions (default GOMAXPROCS). Each holds its decoded rows
+	// and column buffers, so this, not the partition count, bounds memory;
+	// more than the cores only adds garbage-collector work.
+	Parallel int
 }
 
 // Engine runs the pipelines of one process on one consumer-group client.
@@ -48,6 +54,9 @@ type Engine struct {
 
 	mu      sync.Mutex
 	workers map[tp]*worker
+
+	// slots holds one token per batch being processed (Options.Parallel).
+	slots chan struct{}
 
 	// started is closed by Run: workers the group assigns earlier (the
 	// client joins as soon as it is created) wait for it, so everything
@@ -90,6 +99,9 @@ func New(o Options) (*Engine, error) {
 	if o.RevokeTimeout <= 0 {
 		o.RevokeTimeout = 30 * time.Second
 	}
+	if o.Parallel <= 0 {
+		o.Parallel = runtime.GOMAXPROCS(0)
+	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 30 * time.Second
 	}
@@ -100,6 +112,7 @@ func New(o Options) (*Engine, error) {
 		byTopic: map[string]*Pipeline{},
 		workers: map[tp]*worker{},
 		started: make(chan struct{}),
+		slots:   make(chan struct{}, o.Parallel),
 	}
 	for _, p := range o.Pipelines {
 		if _, dup := e.byTopic[p.Topic]; dup {

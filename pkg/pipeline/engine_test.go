@@ -71,18 +71,16 @@ type memWriter struct {
 
 func (s *memSink) NewWriter() Writer { return &memWriter{s: s} }
 
-func (s *memSink) MaxOffset(_ context.Context, topic string, partition int32) (int64, bool, error) {
+func (s *memSink) MaxOffset(_ context.Context, topic string, partition int32, from int64) (int64, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	offs := s.order[fmt.Sprintf("%s/%d", topic, partition)]
-	if len(offs) == 0 {
-		return 0, false, nil
+	m, found := int64(-1), false
+	for _, o := range s.order[fmt.Sprintf("%s/%d", topic, partition)] {
+		if o >= from {
+			m, found = max(m, o), true
+		}
 	}
-	m := offs[0]
-	for _, o := range offs {
-		m = max(m, o)
-	}
-	return m, true, nil
+	return m, found, nil
 }
 
 func (w *memWriter) Prepare(b *record.Batch) int {
@@ -620,5 +618,46 @@ func TestStoppedWorkersReleaseTheirBudget(t *testing.T) {
 	r.stop(t)
 	if n := r.engine.inflight.Load(); n != 0 {
 		t.Fatalf("%d bytes still counted in flight after every worker stopped", n)
+	}
+}
+
+// slowSink counts how many batches are inside Send at once.
+type slowSink struct {
+	*memSink
+	in, peak atomic.Int32
+}
+
+func (s *slowSink) NewWriter() Writer { return &slowWriter{memWriter{s: s.memSink}, s} }
+
+type slowWriter struct {
+	memWriter
+	s *slowSink
+}
+
+func (w *slowWriter) Send(ctx context.Context, b *record.Batch) error {
+	n := w.s.in.Add(1)
+	defer w.s.in.Add(-1)
+	for p := w.s.peak.Load(); n > p && !w.s.peak.CompareAndSwap(p, n); p = w.s.peak.Load() {
+	}
+	time.Sleep(5 * time.Millisecond)
+	return w.memWriter.Send(ctx, b)
+}
+
+func TestParallelBoundsBatchesInFlight(t *testing.T) {
+	f := newFixture(t, 4)
+	f.produceN(400, nil)
+	s := &slowSink{memSink: newMemSink()}
+	limits := batch.Limits{MaxRows: 20, MaxBytes: 1 << 20, MaxWait: 20 * time.Millisecond}
+	r := f.startWith("g13", s, limits, func(o *Options) { o.Parallel = 1 })
+	waitFor(t, "everything committed", 20*time.Second, func() bool {
+		c := f.committed("g13")
+		return c[0] == 400 && c[1] == 400 && c[2] == 400 && c[3] == 400
+	})
+	r.stop(t)
+	if p := s.peak.Load(); p != 1 {
+		t.Fatalf("%d batches were loading at once with Parallel = 1", p)
+	}
+	if total, distinct := s.stats(); total != 1600 || distinct != 1600 {
+		t.Fatalf("stored %d rows, %d distinct; want 1600", total, distinct)
 	}
 }

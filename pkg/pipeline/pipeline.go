@@ -45,9 +45,9 @@ type Sink interface {
 	// NewWriter returns the writer of one partition worker; it may hold
 	// buffers reused across that worker's batches.
 	NewWriter() Writer
-	// MaxOffset is the highest offset of the partition already stored, and
-	// false when none is.
-	MaxOffset(ctx context.Context, topic string, partition int32) (int64, bool, error)
+	// MaxOffset is the highest offset of the partition already stored at or
+	// above from, and false when none is.
+	MaxOffset(ctx context.Context, topic string, partition int32, from int64) (int64, bool, error)
 }
 
 // Writer loads the batches of one partition. Not safe for concurrent use.

@@ -14,8 +14,8 @@ type tableSink struct{ t *sink.Table }
 
 func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, bufs: s.t.NewBuffers()} }
 
-func (s tableSink) MaxOffset(ctx context.Context, topic string, partition int32) (int64, bool, error) {
-	return s.t.MaxOffset(ctx, topic, partition)
+func (s tableSink) MaxOffset(ctx context.Context, topic string, partition int32, from int64) (int64, bool, error) {
+	return s.t.MaxOffset(ctx, topic, partition, from)
 }
 
 // tableWriter keeps one partition's column buffers across its batches.

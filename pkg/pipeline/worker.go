@@ -58,6 +58,10 @@ type worker struct {
 	// loadedUpTo is the highest offset known stored in the table: records
 	// at or below it are re-deliveries and are skipped. -1 when none.
 	loadedUpTo int64
+	// resumed says loadedUpTo was read from the table for this assignment.
+	resumed bool
+	// hasSlot says the worker holds one of the engine's processing slots.
+	hasSlot bool
 	// committed is the offset last committed by this worker (next to read);
 	// atomic because Engine.Stats reads it.
 	committed atomic.Int64
@@ -150,7 +154,9 @@ func (w *worker) run() {
 		case <-timer.C:
 		case mode := <-w.stopCh:
 			if mode == stopFlush {
-				w.drain(time.Now())
+				if !w.drain(time.Now()) {
+					return
+				}
 				for b := w.batcher.Flush(); b != nil; b = w.batcher.Flush() {
 					if !w.process(b) {
 						return
@@ -162,7 +168,9 @@ func (w *worker) run() {
 			return
 		}
 		now := time.Now()
-		w.drain(now)
+		if !w.drain(now) {
+			return
+		}
 		for b := w.batcher.Ready(now); b != nil; b = w.batcher.Ready(now) {
 			if !w.process(b) {
 				return
@@ -171,21 +179,12 @@ func (w *worker) run() {
 	}
 }
 
-// resumePoint asks the sink for the highest offset already loaded and the
-// dead-letter topic for letters produced since the last commit, retrying
-// while either is unreachable. False when the worker was stopped first.
+// resumePoint asks the dead-letter topic for letters produced since the
+// last commit, retrying while it is unreachable. False when the worker was
+// stopped first. (The highest offset already loaded is read when the first
+// records arrive: see loadedFrom.)
 func (w *worker) resumePoint() bool {
-	return w.retry("read the highest loaded offset", func() error {
-		off, ok, err := w.p.Sink.MaxOffset(w.ctx, w.p.Topic, w.partition)
-		if err != nil {
-			return err
-		}
-		if ok {
-			w.loadedUpTo = off
-			w.log.Info("resuming after the highest loaded offset", "loaded_up_to", off)
-		}
-		return nil
-	}) && w.retry("read the dead letters of the partition", func() error {
+	return w.retry("read the dead letters of the partition", func() error {
 		seen, next, err := w.e.opts.DeadLetters.Resume(w.ctx, w.e.opts.Group, w.p.Topic, w.partition)
 		if err != nil {
 			return err
@@ -200,11 +199,14 @@ func (w *worker) resumePoint() bool {
 
 // drain moves queued records into the batcher, skipping re-deliveries of
 // records already loaded.
-func (w *worker) drain(now time.Time) {
+func (w *worker) drain(now time.Time) bool {
 	w.mu.Lock()
 	q := w.queue
 	w.queue = nil
 	w.mu.Unlock()
+	if len(q) > 0 && !w.resumed && !w.loadedFrom(q[0].Offset) {
+		return false
+	}
 	skipped, skippedBytes, lastSkipped := 0, 0, int64(-1)
 	for _, r := range q {
 		if r.Offset <= w.loadedUpTo {
@@ -217,7 +219,7 @@ func (w *worker) drain(now time.Time) {
 	}
 	w.e.m.Consumed.WithLabelValues(w.p.Name).Add(float64(len(q) - skipped))
 	if skipped == 0 {
-		return
+		return true
 	}
 	w.e.m.Skipped.WithLabelValues(w.p.Name).Add(float64(skipped))
 	w.release(int64(skippedBytes))
@@ -231,6 +233,28 @@ func (w *worker) drain(now time.Time) {
 			w.committed.Store(lastSkipped + 1)
 		}
 	}
+	return true
+}
+
+// loadedFrom reads, once per assignment, the highest offset stored at or
+// above first — the first record delivered, which is the group's committed
+// position: nothing below it comes again. Records at or below the answer
+// were loaded by a previous owner that crashed before committing; drain
+// skips them. Retries while ClickHouse is unreachable; false when the
+// worker was stopped first.
+func (w *worker) loadedFrom(first int64) bool {
+	return w.retry("read the highest loaded offset", func() error {
+		off, ok, err := w.p.Sink.MaxOffset(w.ctx, w.p.Topic, w.partition, first)
+		if err != nil {
+			return err
+		}
+		w.resumed = true
+		if ok {
+			w.loadedUpTo = max(w.loadedUpTo, off)
+			w.log.Info("resuming after the highest loaded offset", "loaded_up_to", off)
+		}
+		return nil
+	})
 }
 
 func (w *worker) release(n int64) {
@@ -245,6 +269,10 @@ func (w *worker) release(n int64) {
 // commit. It returns false when the worker must stop (partition lost or
 // hard shutdown) with the batch not committed.
 func (w *worker) process(b *record.Batch) bool {
+	if !w.acquire() {
+		return false
+	}
+	defer w.releaseSlot()
 	start := time.Now()
 	p := w.p
 	w.dlqFence = w.dlqNext
@@ -346,7 +374,7 @@ func (w *worker) load(b *record.Batch, prepared bool) (int, bool) {
 		if w.ctx.Err() != nil {
 			return 0, false
 		}
-		stored, found, err := p.Sink.MaxOffset(w.ctx, p.Topic, w.partition)
+		stored, found, err := p.Sink.MaxOffset(w.ctx, p.Topic, w.partition, firstGoodOffset(b))
 		if err == nil {
 			// Fenced: another member may own the partition now. Never
 			// send without a successful fence; the group's lost-partition
@@ -376,7 +404,7 @@ func (w *worker) load(b *record.Batch, prepared bool) (int, bool) {
 			}
 			// The acknowledgement may be what was lost: if the rows
 			// are stored, sending them again would load them twice.
-			if off, ok, qerr := p.Sink.MaxOffset(w.ctx, p.Topic, w.partition); qerr == nil && ok && off >= firstGoodOffset(b) {
+			if off, ok, qerr := p.Sink.MaxOffset(w.ctx, p.Topic, w.partition, firstGoodOffset(b)); qerr == nil && ok && off >= firstGoodOffset(b) {
 				w.log.Warn("insert reported an error but the rows are stored; not sending again", "err", err)
 				return good, true
 			}
@@ -508,6 +536,25 @@ func (w *worker) retry(what string, fn func() error) bool {
 	}
 }
 
+// acquire takes a processing slot (Options.Parallel); false when the worker
+// was stopped first.
+func (w *worker) acquire() bool {
+	select {
+	case w.e.slots <- struct{}{}:
+		w.hasSlot = true
+		return true
+	case <-w.ctx.Done():
+		return false
+	}
+}
+
+func (w *worker) releaseSlot() {
+	if w.hasSlot {
+		w.hasSlot = false
+		<-w.e.slots
+	}
+}
+
 // sleep waits the backoff of the attempt; false when the worker's context
 // ended (a stop during a flush keeps retrying until the hard deadline).
 func (w *worker) sleep(attempt int) bool {
@@ -516,11 +563,15 @@ func (w *worker) sleep(attempt int) bool {
 		d = w.e.opts.BackoffMax
 	}
 	d = d/2 + rand.N(d/2+1) // jitter: spread retries of many partitions
+	// A waiting worker lets others use its processing slot: one failing
+	// table must not stall the pipelines whose tables are fine.
+	held := w.hasSlot
+	w.releaseSlot()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return !held || w.acquire()
 	case <-w.ctx.Done():
 		return false
 	}
