@@ -311,7 +311,14 @@ pipelines:
 	}
 	kills, chRestarts, kafkaRestarts := 0, 0, 0
 	began := time.Now()
-	rng := rand.New(rand.NewPCG(1, 2))
+	// Which member dies when varies from run to run; SLUICE_CHAOS_SEED
+	// replays a run's choices.
+	seed := uint64(time.Now().UnixNano())
+	if v, err := strconv.ParseUint(os.Getenv("SLUICE_CHAOS_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	t.Logf("chaos seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
 	producing := true
 	for step := 0; producing || step < 16; step++ {
 		time.Sleep(time.Duration(4000+rng.IntN(2000)) * time.Millisecond)
