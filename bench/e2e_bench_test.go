@@ -139,10 +139,6 @@ admin:
   listen: 127.0.0.1:0
 log:
   level: warn
-batch:
-  max_rows: 50000
-  max_bytes: 16MiB
-  max_wait: 1s
 %spipelines:
   - name: orders
     topic: %s

@@ -49,7 +49,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		{"admin.listen", cfg.Admin.Listen, "127.0.0.1:8080"},
 		{"log.level", cfg.Log.Level, "info"},
 		{"log.format (default)", cfg.Log.Format, "text"},
-		{"batch", cfg.Batch, config.Batch{MaxRows: 50000, MaxBytes: 16 << 20, MaxWait: time.Second}},
+		{"batch", cfg.Batch, config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second}},
 		{"inflight_bytes", cfg.InflightBytes, config.ByteSize(64 << 20)},
 		{"shutdown_timeout", cfg.ShutdownTimeout, 30 * time.Second},
 		{"Dir", cfg.Dir, filepath.Dir(demoConfig)},
@@ -64,7 +64,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		return
 	}
 
-	inherited := config.Batch{MaxRows: 50000, MaxBytes: 16 << 20, MaxWait: time.Second}
+	inherited := config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second}
 	want := []config.Pipeline{
 		{Name: "orders", Topic: "orders", Format: "avro", Table: "orders",
 			Schema: mustAbs(t, "../../schemas/avro/order.avsc"), Transforms: []string{"order_items", "currency", "customer", "fraud"}, Batch: inherited},

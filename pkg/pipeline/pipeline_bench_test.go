@@ -46,7 +46,7 @@ const (
 // BenchmarkPipelineOrders runs the whole engine path in one process:
 // kfake (in-process Kafka, 6 partitions, 500,000 Avro orders from
 // sluice-gen produced before the clock starts) -> group consumer ->
-// per-partition batches (max_rows 50000, max_bytes 16MiB, max_wait 1s) ->
+// per-partition batches (max_rows 50000 as before the default became 20000, max_bytes 16MiB, max_wait 1s) ->
 // real Avro decode -> transforms -> the real ClickHouse, into the orders
 // table's columns with ENGINE = Null, or into the MergeTree orders table
 // that `sluice migrate` creates (with its KPI view). Pipelines are built by
