@@ -13,7 +13,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/benchutil"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/gen"
@@ -166,7 +166,7 @@ log:
 	cmd := exec.Command(bin, "run", "-c", path)
 	cmd.Stdout, cmd.Stderr = logf, logf
 
-	chCPU0, chOK := clickHouseCPU()
+	chCPU0, chOK := benchutil.ClickHouseCPU(repoRoot())
 	b.StartTimer()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -198,9 +198,9 @@ log:
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	cpu, cpuOK := procCPU(pid)
-	hwm := statusKB("/proc/"+pid+"/status", "VmHWM:")
-	chCPU1, _ := clickHouseCPU()
+	cpu, cpuOK := benchutil.ProcCPU(pid)
+	hwm := benchutil.StatusKB("/proc/"+pid+"/status", "VmHWM:")
+	chCPU1, _ := benchutil.ClickHouseCPU(repoRoot())
 
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -455,52 +455,4 @@ func tail(path string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
-}
-
-func statusKB(path, key string) uint64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
-			n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// clickHouseCPU is the ClickHouse server's user+sys CPU so far, from the
-// pid file integration/clickhouse.sh writes; false when it is unreadable.
-func clickHouseCPU() (time.Duration, bool) {
-	dir := env("SLUICE_STATE_DIR", filepath.Join(repoRoot(), ".state"))
-	pid, err := os.ReadFile(filepath.Join(dir, "clickhouse", "clickhouse.pid"))
-	if err != nil {
-		return 0, false
-	}
-	return procCPU(strings.TrimSpace(string(pid)))
-}
-
-// procCPU reads utime+stime of a process from /proc/<pid>/stat.
-func procCPU(pid string) (time.Duration, bool) {
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// utime and stime are fields 14 and 15 of the line, in clock ticks
-	// (USER_HZ, 100 per second on Linux); fields after the command name.
-	s := string(stat)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, false
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(u+st) * 10 * time.Millisecond, true
 }

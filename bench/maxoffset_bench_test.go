@@ -10,6 +10,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/sluice-etl/sluice/internal/benchutil"
 )
 
 // The 50M-row table: the orders table's key and source columns plus a few
@@ -132,7 +134,7 @@ func BenchmarkMaxOffsetLookup50M(b *testing.B) {
 			var rowsRead uint64
 			pctx := clickhouse.Context(ctx, clickhouse.WithProgress(func(p *clickhouse.Progress) { rowsRead += p.Rows }))
 			b.ReportAllocs()
-			ch0, chOK := clickHouseCPU()
+			ch0, chOK := benchutil.ClickHouseCPU(repoRoot())
 			i := 0
 			for b.Loop() {
 				if _, _, err := lookup(pctx, i%bigParts); err != nil {
@@ -142,7 +144,7 @@ func BenchmarkMaxOffsetLookup50M(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/lookup")
 			b.ReportMetric(float64(rowsRead)/float64(b.N), "rows-read/lookup")
-			if ch1, ok := clickHouseCPU(); ok && chOK {
+			if ch1, ok := benchutil.ClickHouseCPU(repoRoot()); ok && chOK {
 				b.ReportMetric(float64((ch1-ch0).Microseconds())/1000/float64(b.N), "ch-ms-cpu/lookup")
 			}
 			b.ReportMetric(float64(parts), "parts")

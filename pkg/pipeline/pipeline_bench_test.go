@@ -3,7 +3,6 @@
 package pipeline_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,10 +11,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,16 +23,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/benchutil"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/dlq"
 	"github.com/sluice-etl/sluice/pkg/gen"
-	"github.com/sluice-etl/sluice/pkg/migrate"
 	"github.com/sluice-etl/sluice/pkg/pipeline"
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/refdata"
 	"github.com/sluice-etl/sluice/pkg/service"
-	"github.com/sluice-etl/sluice/pkg/sink"
-	"github.com/sluice-etl/sluice/schemas"
 )
 
 const (
@@ -89,7 +84,7 @@ func BenchmarkPipelineOrders(b *testing.B) {
 		store.PutRate(r.Currency, r.EffectiveFrom.UnixMilli(), r.Rate)
 	}
 
-	conn, db := benchDatabase(b)
+	conn, db := benchutil.ScratchDatabase(b, "bench_pipeline")
 	if err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE `%s`.orders_null AS `%s`.orders ENGINE = Null", db, db)); err != nil {
 		b.Fatal(err)
 	}
@@ -153,8 +148,8 @@ func runOnce(b *testing.B, brokers []string, conn driver.Conn, db, table, transf
 	base := heapBytes()
 	resetPeakRSS()
 	stopSampling, peak := sampleHeap()
-	chCPU0, chOK := clickHouseCPU()
-	cpu0 := cpuTime()
+	chCPU0, chOK := benchutil.ClickHouseCPU(repoRoot())
+	cpu0 := benchutil.SelfCPU()
 	start := time.Now()
 	b.StartTimer()
 
@@ -180,8 +175,8 @@ func runOnce(b *testing.B, brokers []string, conn driver.Conn, db, table, transf
 
 	b.StopTimer()
 	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
-	chCPU1, _ := clickHouseCPU()
+	cpu := benchutil.SelfCPU() - cpu0
+	chCPU1, _ := benchutil.ClickHouseCPU(repoRoot())
 	stopSampling()
 	hwm := peakRSS()
 	cancel()
@@ -335,36 +330,6 @@ func clickHouseAddr() string {
 	return "127.0.0.1:9000"
 }
 
-// benchDatabase creates a scratch database with Sluice's tables, dropped
-// afterwards.
-func benchDatabase(b *testing.B) (driver.Conn, string) {
-	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := sink.Open(ctx, config.ClickHouse{Addr: []string{clickHouseAddr()}, Database: "default", Username: "default", DialTimeout: 5 * time.Second})
-	if err != nil {
-		b.Fatalf("ClickHouse is not reachable at %s (run `make up`): %v", clickHouseAddr(), err)
-	}
-	db := fmt.Sprintf("bench_pipeline_%d", time.Now().UnixNano()%1_000_000_000)
-	if err := migrate.Apply(ctx, conn, db, schemas.ClickHouse, "clickhouse", slog.New(slog.DiscardHandler)); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS `"+db+"`")
-		conn.Close()
-	})
-	return conn, db
-}
-
-// cpuTime is this process's user+sys CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 
 // heapBytes is the memory held by heap objects, live or not yet swept
@@ -412,55 +377,4 @@ func maxU(a, b uint64) uint64 {
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0o644) }
 
 // peakRSS is VmHWM in bytes.
-func peakRSS() uint64 { return statusKB("/proc/self/status", "VmHWM:") * 1024 }
-
-func statusKB(path, key string) uint64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
-			n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// clickHouseCPU is the ClickHouse server's user+sys CPU so far, from the
-// pid file integration/clickhouse.sh writes; false when it is unreadable.
-func clickHouseCPU() (time.Duration, bool) {
-	dir := os.Getenv("SLUICE_STATE_DIR")
-	if dir == "" {
-		dir = filepath.Join(repoRoot(), ".state")
-	}
-	pid, err := os.ReadFile(filepath.Join(dir, "clickhouse", "clickhouse.pid"))
-	if err != nil {
-		return 0, false
-	}
-	return procCPU(strings.TrimSpace(string(pid)))
-}
-
-// procCPU reads utime+stime of a process from /proc/<pid>/stat.
-func procCPU(pid string) (time.Duration, bool) {
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line, in clock ticks (100 per second).
-	s := string(stat)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, false
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(u+st) * 10 * time.Millisecond, true
-}
+func peakRSS() uint64 { return benchutil.StatusKB("/proc/self/status", "VmHWM:") * 1024 }

@@ -5,18 +5,12 @@ package sink
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/shopspring/decimal"
 
-	"github.com/sluice-etl/sluice/pkg/config"
-	"github.com/sluice-etl/sluice/pkg/migrate"
-	"github.com/sluice-etl/sluice/schemas"
+	"github.com/sluice-etl/sluice/internal/benchutil"
 )
 
 // BenchmarkSinkInsertNull loads 50,000-row batches of realistic orders (all
@@ -31,7 +25,7 @@ import (
 // user+sys CPU (getrusage), i.e. the client side only.
 func BenchmarkSinkInsertNull(b *testing.B) {
 	ctx := context.Background()
-	conn, db := benchDatabase(b)
+	conn, db := benchutil.ScratchDatabase(b, "bench_sink")
 	if err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE `%s`.orders_null AS `%s`.orders ENGINE = Null", db, db)); err != nil {
 		b.Fatal(err)
 	}
@@ -117,50 +111,16 @@ func BenchmarkSinkInsertNull(b *testing.B) {
 func measure(b *testing.B, rows int, op func()) {
 	b.Helper()
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := benchutil.SelfCPU()
 	b.ResetTimer()
 	for b.Loop() {
 		op()
 	}
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
+	cpu := benchutil.SelfCPU() - cpu0
 	total := float64(b.N) * float64(rows)
 	perRow := float64(b.Elapsed().Nanoseconds()) / total
 	b.ReportMetric(perRow, "ns/row")
 	b.ReportMetric(1e9/perRow, "rows/s")
 	b.ReportMetric(float64(cpu.Microseconds())/total, "µs-cpu/row")
-}
-
-// cpuTime is this process's user+sys CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// benchDatabase connects to the ClickHouse that `make up` starts and
-// creates a scratch database with Sluice's tables, dropped afterwards.
-func benchDatabase(b *testing.B) (driver.Conn, string) {
-	b.Helper()
-	addr := "127.0.0.1:9000"
-	if a := os.Getenv("SLUICE_CLICKHOUSE_ADDR"); a != "" {
-		addr = a
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := Open(ctx, config.ClickHouse{Addr: []string{addr}, Database: "default", Username: "default", DialTimeout: 5 * time.Second})
-	if err != nil {
-		b.Fatalf("ClickHouse is not reachable at %s (run `make up`): %v", addr, err)
-	}
-	db := fmt.Sprintf("bench_sink_%d", time.Now().UnixNano()%1_000_000_000)
-	if err := migrate.Apply(ctx, conn, db, schemas.ClickHouse, "clickhouse", slog.New(slog.DiscardHandler)); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS `"+db+"`")
-		conn.Close()
-	})
-	return conn, db
 }

@@ -1,0 +1,122 @@
+// Package benchutil holds what the benchmarks behind `make bench` share:
+// CPU and memory readings from /proc and getrusage, and a scratch
+// ClickHouse database with Sluice's tables.
+package benchutil
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/sluice-etl/sluice/pkg/migrate"
+	"github.com/sluice-etl/sluice/schemas"
+)
+
+// SelfCPU is this process's user+sys CPU time so far.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// StatusKB reads a "Key:  N kB" line of a /proc/<pid>/status file; 0 when
+// absent.
+func StatusKB(path, key string) uint64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
+			n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// ProcCPU reads utime+stime of a process from /proc/<pid>/stat.
+func ProcCPU(pid string) (time.Duration, bool) {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// fields 14 and 15 of the whole line, in clock ticks (100 per second).
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+st) * 10 * time.Millisecond, true
+}
+
+// ClickHouseCPU is the ClickHouse server's user+sys CPU so far, from the pid
+// file integration/clickhouse.sh writes under SLUICE_STATE_DIR (default
+// <repoRoot>/.state); false when it is unreadable.
+func ClickHouseCPU(repoRoot string) (time.Duration, bool) {
+	dir := os.Getenv("SLUICE_STATE_DIR")
+	if dir == "" {
+		dir = filepath.Join(repoRoot, ".state")
+	}
+	pid, err := os.ReadFile(filepath.Join(dir, "clickhouse", "clickhouse.pid"))
+	if err != nil {
+		return 0, false
+	}
+	return ProcCPU(strings.TrimSpace(string(pid)))
+}
+
+// ClickHouseAddr is SLUICE_CLICKHOUSE_ADDR or the address `make up` uses.
+func ClickHouseAddr() string {
+	if a := os.Getenv("SLUICE_CLICKHOUSE_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:9000"
+}
+
+// ScratchDatabase connects to the ClickHouse that `make up` starts and
+// creates a database named prefix_<n> with Sluice's tables, dropped when the
+// benchmark ends.
+func ScratchDatabase(tb testing.TB, prefix string) (driver.Conn, string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr := ClickHouseAddr()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Protocol: clickhouse.Native,
+		Auth: clickhouse.Auth{Database: "default", Username: "default"}, DialTimeout: 5 * time.Second})
+	if err == nil {
+		err = conn.Ping(ctx)
+	}
+	if err != nil {
+		tb.Fatalf("ClickHouse is not reachable at %s (run `make up`): %v", addr, err)
+	}
+	db := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano()%1_000_000_000)
+	if err := migrate.Apply(ctx, conn, db, schemas.ClickHouse, "clickhouse", slog.New(slog.DiscardHandler)); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS `"+db+"`")
+		conn.Close()
+	})
+	return conn, db
+}
