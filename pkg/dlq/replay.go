@@ -433,16 +433,7 @@ func send(ctx context.Context, p *Target, w TableWriter, b *record.Batch, prepar
 		}
 		return nil
 	}
-	// Split at the middle good item so both halves hold good rows.
-	mid, seen := 0, 0
-	for mid = range b.Items {
-		if b.Items[mid].Failed == nil {
-			seen++
-			if seen > good/2 {
-				break
-			}
-		}
-	}
+	mid := b.SplitGood()
 	if err := send(ctx, p, w, b.Slice(0, mid), false); err != nil {
 		return err
 	}

@@ -432,16 +432,7 @@ func (w *worker) bisect(b *record.Batch, good int, err error) (int, bool) {
 		}
 		return 0, true
 	}
-	// Split at the middle good item so both halves hold good rows.
-	mid, seen := 0, 0
-	for mid = range b.Items {
-		if b.Items[mid].Failed == nil {
-			seen++
-			if seen > good/2 {
-				break
-			}
-		}
-	}
+	mid := b.SplitGood()
 	w.log.Info("clickhouse rejected a batch's content; splitting it", "first", b.First, "last", b.Last, "rows", good, "err", err)
 	left, ok := w.load(b.Slice(0, mid), false)
 	if !ok {

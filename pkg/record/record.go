@@ -98,3 +98,20 @@ func (b *Batch) Slice(lo, hi int) *Batch {
 	}
 	return s
 }
+
+// SplitGood returns the index that splits b into two slices holding half of
+// its good items each (the left one the smaller half): where a batch the
+// server rejects is cut to isolate the rows it refuses. b must hold at
+// least two good items.
+func (b *Batch) SplitGood() int {
+	half, seen := b.Good()/2, 0
+	for i := range b.Items {
+		if b.Items[i].Failed == nil {
+			if seen == half {
+				return i
+			}
+			seen++
+		}
+	}
+	return len(b.Items)
+}
