@@ -88,7 +88,7 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 
 	root.AddCommand(&cobra.Command{
 		Use:   "migrate",
-		Short: "Create or upgrade the ClickHouse database, tables and views (safe to run twice)",
+		Short: "Create the ClickHouse database, tables and views if they do not exist (safe to run twice)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := load()
