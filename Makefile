@@ -62,7 +62,7 @@ down:
 
 lint:
 	$(GO) vet $(PKGS)
-	$(GO) vet -tags integration ./integration/...
+	$(GO) vet -tags integration ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 fmt:
