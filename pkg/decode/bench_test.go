@@ -103,3 +103,16 @@ func mustCodec(b *testing.B, schema string) *goavro.Codec {
 	}
 	return c
 }
+
+// The encoding/json decoder that Decode replaced, for comparison.
+func BenchmarkDecodeOrderJSONStd(b *testing.B) {
+	value := []byte(jsonOrder)
+	d := mustDecoder(b, FormatJSON, "order").(*jsonDecoder)
+	b.SetBytes(int64(len(value)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.decodeJSONStd(value); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

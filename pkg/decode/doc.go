@@ -47,4 +47,5 @@
 //	resolve.go   writer-to-reader schema resolution and reader defaults
 //	decimal.go   exact decimal conversions and precision checks
 //	json.go      one JSON object per record, coerced by the plan
+//	jsonparse.go the single-pass JSON parser that json.go walks the plan with
 package decode

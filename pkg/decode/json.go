@@ -1,10 +1,7 @@
 package decode
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"strconv"
 	"time"
@@ -32,6 +29,15 @@ import (
 //     errors (defaults are not applied); keys not in the schema are ignored.
 //
 // Unions are written as the plain value, not Avro-JSON's {"string": "x"}.
+//
+// The JSON is read in one pass by a small parser (jsonparse.go) that walks
+// the schema's plan: each value is parsed straight into its Row type, keys
+// not in the schema are skipped (but checked to be valid JSON). What it
+// accepts and returns is what encoding/json into map[string]any (with
+// UseNumber) followed by coercion would: invalid UTF-8 and lone surrogates
+// in strings become U+FFFD, a repeated key's last value wins, nesting is
+// limited to 10000 levels, only whitespace may follow the object, and a
+// syntax error anywhere is reported before any type error.
 type jsonDecoder struct {
 	plan *plan
 }
@@ -41,254 +47,132 @@ func (d *jsonDecoder) Decode(value []byte) (record.Row, error) {
 	if err := checkPresent(value); err != nil {
 		return nil, err
 	}
-	trimmed := bytes.TrimLeft(value, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
+	s := jsonParser{buf: value}
+	s.ws()
+	if s.pos >= len(value) || value[s.pos] != '{' {
 		return nil, fail("JSON value is not an object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(value))
-	dec.UseNumber() // numbers stay text, so decimals and longs are exact
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, fail("invalid JSON: " + err.Error())
+	m, err := s.record(d.plan)
+	if s.bad != nil {
+		return nil, s.bad
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	s.ws()
+	if s.pos != len(value) {
 		return nil, fail("trailing data after the JSON object")
 	}
-	if e := d.plan.recordFromJSON(m); e != nil {
-		return nil, e
+	if err != nil {
+		return nil, err
 	}
 	return record.Row(m), nil
 }
 
-// recordFromJSON coerces a decoded JSON object in place: every schema field
-// is set (absent nullable ones to nil), unknown keys are deleted.
-func (p *plan) recordFromJSON(m map[string]any) *Error {
-	for i := range p.fields {
-		f := &p.fields[i]
-		v, ok := m[f.name]
-		if !ok {
-			if f.plan.nullable {
-				m[f.name] = nil
-				continue
-			}
-			return fail("missing required field").in(f.name)
-		}
-		v, err := f.plan.fromJSON(v)
-		if err != nil {
-			return err.in(f.name)
-		}
-		m[f.name] = v
-	}
-	if len(m) > len(p.fields) {
-		for k := range m {
-			if _, ok := p.fieldIndex[k]; !ok {
-				delete(m, k)
-			}
-		}
-	}
-	return nil
-}
-
-// fromJSON turns one encoding/json value (decoded with UseNumber) into its
-// Row type.
-func (p *plan) fromJSON(v any) (any, *Error) {
-	if v == nil {
-		if p.nullable || p.t.Kind == KindNull {
-			return nil, nil
-		}
-		return nil, fail("null is not allowed, want " + p.t.String())
-	}
-	switch p.op {
-	case opDecimal:
-		var s string
-		switch x := v.(type) {
-		case string:
-			s = x
-		case json.Number:
-			s = string(x)
-		default:
-			return nil, p.wrongType(v, "as a string or number")
-		}
-		d, err := p.decimalFromText(s)
-		if err != nil {
-			return nil, err
-		}
-		return d, nil
-	case opTimestampMillis, opTimestampMicros, opDate:
-		return p.timeFromJSON(v)
-	case opBytes:
-		s, ok := v.(string)
-		if !ok {
-			return nil, p.wrongType(v, "as a string")
-		}
-		b, err := bytesFromJSON(s)
-		if err != nil {
-			return nil, err
-		}
-		if p.t.Kind == KindFixed && len(b) != p.t.Size {
-			return nil, fail("fixed " + shortName(p.t.Name) + " needs " + strconv.Itoa(p.t.Size) +
-				" bytes, got " + strconv.Itoa(len(b)))
-		}
-		return b, nil
-	case opArray:
-		s, ok := v.([]any)
-		if !ok {
-			return nil, p.wrongType(v, "")
-		}
-		for i, x := range s {
-			y, err := p.elem.fromJSON(x)
-			if err != nil {
-				return nil, err.at(strconv.Itoa(i))
-			}
-			s[i] = y
-		}
-		return s, nil
-	case opMap:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, p.wrongType(v, "as an object")
-		}
-		for k, x := range m {
-			y, err := p.elem.fromJSON(x)
-			if err != nil {
-				return nil, err.at(k)
-			}
-			m[k] = y
-		}
-		return m, nil
-	case opRecord:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, p.wrongType(v, "as an object")
-		}
-		if err := p.recordFromJSON(m); err != nil {
-			return nil, err
-		}
-		return m, nil
-	}
-	// opKeep: primitives, enums and uuids.
-	switch p.t.Kind {
-	case KindNull:
-		return nil, p.wrongType(v, "")
-	case KindBoolean:
-		if b, ok := v.(bool); ok {
-			return b, nil
-		}
-	case KindString:
-		if s, ok := v.(string); ok {
-			return s, nil
-		}
-	case KindEnum:
-		s, ok := v.(string)
-		if !ok {
-			return nil, p.wrongType(v, "as a string")
-		}
-		for _, sym := range p.t.Symbols {
-			if s == sym {
-				return sym, nil
-			}
-		}
-		return nil, fail(strconv.Quote(s) + " is not a symbol of " + shortName(p.t.Name) + " " + symbolList(p.t.Symbols))
-	case KindInt, KindLong:
-		n, ok := v.(json.Number)
-		if !ok {
-			return nil, p.wrongType(v, "as a number")
-		}
-		bits := 64
-		if p.t.Kind == KindInt {
-			bits = 32
-		}
-		i, err := integerFromJSON(string(n), bits)
-		if err != nil {
-			return nil, err
-		}
-		if bits == 32 {
-			return int32(i), nil
-		}
-		return i, nil
-	case KindFloat, KindDouble:
-		n, ok := v.(json.Number)
-		if !ok {
-			return nil, p.wrongType(v, "as a number")
-		}
-		bits := 64
-		if p.t.Kind == KindFloat {
-			bits = 32
-		}
-		f, err := strconv.ParseFloat(string(n), bits)
-		if err != nil {
-			return nil, fail("number " + string(n) + " is out of range for " + p.t.Kind.String())
-		}
-		if bits == 32 {
-			return float32(f), nil
-		}
-		return f, nil
-	}
-	return nil, p.wrongType(v, "")
-}
-
-func (p *plan) wrongType(v any, as string) *Error {
+func (p *plan) wrongType(kind string, as string) *Error {
 	want := p.t.baseString()
 	if as != "" {
 		want += " " + as
 	}
-	return fail("want " + want + ", got JSON " + jsonKind(v))
+	return fail("want " + want + ", got JSON " + kind)
 }
 
-// timeFromJSON accepts an integer count of the type's unit since the epoch
-// or a string (RFC 3339 for timestamps, yyyy-mm-dd for dates). A value finer
-// than the unit is an error: a timestamp-millis cannot hold microseconds,
-// and truncating would change the data.
-func (p *plan) timeFromJSON(v any) (any, *Error) {
-	switch x := v.(type) {
-	case json.Number:
-		bits := 64
-		if p.op == opDate {
-			bits = 32
-		}
-		n, err := integerFromJSON(string(x), bits)
-		if err != nil {
-			return nil, err
-		}
-		switch p.op {
-		case opTimestampMillis:
-			return time.UnixMilli(n).UTC(), nil
-		case opTimestampMicros:
-			return time.UnixMicro(n).UTC(), nil
-		default:
-			return dateFromDays(n), nil
-		}
-	case string:
-		if p.op == opDate {
-			t, err := time.Parse(time.DateOnly, x)
-			if err != nil {
-				return nil, fail(strconv.Quote(x) + " is not a date (yyyy-mm-dd)")
-			}
-			return dateFromDays(t.Unix() / 86400), nil
-		}
-		t, err := time.Parse(time.RFC3339Nano, x)
-		if err != nil {
-			return nil, fail(strconv.Quote(x) + " is not an RFC 3339 timestamp")
-		}
-		if p.op == opTimestampMillis {
-			if t.Nanosecond()%int(time.Millisecond) != 0 {
-				return nil, fail(strconv.Quote(x) + " has digits finer than milliseconds")
-			}
-			return time.UnixMilli(t.UnixMilli()).UTC(), nil
-		}
-		if t.Nanosecond()%int(time.Microsecond) != 0 {
-			return nil, fail(strconv.Quote(x) + " has digits finer than microseconds")
-		}
-		return time.UnixMicro(t.UnixMicro()).UTC(), nil
+func (p *plan) fixedSizeError(n int) *Error {
+	return fail("fixed " + shortName(p.t.Name) + " needs " + strconv.Itoa(p.t.Size) +
+		" bytes, got " + strconv.Itoa(n))
+}
+
+func (p *plan) notSymbol(s string) *Error {
+	return fail(strconv.Quote(s) + " is not a symbol of " + shortName(p.t.Name) + " " + symbolList(p.t.Symbols))
+}
+
+// intFromText converts a JSON number to an int (int32) or long (int64).
+func (p *plan) intFromText(s string) (any, *Error) {
+	bits := 64
+	if p.t.Kind == KindInt {
+		bits = 32
 	}
-	unit := "milliseconds"
+	i, err := integerFromJSON(s, bits)
+	if err != nil {
+		return nil, err
+	}
+	if bits == 32 {
+		return int32(i), nil
+	}
+	return i, nil
+}
+
+// floatFromText converts a JSON number to a float (float32) or double.
+func (p *plan) floatFromText(s string) (any, *Error) {
+	bits := 64
+	if p.t.Kind == KindFloat {
+		bits = 32
+	}
+	f, err := strconv.ParseFloat(s, bits)
+	if err != nil {
+		return nil, fail("number " + s + " is out of range for " + p.t.Kind.String())
+	}
+	if bits == 32 {
+		return float32(f), nil
+	}
+	return f, nil
+}
+
+// timeBits is the size of the integer count a date or timestamp is given as.
+func (p *plan) timeBits() int {
+	if p.op == opDate {
+		return 32
+	}
+	return 64
+}
+
+// timeFromCount converts an integer count of the type's unit since the
+// epoch (in range for timeBits).
+func (p *plan) timeFromCount(n int64) time.Time {
+	switch p.op {
+	case opTimestampMillis:
+		return time.UnixMilli(n).UTC()
+	case opTimestampMicros:
+		return time.UnixMicro(n).UTC()
+	default:
+		return dateFromDays(n)
+	}
+}
+
+// timeFromString parses RFC 3339 for timestamps, yyyy-mm-dd for dates. A
+// value finer than the unit is an error: a timestamp-millis cannot hold
+// microseconds, and truncating would change the data.
+func (p *plan) timeFromString(x string) (any, *Error) {
+	if p.op == opDate {
+		t, err := time.Parse(time.DateOnly, x)
+		if err != nil {
+			return nil, fail(strconv.Quote(x) + " is not a date (yyyy-mm-dd)")
+		}
+		return dateFromDays(t.Unix() / 86400), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, x)
+	if err != nil {
+		return nil, fail(strconv.Quote(x) + " is not an RFC 3339 timestamp")
+	}
+	if p.op == opTimestampMillis {
+		if t.Nanosecond()%int(time.Millisecond) != 0 {
+			return nil, fail(strconv.Quote(x) + " has digits finer than milliseconds")
+		}
+		return time.UnixMilli(t.UnixMilli()).UTC(), nil
+	}
+	if t.Nanosecond()%int(time.Microsecond) != 0 {
+		return nil, fail(strconv.Quote(x) + " has digits finer than microseconds")
+	}
+	return time.UnixMicro(t.UnixMicro()).UTC(), nil
+}
+
+// timeWrongType is the error for a date or timestamp given as neither a
+// number nor a string.
+func (p *plan) timeWrongType(kind string) *Error {
 	switch p.op {
 	case opTimestampMicros:
-		unit = "microseconds"
+		return p.wrongType(kind, "as integer microseconds or an RFC 3339 string")
 	case opDate:
-		return nil, p.wrongType(v, "as integer days or a yyyy-mm-dd string")
+		return p.wrongType(kind, "as integer days or a yyyy-mm-dd string")
 	}
-	return nil, p.wrongType(v, "as integer "+unit+" or an RFC 3339 string")
+	return p.wrongType(kind, "as integer milliseconds or an RFC 3339 string")
 }
 
 // integerFromJSON parses a JSON number that must be an integer of the given

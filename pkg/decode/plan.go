@@ -44,8 +44,9 @@ type plan struct {
 
 	elem   *plan // array items, map values
 	fields []fieldPlan
-	// fieldIndex finds a record's fields by name; used to drop unknown JSON
-	// keys, which is rare, so it is not on the common path.
+	// fieldIndex finds a record's fields by name: the JSON parser's lookup
+	// of a key that is not the field after the previous key's (keys usually
+	// come in schema order, which it tries first).
 	fieldIndex map[string]int
 }
 
