@@ -15,14 +15,12 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,10 +31,10 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/internal/benchutil"
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/gen"
@@ -182,7 +180,7 @@ log:
 		if firstCommit == 0 && len(c) > 0 {
 			firstCommit = time.Since(start)
 		}
-		if equalOffsets(c, ends) {
+		if itest.EqualOffsets(c, ends) {
 			break
 		}
 		select {
@@ -382,71 +380,25 @@ func (w *world) name(base string) string { return "bench_" + base + "_" + w.suff
 
 func (w *world) createTopic(name string, partitions int32) {
 	w.b.Helper()
-	resp, err := w.adm.CreateTopics(context.Background(), partitions, 1, nil, name)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		w.b.Fatalf("create topic %s: %v", name, err)
-	}
-	w.b.Cleanup(func() { _, _ = w.adm.DeleteTopics(context.Background(), name) })
+	itest.CreateTopic(w.b, w.adm, name, partitions)
 }
 
 func (w *world) endOffsets(topic string) map[int32]int64 {
 	w.b.Helper()
-	resp, err := w.adm.ListEndOffsets(context.Background(), topic)
-	if err != nil {
-		w.b.Fatal(err)
-	}
-	out := map[int32]int64{}
-	resp.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
-	return out
+	return itest.EndOffsets(w.b, w.adm, topic)
 }
 
 func (w *world) committed(group, topic string) map[int32]int64 {
 	w.b.Helper()
-	out := map[int32]int64{}
-	resp, err := w.adm.FetchOffsets(context.Background(), group)
-	if errors.Is(err, kerr.GroupIDNotFound) || kerr.IsRetriable(err) {
-		return out
-	}
-	if err != nil {
-		w.b.Fatal(err)
-	}
-	resp.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == topic && o.Err == nil {
-			out[o.Partition] = o.At
-		}
-	})
-	return out
+	return itest.Committed(w.b, w.adm, group, topic)
 }
 
-func equalOffsets(a, b map[int32]int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
+func env(k, def string) string { return itest.Env(k, def) }
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
+func brokers() []string      { return itest.Brokers() }
+func clickHouseAddr() string { return itest.ClickHouseAddr() }
 
-func brokers() []string      { return strings.Split(env("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092"), ",") }
-func clickHouseAddr() string { return env("SLUICE_CLICKHOUSE_ADDR", "127.0.0.1:9000") }
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
+func repoRoot() string { return itest.RepoRoot() }
 
 // tail returns the end of a log file for a failure message.
 func tail(path string) string {

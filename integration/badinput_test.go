@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/dlq"
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
@@ -220,7 +221,7 @@ func TestBadInputCatalog(t *testing.T) {
 	s := w.startSluice(cfg)
 	waitUntil(t, "every topic committed at the log end", 2*time.Minute, func() bool {
 		for _, tp := range topics {
-			if !equalOffsets(w.committed(group, tp), w.endOffsets(tp)) {
+			if !itest.EqualOffsets(w.committed(group, tp), w.endOffsets(tp)) {
 				return false
 			}
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/dlq"
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
@@ -371,7 +372,7 @@ pipelines:
 	waitUntil(t, "committed offsets at the log end", 4*time.Minute, func() bool {
 		f.checkAlive()
 		for _, tp := range topics {
-			if !equalOffsets(w.committed(group, tp), ends[tp]) {
+			if !itest.EqualOffsets(w.committed(group, tp), ends[tp]) {
 				return false
 			}
 		}

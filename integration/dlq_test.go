@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/dlq"
 	"github.com/sluice-etl/sluice/pkg/gen"
 	"github.com/sluice-etl/sluice/pkg/record"
@@ -64,7 +65,7 @@ func TestDLQInspectAndReplay(t *testing.T) {
 	cfg := w.sluiceConfig(group, ordersPipeline(topic))
 	s := w.startSluice(cfg)
 	waitUntil(t, "committed offsets at the log end", 2*time.Minute, func() bool {
-		return equalOffsets(w.committed(group, topic), end)
+		return itest.EqualOffsets(w.committed(group, topic), end)
 	})
 	s.stop(t)
 	if n := w.count(fmt.Sprintf("SELECT count() FROM %s.orders", w.db)); n != good {
@@ -236,7 +237,7 @@ func TestDLQInspectAndReplay(t *testing.T) {
 	if n := rows(); n != good+1 {
 		t.Fatalf("orders holds %d rows after a restart, want %d", n, good+1)
 	}
-	if !equalOffsets(w.committed(group, topic), end) {
+	if !itest.EqualOffsets(w.committed(group, topic), end) {
 		t.Fatalf("committed %v after a restart, want %v", w.committed(group, topic), end)
 	}
 }

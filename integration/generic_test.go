@@ -15,6 +15,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
 
@@ -122,8 +123,8 @@ func TestTopicsAddedByConfigAlone(t *testing.T) {
 `, reviews, schemaPath, jsonOrders, filepath.Join(repoRoot(), "schemas", "avro", "order.avsc")))
 	s := w.startSluice(cfg)
 	waitUntil(t, "both topics committed at the log end", 2*time.Minute, func() bool {
-		return equalOffsets(w.committed(group, reviews), w.endOffsets(reviews)) &&
-			equalOffsets(w.committed(group, jsonOrders), w.endOffsets(jsonOrders))
+		return itest.EqualOffsets(w.committed(group, reviews), w.endOffsets(reviews)) &&
+			itest.EqualOffsets(w.committed(group, jsonOrders), w.endOffsets(jsonOrders))
 	})
 	s.stop(t)
 

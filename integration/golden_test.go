@@ -17,6 +17,7 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/dlq"
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
@@ -198,8 +199,8 @@ func TestGoldenDataset(t *testing.T) {
 	cfg.Reference.FxRatesTopic = tp["fx"]
 	s := w.startSluice(cfg)
 	waitUntil(t, "phase 1 committed", 2*time.Minute, func() bool {
-		return equalOffsets(w.committed(group, tp["orders"]), w.endOffsets(tp["orders"])) &&
-			equalOffsets(w.committed(group, tp["payments"]), w.endOffsets(tp["payments"]))
+		return itest.EqualOffsets(w.committed(group, tp["orders"]), w.endOffsets(tp["orders"])) &&
+			itest.EqualOffsets(w.committed(group, tp["payments"]), w.endOffsets(tp["payments"]))
 	})
 
 	// Phase 2: Eve appears, Carol is deleted; the running Sluice follows.
@@ -223,7 +224,7 @@ func TestGoldenDataset(t *testing.T) {
 	waitUntil(t, "Carol deleted from the reference store", 30*time.Second, func() bool { return metric("sluice_refdata_customers") == "4" })
 	produce(orderRecs(goldenOrders(2))...)
 	waitUntil(t, "phase 2 committed", time.Minute, func() bool {
-		return equalOffsets(w.committed(group, tp["orders"]), w.endOffsets(tp["orders"]))
+		return itest.EqualOffsets(w.committed(group, tp["orders"]), w.endOffsets(tp["orders"]))
 	})
 	s.stop(t)
 

@@ -8,23 +8,21 @@ package integration
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/migrate"
 	"github.com/sluice-etl/sluice/pkg/service"
@@ -32,23 +30,10 @@ import (
 	"github.com/sluice-etl/sluice/schemas"
 )
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
 var (
-	brokers    = strings.Split(env("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092"), ",")
-	clickhouse = env("SLUICE_CLICKHOUSE_ADDR", "127.0.0.1:9000")
+	brokers    = itest.Brokers()
+	clickhouse = itest.ClickHouseAddr()
 )
-
-// repoRoot is the repository root (this file is in integration/).
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
 
 // env is one test's private world: a database with Sluice's tables, Kafka
 // clients, and a suffix for topic and group names.
@@ -97,56 +82,21 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) name(base string) string { return base + "_" + w.suffix }
 
+func repoRoot() string { return itest.RepoRoot() }
+
 func (w *world) createTopic(name string, partitions int32) {
 	w.t.Helper()
-	resp, err := w.adm.CreateTopics(context.Background(), partitions, 1, nil, name)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		w.t.Fatalf("create topic %s: %v", name, err)
-	}
-	w.t.Cleanup(func() {
-		if !w.t.Failed() {
-			_, _ = w.adm.DeleteTopics(context.Background(), name)
-		}
-	})
+	itest.CreateTopic(w.t, w.adm, name, partitions)
 }
 
-// endOffsets returns the log end offset per partition.
 func (w *world) endOffsets(topic string) map[int32]int64 {
 	w.t.Helper()
-	resp, err := w.adm.ListEndOffsets(context.Background(), topic)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	resp.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
-	return out
+	return itest.EndOffsets(w.t, w.adm, topic)
 }
 
-// committed returns the group's committed offset per partition of topic.
 func (w *world) committed(group, topic string) map[int32]int64 {
 	w.t.Helper()
-	out := map[int32]int64{}
-	resp, err := w.adm.FetchOffsets(context.Background(), group)
-	for i := 0; i < 100 && kerr.IsRetriable(err); i++ {
-		// A fresh broker may still be loading the offsets topic.
-		time.Sleep(100 * time.Millisecond)
-		resp, err = w.adm.FetchOffsets(context.Background(), group)
-	}
-	if errors.Is(err, kerr.GroupIDNotFound) {
-		return out
-	}
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	resp.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == topic && o.Err == nil {
-			out[o.Partition] = o.At
-		}
-	})
-	return out
+	return itest.Committed(w.t, w.adm, group, topic)
 }
 
 func (w *world) count(q string, args ...any) uint64 {
@@ -254,16 +204,4 @@ func runScript(t *testing.T, script string, args ...string) {
 	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", script, args, err, out)
 	}
-}
-
-func equalOffsets(a, b map[int32]int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

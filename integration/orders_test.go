@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
 
@@ -147,7 +148,7 @@ func TestOrdersEndToEnd(t *testing.T) {
 	s := w.startSluice(w.sluiceConfig(group, ordersPipeline(topic)))
 	start = time.Now()
 	waitUntil(t, "committed offsets at the log end", 3*time.Minute, func() bool {
-		return equalOffsets(w.committed(group, topic), end)
+		return itest.EqualOffsets(w.committed(group, topic), end)
 	})
 	t.Logf("loaded and committed %d orders in %v", n, time.Since(start).Round(time.Millisecond))
 	s.stop(t)
@@ -232,7 +233,7 @@ func TestClickHouseOutageCommitsNothingUnloaded(t *testing.T) {
 	}
 
 	waitUntil(t, "committed offsets at the log end after the outage", 3*time.Minute, func() bool {
-		return equalOffsets(w.committed(group, topic), end)
+		return itest.EqualOffsets(w.committed(group, topic), end)
 	})
 	s.stop(t)
 	if dup := w.count(fmt.Sprintf("SELECT toUInt64(count() - uniqExact(_topic, _partition, _offset)) FROM %s.orders", w.db)); dup != 0 {

@@ -19,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/migrate"
 	"github.com/sluice-etl/sluice/schemas"
 )
@@ -86,14 +87,6 @@ func ClickHouseCPU(repoRoot string) (time.Duration, bool) {
 	return ProcCPU(strings.TrimSpace(string(pid)))
 }
 
-// ClickHouseAddr is SLUICE_CLICKHOUSE_ADDR or the address `make up` uses.
-func ClickHouseAddr() string {
-	if a := os.Getenv("SLUICE_CLICKHOUSE_ADDR"); a != "" {
-		return a
-	}
-	return "127.0.0.1:9000"
-}
-
 // ScratchDatabase connects to the ClickHouse that `make up` starts and
 // creates a database named prefix_<n> with Sluice's tables, dropped when the
 // benchmark ends.
@@ -101,7 +94,7 @@ func ScratchDatabase(tb testing.TB, prefix string) (driver.Conn, string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	addr := ClickHouseAddr()
+	addr := itest.ClickHouseAddr()
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Protocol: clickhouse.Native,
 		Auth: clickhouse.Auth{Database: "default", Username: "default"}, DialTimeout: 5 * time.Second})
 	if err == nil {
