@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/refdata"
 	"github.com/sluice-etl/sluice/pkg/service"
-	"github.com/sluice-etl/sluice/pkg/sink"
 )
 
 // newDLQCommand is `sluice dlq inspect|replay`.
@@ -183,9 +181,11 @@ to the table's columns) except the INSERT.`,
 				return err
 			}
 
-			conn, err := sink.Open(ctx, cfg.ClickHouse)
+			// Its own start-up budget: reading the dead letters may have
+			// taken longer than startup_timeout.
+			conn, err := service.NewStartup(cfg.StartupTimeout, log).OpenClickHouse(ctx, cfg.ClickHouse)
 			if err != nil {
-				return config.Errors{{Key: "clickhouse.addr", Problem: err.Error()}}
+				return err
 			}
 			defer conn.Close()
 			store, err := referenceStore(ctx, cfg, log)
@@ -281,24 +281,14 @@ func (ff *filterFlags) filter(cmd *cobra.Command) (dlq.Filter, error) {
 	return f, nil
 }
 
-// dlqClient is a plain Kafka client (no group) that Read consumes with.
+// dlqClient is a plain Kafka client (no group) that Read consumes with,
+// once a broker answered (waited for up to startup_timeout).
 func dlqClient(ctx context.Context, cfg *config.Config, log *slog.Logger) (*kgo.Client, error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Kafka.Brokers...),
+	return service.NewStartup(cfg.StartupTimeout, log).DialKafka(ctx, cfg.Kafka.Brokers,
 		kgo.ClientID(cfg.Kafka.ClientID+"-dlq"),
 		// franz-go narrates connections at info; keep its warnings.
 		kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelWarn)).With("stage", "kafka"))),
 	)
-	if err != nil {
-		return nil, config.Errors{{Key: "kafka.brokers", Problem: err.Error()}}
-	}
-	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := cl.Ping(pctx); err != nil {
-		cl.Close()
-		return nil, config.Errors{{Key: "kafka.brokers", Problem: fmt.Sprintf("cannot reach %s: %v", strings.Join(cfg.Kafka.Brokers, ","), err)}}
-	}
-	return cl, nil
 }
 
 // referenceStore loads the customers and FX rates when a pipeline's

@@ -41,6 +41,7 @@ func dlqWorld(t *testing.T) (cfgPath string, cl *kgo.Client) {
 clickhouse:
   addr: [127.0.0.1:1]
   dial_timeout: 1s
+startup_timeout: 500ms
 log:
   level: error
 pipelines:
@@ -123,9 +124,10 @@ func TestDLQInspectLetters(t *testing.T) {
 		t.Fatalf("no match, --json: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
-	// Replay needs ClickHouse: unreachable is a config error (exit 2).
+	// Replay needs ClickHouse: unreachable past startup_timeout is a
+	// runtime error (exit 1) naming the service and its address.
 	code, _, errOut = runCLI("dlq", "replay", "-c", cfg)
-	if code != exitConfig || !strings.Contains(errOut, "clickhouse.addr") {
+	if code != exitError || !strings.Contains(errOut, "ClickHouse at 127.0.0.1:1 (clickhouse.addr) not reachable within startup_timeout 500ms") {
 		t.Fatalf("replay without ClickHouse: exit %d, stderr %q", code, errOut)
 	}
 }

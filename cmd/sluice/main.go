@@ -21,7 +21,6 @@ import (
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/migrate"
 	"github.com/sluice-etl/sluice/pkg/service"
-	"github.com/sluice-etl/sluice/pkg/sink"
 	"github.com/sluice-etl/sluice/schemas"
 )
 
@@ -78,6 +77,11 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			svc, err := service.New(ctx, cfg, log)
+			if errors.Is(err, service.ErrInterrupted) {
+				// Stopped before it started: nothing to flush, a clean
+				// stop (exit 0). New logged it.
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -95,15 +99,19 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			if err != nil {
 				return err
 			}
-			// Connect without the database: it may not exist yet.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			// Connect without the database: it may not exist yet. An
+			// unreachable server is waited for up to startup_timeout (a
+			// migrate job often starts with the database).
 			chc := cfg.ClickHouse
 			chc.Database = "default"
-			conn, err := sink.Open(cmd.Context(), chc)
+			conn, err := service.NewStartup(cfg.StartupTimeout, log).OpenClickHouse(ctx, chc)
 			if err != nil {
-				return config.Errors{{Key: "clickhouse.addr", Problem: err.Error()}}
+				return err
 			}
 			defer conn.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
 			if err := migrate.Apply(ctx, conn, cfg.ClickHouse.Database, schemas.ClickHouse, "clickhouse", log.With("stage", "migrate")); err != nil {
 				return err
@@ -123,7 +131,12 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 				return err
 			}
 			cfg.Admin.Listen = "" // check must not hold the admin port
-			svc, err := service.New(cmd.Context(), cfg, log)
+			// Same start-up as run, waiting up to startup_timeout for an
+			// unreachable service (exit 1 past it). Interrupted, check
+			// exits 1, not 0: nothing was checked.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			svc, err := service.New(ctx, cfg, log)
 			if err != nil {
 				return err
 			}
@@ -161,6 +174,13 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 		return exitConfig
 	}
 	fmt.Fprintf(stderr, "sluice: %v\n", err)
+	// A service that stayed unreachable, or a signal during start-up
+	// (check, migrate, dlq; run returned nil): runtime, whatever the text
+	// of the network error says.
+	var unreachable *service.UnreachableError
+	if errors.As(err, &unreachable) || errors.Is(err, service.ErrInterrupted) {
+		return exitError
+	}
 	if isUsage(err) {
 		return exitConfig
 	}

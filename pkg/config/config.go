@@ -25,8 +25,12 @@ type Config struct {
 	InflightBytes ByteSize `mapstructure:"inflight_bytes"`
 	// ShutdownTimeout bounds the final flush and commit on SIGTERM.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
-	Reference       Reference     `mapstructure:"reference"`
-	Fraud           Fraud         `mapstructure:"fraud"`
+	// StartupTimeout bounds how long start-up keeps retrying Kafka,
+	// ClickHouse and the schema registry while they are unreachable;
+	// past it the process exits 1 (a runtime error, not a config one).
+	StartupTimeout time.Duration `mapstructure:"startup_timeout"`
+	Reference      Reference     `mapstructure:"reference"`
+	Fraud          Fraud         `mapstructure:"fraud"`
 	// SchemaRegistry serves the writer schemas of avro-confluent pipelines.
 	SchemaRegistry SchemaRegistry `mapstructure:"schema_registry"`
 	Pipelines      []Pipeline     `mapstructure:"pipelines"`

@@ -52,6 +52,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		{"batch", cfg.Batch, config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second}},
 		{"inflight_bytes", cfg.InflightBytes, config.ByteSize(64 << 20)},
 		{"shutdown_timeout", cfg.ShutdownTimeout, 30 * time.Second},
+		{"startup_timeout", cfg.StartupTimeout, 60 * time.Second},
 		{"Dir", cfg.Dir, filepath.Dir(demoConfig)},
 		{"len(pipelines)", len(cfg.Pipelines), 3},
 	}
@@ -231,6 +232,7 @@ func TestLoadBadConfigs(t *testing.T) {
 		"registry_url_missing.bad.yml":     {"schema_registry.url", "missing: pipelines[0] (orders) has format avro-confluent"},
 		"registry_url_not_http.bad.yml":    {"schema_registry.url", `"localhost:8081" must start with http:// or https://`},
 		"registry_timeout_zero.bad.yml":    {"schema_registry.timeout", "must be a positive duration"},
+		"startup_timeout_zero.bad.yml":     {"startup_timeout", "must be a positive duration"},
 	}
 
 	// Every bad file has an expectation and every expectation a file.

@@ -68,6 +68,10 @@ var defaults = map[string]any{
 	// 100k customers per partition: a few MB of timestamps at most.
 	"fraud.velocity_max_customers": 100000,
 	"shutdown_timeout":             "30s",
+	// Long enough to ride out a broker or ClickHouse restart, or a pod
+	// that starts before its dependencies (each takes 10-30 s to come
+	// up), short enough that a real outage is reported within a minute.
+	"startup_timeout": "60s",
 	// No registry unless an avro-confluent pipeline needs one. A registry
 	// answers in milliseconds; 5 s rides out a GC pause or a leader
 	// election, and a slower answer holds the batch for a retry.

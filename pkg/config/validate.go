@@ -76,6 +76,7 @@ func (c *Config) Validate() Errors {
 		add("inflight_bytes", "must be at least batch.max_bytes (%v), got %v", c.Batch.MaxBytes, c.InflightBytes)
 	}
 	positive("shutdown_timeout", c.ShutdownTimeout)
+	positive("startup_timeout", c.StartupTimeout)
 
 	errs = append(errs, c.validateEnrichment()...)
 	errs = append(errs, c.validateRegistry()...)

@@ -9,12 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -48,9 +45,14 @@ type Service struct {
 	reg    *prometheus.Registry
 }
 
-// New connects and builds everything. Problems a user fixes in the config
-// or the environment (unreachable services, missing tables, unknown
-// transforms, unreadable schemas) come back as config.Errors naming the key.
+// New connects and builds everything. ctx bounds start-up (it is the
+// process's signal context): when it ends, New returns ErrInterrupted.
+// A service that does not answer yet is retried with backoff for up to
+// cfg.StartupTimeout (see startup.go); past it New returns an
+// *UnreachableError. Problems the user fixes in the config (a missing
+// database or table, bad credentials, a port that does not speak the
+// protocol, unknown transforms, unreadable schemas) come back at once as
+// config.Errors naming the key.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, error) {
 	s := &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -61,30 +63,40 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 		}
 	}()
 
-	conn, err := sink.Open(ctx, cfg.ClickHouse)
-	var ex *clickhouse.Exception
-	switch {
-	case errors.As(err, &ex) && ex.Code == 81: // UNKNOWN_DATABASE
-		return nil, config.Errors{{Key: "clickhouse.database", Problem: fmt.Sprintf("database %s does not exist: run `sluice migrate` first", cfg.ClickHouse.Database)}}
-	case err != nil:
-		return nil, config.Errors{{Key: "clickhouse.addr", Problem: err.Error()}}
-	}
-	s.conn = conn
-
-	if cfg.UsesRegistry() {
-		rctx, cancel := context.WithTimeout(ctx, cfg.SchemaRegistry.Timeout)
-		err := registry.New(cfg.SchemaRegistry.URL, cfg.SchemaRegistry.Timeout, nil).Ping(rctx)
-		cancel()
-		if err != nil {
-			return nil, config.Errors{{Key: "schema_registry.url", Problem: err.Error()}}
-		}
-	}
+	// One budget for every service start-up waits for.
+	st := NewStartup(cfg.StartupTimeout, log)
 	if cfg.UsesReference() {
 		s.store = refdata.NewStore(cfg.Reference.BaseCurrency)
 	}
-	pipes, err := BuildPipelines(ctx, cfg, conn, s.store)
+	// ClickHouse: connect, then look up every pipeline's table. Both are
+	// one attempt, so a server that goes away between them is waited for
+	// too, not reported as a missing table.
+	var pipes []*pipeline.Pipeline
+	err := st.reach(ctx, clickHouseTarget(cfg.ClickHouse), func(actx context.Context) error {
+		conn, err := sink.Open(actx, cfg.ClickHouse)
+		if err != nil {
+			return err
+		}
+		if pipes, err = BuildPipelines(actx, cfg, conn, s.store); err != nil {
+			_ = conn.Close()
+			return err
+		}
+		s.conn = conn
+		return nil
+	})
 	if err != nil {
-		return nil, err
+		return nil, clickHouseError(cfg.ClickHouse, err)
+	}
+	conn := s.conn
+
+	if cfg.UsesRegistry() {
+		reg := registry.New(cfg.SchemaRegistry.URL, cfg.SchemaRegistry.Timeout, nil)
+		if err := st.reach(ctx, registryTarget(cfg.SchemaRegistry.URL), reg.Ping); err != nil {
+			if passThrough(err) {
+				return nil, err
+			}
+			return nil, config.Errors{{Key: "schema_registry.url", Problem: err.Error()}}
+		}
 	}
 
 	m := pipeline.NewMetrics(s.reg)
@@ -103,27 +115,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 	}
 	s.engine = engine
 
-	// Reach Kafka now, so an unreachable broker is a config error (exit 2)
-	// before anything starts; the group client is created by Run, after
+	// Reach Kafka now, before anything starts, and make sure the
+	// dead-letter topic exists; the group client is created by Run, after
 	// the reference data is loaded, so this member never holds partitions
 	// it cannot yet transform.
 	probe, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelError)))))
 	if err != nil {
 		return nil, config.Errors{{Key: "kafka.brokers", Problem: err.Error()}}
 	}
-	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	err = probe.Ping(pctx)
-	if err == nil {
-		err = ensureDLQTopic(pctx, kadm.NewClient(probe), cfg.Kafka, log)
-	}
+	err = st.reach(ctx, kafkaTarget(cfg.Kafka.Brokers), func(actx context.Context) error {
+		if err := probe.Ping(actx); err != nil {
+			return err
+		}
+		return ensureDLQTopic(actx, kadm.NewClient(probe), cfg.Kafka, log)
+	})
 	probe.Close()
 	if err != nil {
-		var cerrs config.Errors
-		if errors.As(err, &cerrs) {
-			return nil, cerrs
-		}
-		return nil, config.Errors{{Key: "kafka.brokers", Problem: fmt.Sprintf("cannot reach %s: %v", strings.Join(cfg.Kafka.Brokers, ","), err)}}
+		return nil, kafkaError(cfg.Kafka.Brokers, err)
 	}
 	if s.store != nil {
 		r := cfg.Reference
@@ -159,7 +167,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 
 // BuildPipelines builds every configured pipeline: decoder, transforms
 // (with the reference store, nil when no pipeline needs it) and the sink
-// bound to its table. Problems come back as config.Errors naming the key.
+// bound to its table. Problems come back as config.Errors naming the key;
+// a ClickHouse that stopped answering (Transient) comes back as is, for the
+// caller to wait or fail on.
 func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, store *refdata.Store) ([]*pipeline.Pipeline, error) {
 	var errs config.Errors
 	var pipes []*pipeline.Pipeline
@@ -170,7 +180,10 @@ func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, s
 	}
 	for i, pc := range cfg.Pipelines {
 		key := fmt.Sprintf("pipelines[%d]", i)
-		p, perrs := buildPipeline(ctx, conn, cfg, pc, key, store, reg)
+		p, perrs, err := buildPipeline(ctx, conn, cfg, pc, key, store, reg)
+		if err != nil {
+			return nil, err
+		}
 		errs = append(errs, perrs...)
 		if p != nil {
 			pipes = append(pipes, p)
@@ -182,7 +195,7 @@ func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, s
 	return pipes, nil
 }
 
-func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store, reg decode.SchemaFetcher) (*pipeline.Pipeline, config.Errors) {
+func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store, reg decode.SchemaFetcher) (*pipeline.Pipeline, config.Errors, error) {
 	var errs config.Errors
 	var dec decode.Decoder
 	schema, err := decode.LoadSchema(pc.Schema)
@@ -192,7 +205,7 @@ func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc
 		errs = append(errs, &config.Error{Key: key + ".format", Problem: err.Error()})
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, errs, nil
 	}
 	ts, err := transform.Build(pc.Transforms, transform.Env{
 		Pipeline: pc.Name, Schema: schema, Fields: pc.Fields, Store: store, Fraud: cfg.Fraud,
@@ -202,17 +215,16 @@ func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc
 	}
 	table, err := sink.NewTable(ctx, conn, cfg.ClickHouse.Database, pc.Table, cfg.ClickHouse.InsertTimeout)
 	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) {
-			return nil, append(errs, &config.Error{Key: "clickhouse.addr", Problem: err.Error()})
+		if Transient(err) {
+			return nil, nil, err
 		}
-		return nil, append(errs, &config.Error{Key: key + ".table", Problem: err.Error()})
+		return nil, append(errs, &config.Error{Key: key + ".table", Problem: err.Error()}), nil
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, errs, nil
 	}
 	if err := table.Bind(filledBy(schema, ts)); err != nil {
-		return nil, config.Errors{{Key: key + ".table", Problem: err.Error()}}
+		return nil, config.Errors{{Key: key + ".table", Problem: err.Error()}}, nil
 	}
 	return &pipeline.Pipeline{
 		Name:       pc.Name,
@@ -225,7 +237,7 @@ func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc
 			MaxBytes: int(pc.Batch.MaxBytes),
 			MaxWait:  pc.Batch.MaxWait,
 		},
-	}, nil
+	}, nil, nil
 }
 
 // filledBy says which columns a pipeline fills: its schema's top-level
@@ -261,6 +273,7 @@ func (s *Service) Run(ctx context.Context) error {
 		// read up to their high watermarks.
 		if _, err := s.loader.Bootstrap(ctx); err != nil {
 			if ctx.Err() != nil {
+				s.log.Info("interrupted during start-up", "stage", "reference")
 				return nil
 			}
 			return fmt.Errorf("reference data: %w", err)
@@ -330,6 +343,8 @@ const maxRecordBytes = 16<<20 + 1<<10
 
 // ensureDLQTopic creates the dead-letter topic when it is missing, with
 // kafka.dlq_partitions partitions and the broker's default replication.
+// A refusal is a config.Errors naming kafka.dlq_topic; a Transient error
+// comes back as is, for start-up to retry.
 func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *slog.Logger) error {
 	topics, err := adm.ListTopics(ctx, k.DLQTopic)
 	if err != nil {
@@ -344,6 +359,9 @@ func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *
 	resp, err := adm.CreateTopic(ctx, int32(k.DLQPartitions), -1, map[string]*string{"max.message.bytes": &maxMessage}, k.DLQTopic)
 	if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
 		err = resp.Err
+	}
+	if Transient(err) {
+		return err // no controller yet, a timeout: start-up waits
 	}
 	if err != nil {
 		return config.Errors{{Key: "kafka.dlq_topic", Problem: fmt.Sprintf("topic %s is missing and cannot be created: %v", k.DLQTopic, err)}}
