@@ -147,6 +147,7 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 	})
 
 	root.AddCommand(newDLQCommand(&cfgPath, stdout, stderr))
+	root.AddCommand(newAuditCommand(&cfgPath, stdout, stderr))
 
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
