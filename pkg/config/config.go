@@ -64,8 +64,14 @@ type ClickHouse struct {
 	Username    string        `mapstructure:"username"`
 	Password    string        `mapstructure:"password"`
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
-	// InsertTimeout bounds one INSERT; a slower one is retried.
+	// InsertTimeout bounds one INSERT; a slower one is cancelled and,
+	// once it is known to have ended, retried.
 	InsertTimeout time.Duration `mapstructure:"insert_timeout"`
+	// UnknownOutcomeWait is the least pause after an INSERT whose outcome
+	// is unknown (timeout, cut link) before Sluice reads what is stored:
+	// the time an abandoned INSERT's bytes may still take to reach the
+	// server (docs/DESIGN.md, invariant 6).
+	UnknownOutcomeWait time.Duration `mapstructure:"unknown_outcome_wait"`
 }
 
 // Admin is the HTTP endpoint for metrics, health and the dashboard.

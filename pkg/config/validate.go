@@ -59,6 +59,7 @@ func (c *Config) Validate() Errors {
 	}
 	positive("clickhouse.dial_timeout", c.ClickHouse.DialTimeout)
 	positive("clickhouse.insert_timeout", c.ClickHouse.InsertTimeout)
+	positive("clickhouse.unknown_outcome_wait", c.ClickHouse.UnknownOutcomeWait)
 
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {

@@ -30,11 +30,19 @@ type Options struct {
 	InflightBytes int64
 	// ShutdownTimeout bounds the final flush and commit.
 	ShutdownTimeout time.Duration
-	// RevokeTimeout bounds the flush of revoked partitions; keep it below
-	// the group's rebalance timeout (default 30s).
-	RevokeTimeout time.Duration
-	Log           *slog.Logger
-	Metrics       *Metrics
+	// RevokeTimeout bounds the flush of revoked partitions, and
+	// AbandonTimeout the wait that follows for an INSERT cut short by it
+	// to end (defaults 30s and 10s). Their sum must stay below the
+	// group's rebalance timeout: a member whose revoke outlasts it is
+	// expelled and rejoins under a new identity.
+	RevokeTimeout, AbandonTimeout time.Duration
+	// OutcomeWait is the least pause after an INSERT whose outcome is
+	// unknown before the table is read again (default 1s): time for bytes
+	// of the abandoned INSERT still on their way to reach the server,
+	// where the wait for running inserts sees them (docs/DESIGN.md).
+	OutcomeWait time.Duration
+	Log         *slog.Logger
+	Metrics     *Metrics
 	// Backoff bounds the retry delays of a failing load (defaults 100ms..10s).
 	BackoffMin, BackoffMax time.Duration
 	// Parallel bounds the batches decoded, transformed and loaded at once
@@ -65,7 +73,15 @@ type Engine struct {
 
 	inflight atomic.Int64
 	polling  atomic.Bool
-	failing  atomic.Int32 // workers whose sink is failing right now
+	// member is the group member ID under which the workers map was last
+	// known to be the client's assignment: read by the poll loop after each
+	// poll, when no rebalance can be running. A commit under another ID is
+	// refused (errIdentityChanged): a member that was expelled and rejoined
+	// under a new ID inside one rebalance gets a revoke, not a loss, and
+	// the coordinator would accept its commits for partitions another
+	// member owns by then.
+	member  atomic.Pointer[string]
+	failing atomic.Int32 // workers whose sink is failing right now
 
 	// hardCtx ends every worker's work; cancelled when the shutdown
 	// deadline passes or Run returns.
@@ -98,6 +114,12 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.RevokeTimeout <= 0 {
 		o.RevokeTimeout = 30 * time.Second
+	}
+	if o.AbandonTimeout <= 0 {
+		o.AbandonTimeout = 10 * time.Second
+	}
+	if o.OutcomeWait <= 0 {
+		o.OutcomeWait = time.Second
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = runtime.GOMAXPROCS(0)
@@ -182,6 +204,9 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 		if fetches.IsClientClosed() {
 			break
 		}
+		if id, _ := cl.GroupMetadata(); id != "" {
+			e.member.Store(&id)
+		}
 		fetches.EachError(func(t string, p int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
@@ -232,14 +257,30 @@ func (e *Engine) shutdown(cl *kgo.Client) error {
 		e.hardCancel()
 	})
 	defer timer.Stop()
+	// The workers stay in the map while they flush: a rebalance that
+	// revokes their partitions meanwhile must wait for them (revoked), or
+	// the partitions would be handed over while their INSERTs still run.
 	e.mu.Lock()
-	all := make([]*worker, 0, len(e.workers))
+	all := make(map[tp]*worker, len(e.workers))
 	for k, w := range e.workers {
-		all = append(all, w)
-		delete(e.workers, k)
+		all[k] = w
 	}
 	e.mu.Unlock()
-	stopAll(all, stopFlush, 0)
+	for _, w := range all {
+		w.stop(stopFlush, 0)
+	}
+	for k, w := range all {
+		<-w.done
+		e.mu.Lock()
+		mine := e.workers[k] == w
+		if mine {
+			delete(e.workers, k)
+		}
+		e.mu.Unlock()
+		if mine {
+			w.forget()
+		}
+	}
 	cl.AllowRebalance()
 	cl.Close() // leaves the group; revoke finds no workers left
 	e.log.Info("shut down")
@@ -269,6 +310,8 @@ func (e *Engine) assigned(_ context.Context, cl *kgo.Client, parts map[string][]
 }
 
 func (e *Engine) revoked(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	// A revoke that runs while shutdown flushes finds the workers still
+	// registered and waits for them.
 	e.stopPartitions(parts, stopFlush, e.opts.RevokeTimeout)
 	for topic, ps := range parts {
 		e.log.Info("partitions revoked: flushed and committed", "topic", topic, "partitions", ps)
@@ -304,14 +347,20 @@ func stopAll(ws []*worker, mode stopMode, flushTimeout time.Duration) {
 	}
 	for _, w := range ws {
 		<-w.done
-		w.e.m.Assigned.WithLabelValues(w.p.Name).Dec()
-		w.e.m.Lag.DeleteLabelValues(w.p.Name, strconv.Itoa(int(w.partition)))
-		// Per-partition transform state (velocity) belongs to the
-		// partition's next owner now.
-		for _, t := range w.p.Transforms {
-			if ps, ok := t.(transform.PartitionState); ok {
-				ps.Forget(w.partition)
-			}
+		w.forget()
+	}
+}
+
+// forget drops what the engine keeps of a stopped worker's partition; the
+// one who removed the worker from the map calls it, once.
+func (w *worker) forget() {
+	w.e.m.Assigned.WithLabelValues(w.p.Name).Dec()
+	w.e.m.Lag.DeleteLabelValues(w.p.Name, strconv.Itoa(int(w.partition)))
+	// Per-partition transform state (velocity) belongs to the
+	// partition's next owner now.
+	for _, t := range w.p.Transforms {
+		if ps, ok := t.(transform.PartitionState); ok {
+			ps.Forget(w.partition)
 		}
 	}
 }
@@ -319,10 +368,20 @@ func stopAll(ws []*worker, mode stopMode, flushTimeout time.Duration) {
 // backpressure pauses fetching for partitions whose workers hold more than
 // two batches' worth of bytes, and for every partition holding anything while
 // the global budget is spent; it resumes them once they drain below one batch.
+// The client's own set of paused partitions is the state it reconciles
+// with, not a flag of the worker's: a partition revoked while paused and
+// assigned back later gets a new worker but is still paused in the client,
+// and partitions no worker holds any more are resumed.
 func (e *Engine) backpressure() {
 	total := e.inflight.Load()
 	e.m.InflightBytes.Set(float64(total))
 	over := total >= e.opts.InflightBytes
+	isPaused := map[tp]bool{}
+	for topic, ps := range e.cl.PauseFetchPartitions(nil) {
+		for _, p := range ps {
+			isPaused[tp{topic, p}] = true
+		}
+	}
 	pause := map[string][]int32{}
 	resume := map[string][]int32{}
 	paused := 0
@@ -330,19 +389,26 @@ func (e *Engine) backpressure() {
 	for k, w := range e.workers {
 		held := w.held.Load()
 		limit := int64(w.p.Limits.MaxBytes)
+		was := isPaused[k]
+		delete(isPaused, k)
+		now := was
 		switch {
-		case !w.paused && (held > 2*limit || (over && held > 0)):
-			w.paused = true
+		case !was && (held > 2*limit || (over && held > 0)):
 			pause[k.topic] = append(pause[k.topic], k.partition)
-		case w.paused && held <= limit && !over:
-			w.paused = false
+			now = true
+		case was && held <= limit && !over:
 			resume[k.topic] = append(resume[k.topic], k.partition)
+			now = false
 		}
-		if w.paused {
+		w.paused.Store(now)
+		if now {
 			paused++
 		}
 	}
 	e.mu.Unlock()
+	for k := range isPaused { // no worker: nothing holds its records back
+		resume[k.topic] = append(resume[k.topic], k.partition)
+	}
 	if len(pause) > 0 {
 		e.cl.PauseFetchPartitions(pause)
 	}
@@ -359,9 +425,13 @@ func (e *Engine) backpressure() {
 func (e *Engine) commit(topic string, partition int32, epoch int32, next, dlqNext int64) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.hardCtx), 10*time.Second)
 	defer cancel()
-	if e.opts.Metadata != nil {
-		md := e.opts.Metadata(dlqNext)
-		ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+	member := e.member.Load()
+	ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+		if member == nil || req.MemberID != *member {
+			return errIdentityChanged
+		}
+		if e.opts.Metadata != nil {
+			md := e.opts.Metadata(dlqNext)
 			for i := range req.Topics {
 				if req.Topics[i].Topic != topic {
 					continue
@@ -372,9 +442,9 @@ func (e *Engine) commit(topic string, partition int32, epoch int32, next, dlqNex
 					}
 				}
 			}
-			return nil
-		})
-	}
+		}
+		return nil
+	})
 	var cerr error
 	e.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{
 		topic: {partition: {Epoch: epoch, Offset: next}},
@@ -391,6 +461,10 @@ func (e *Engine) commit(topic string, partition int32, epoch int32, next, dlqNex
 	}
 	return nil
 }
+
+// errIdentityChanged refuses a commit issued under another member ID than
+// the one the assignment was last confirmed under (Engine.member).
+var errIdentityChanged = errors.New("the group member ID changed since the assignment was confirmed")
 
 // commitRespErr returns the first per-partition error of a commit response.
 func commitRespErr(resp *kmsg.OffsetCommitResponse) error {

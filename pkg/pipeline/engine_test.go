@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -58,6 +59,20 @@ type memSink struct {
 	lostAcks  int
 	failAll   bool
 	onSend    func()
+	// onSendBatch is called with s.mu held and may release it meanwhile.
+	onSendBatch func(b *record.Batch)
+	// partialSends stores every other row of a send and reports an
+	// error (a crash between the parts of an INSERT that spans several
+	// table partitions).
+	partialSends int
+	// lateSends report a timeout at once and store the rows only after
+	// lateDelay, listed as running meanwhile (an INSERT that outlives the
+	// client's timeout); kills counts the cancel requests seen.
+	lateSends  int
+	lateDelay  time.Duration
+	running    int
+	kills      int
+	failStored bool
 }
 
 func newMemSink() *memSink {
@@ -71,22 +86,45 @@ type memWriter struct {
 
 func (s *memSink) NewWriter() Writer { return &memWriter{s: s} }
 
-func (s *memSink) MaxOffset(_ context.Context, topic string, partition int32, from int64) (int64, bool, error) {
+func (s *memSink) Stored(_ context.Context, topic string, partition int32, from, to int64) ([]int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, found := int64(-1), false
+	if s.failStored {
+		return nil, errors.New("clickhouse is down")
+	}
+	var out []int64
 	for _, o := range s.order[fmt.Sprintf("%s/%d", topic, partition)] {
-		if o >= from {
-			m, found = max(m, o), true
+		if o >= from && o <= to {
+			out = append(out, o)
 		}
 	}
-	return m, found, nil
+	slices.Sort(out)
+	return out, nil
+}
+
+func (s *memSink) Running(_ context.Context, _ string, _ int32, kill bool) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if kill && s.running > 0 {
+		s.kills++
+	}
+	return s.running, nil
+}
+
+// store records the rows as stored; s.mu is held.
+func (s *memSink) store(rows []*record.Item) {
+	for _, it := range rows {
+		k := fmt.Sprintf("%s/%d", it.Rec.Topic, it.Rec.Partition)
+		s.rows[fmt.Sprintf("%s/%d", k, it.Rec.Offset)]++
+		s.order[k] = append(s.order[k], it.Rec.Offset)
+		s.total++
+	}
 }
 
 func (w *memWriter) Prepare(b *record.Batch) int {
 	w.rows = w.rows[:0]
 	for i := range b.Items {
-		if b.Items[i].Failed == nil {
+		if b.Items[i].Pending() {
 			w.rows = append(w.rows, &b.Items[i])
 		}
 	}
@@ -100,6 +138,9 @@ func (w *memWriter) Send(_ context.Context, b *record.Batch) error {
 	if s.onSend != nil {
 		s.onSend()
 	}
+	if s.onSendBatch != nil {
+		s.onSendBatch(b)
+	}
 	if s.failAll {
 		return errors.New("clickhouse is down")
 	}
@@ -107,12 +148,35 @@ func (w *memWriter) Send(_ context.Context, b *record.Batch) error {
 		s.failSends--
 		return errors.New("connection refused")
 	}
-	for _, it := range w.rows {
-		k := fmt.Sprintf("%s/%d", it.Rec.Topic, it.Rec.Partition)
-		s.rows[fmt.Sprintf("%s/%d", k, it.Rec.Offset)]++
-		s.order[k] = append(s.order[k], it.Rec.Offset)
-		s.total++
+	if s.partialSends > 0 && len(w.rows) > 1 {
+		s.partialSends--
+		var half []*record.Item
+		for i, it := range w.rows {
+			if i%2 == 0 {
+				half = append(half, it)
+			}
+		}
+		s.store(half)
+		return errors.New("read: connection reset by peer")
 	}
+	if s.lateSends > 0 {
+		s.lateSends--
+		// Copies: the batch's items are recycled once it is committed.
+		rows := make([]*record.Item, len(w.rows))
+		for i, it := range w.rows {
+			rec := *it.Rec
+			rows[i] = &record.Item{Rec: &rec}
+		}
+		s.running++
+		time.AfterFunc(s.lateDelay, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.store(rows)
+			s.running--
+		})
+		return errors.New("read: i/o timeout")
+	}
+	s.store(w.rows)
 	if s.lostAcks > 0 {
 		s.lostAcks--
 		return errors.New("read: connection reset by peer")
@@ -659,5 +723,150 @@ func TestParallelBoundsBatchesInFlight(t *testing.T) {
 	}
 	if total, distinct := s.stats(); total != 1600 || distinct != 1600 {
 		t.Fatalf("stored %d rows, %d distinct; want 1600", total, distinct)
+	}
+}
+
+// A send that stores only some of its rows before failing (a crash between
+// the parts of an INSERT spanning several table partitions) must end with
+// every row stored once: the resume reads which offsets are stored, not
+// the highest one.
+func TestPartlyStoredBatchIsCompleted(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(200, nil)
+	s := newMemSink()
+	s.partialSends = 3
+	r := f.start("g20", s, small)
+	waitFor(t, "commit at 200", 10*time.Second, func() bool { return f.committed("g20")[0] == 200 })
+	r.stop(t)
+	if total, distinct := s.stats(); total != 200 || distinct != 200 {
+		t.Fatalf("stored %d rows, %d distinct; want 200 and 200", total, distinct)
+	}
+}
+
+// An INSERT that outlives the client's timeout commits later; the worker
+// must wait for it to end (and ask for it to be cancelled) before it reads
+// what is stored, instead of sending the rows again at once.
+func TestInsertThatOutlivesItsTimeoutIsNotSentAgain(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(100, nil)
+	s := newMemSink()
+	s.lateSends, s.lateDelay = 2, 300*time.Millisecond
+	r := f.startWith("g21", s, small, func(o *Options) { o.OutcomeWait = 10 * time.Millisecond })
+	waitFor(t, "commit at 100", 10*time.Second, func() bool { return f.committed("g21")[0] == 100 })
+	r.stop(t)
+	waitFor(t, "late inserts ended", 5*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.running == 0
+	})
+	if total, distinct := s.stats(); total != 100 || distinct != 100 {
+		t.Fatalf("stored %d rows, %d distinct; want 100 and 100", total, distinct)
+	}
+	s.set(func(s *memSink) {
+		if s.kills == 0 {
+			t.Errorf("no cancel was asked for the running INSERT")
+		}
+	})
+}
+
+// Once the member's identity changed (it rejoined under a new member ID),
+// no commit, and so no fence and no insert, passes until the poll loop
+// confirms the assignment under the new ID.
+func TestNoInsertUnderAChangedMemberID(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(50, nil)
+	s := newMemSink()
+	r := f.start("g22", s, small)
+	waitFor(t, "commit at 50", 10*time.Second, func() bool { return f.committed("g22")[0] == 50 })
+	if err := r.engine.commit(f.topic, 0, -1, 50, -1); err != nil {
+		t.Fatalf("commit under the confirmed member ID: %v", err)
+	}
+	stale := "a-member-id-of-another-life"
+	r.engine.member.Store(&stale)
+	if err := r.engine.commit(f.topic, 0, -1, 50, -1); !errors.Is(err, errIdentityChanged) {
+		t.Fatalf("commit under a changed member ID: %v, want errIdentityChanged", err)
+	}
+	r.stop(t)
+}
+
+// A partition paused by backpressure, revoked and assigned back, gets a
+// new worker; the client still has it paused, and backpressure must
+// resume it (a flag of the old worker is gone). Partitions no worker holds
+// are resumed too.
+func TestBackpressureResumesWhatTheClientHasPaused(t *testing.T) {
+	f := newFixture(t, 2)
+	e, err := New(Options{Pipelines: []*Pipeline{{Name: "events", Topic: f.topic, Decoder: textDecoder{}, Sink: newMemSink(),
+		Limits: small}}, InflightBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.c.ListenAddrs()...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		f.topic: {0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	e.cl = cl
+	e.workers[tp{f.topic, 0}] = newWorker(e, e.opts.Pipelines[0], 0) // holds nothing
+	cl.PauseFetchPartitions(map[string][]int32{f.topic: {0, 1}})
+	e.backpressure()
+	if still := cl.PauseFetchPartitions(nil); len(still[f.topic]) != 0 {
+		t.Fatalf("still paused after backpressure: %v", still)
+	}
+	// And a worker over its limit is paused.
+	w := e.workers[tp{f.topic, 0}]
+	w.held.Store(int64(3 * small.MaxBytes))
+	e.backpressure()
+	if got := cl.PauseFetchPartitions(nil)[f.topic]; !slices.Equal(got, []int32{0}) || !w.paused.Load() {
+		t.Fatalf("paused %v (worker says %v), want [0]", got, w.paused.Load())
+	}
+	w.cancel()
+}
+
+// A rebalance that revokes a partition while a shutting-down member still
+// flushes it must wait for the flush: the old member's INSERT ends before
+// the new owner reads the table. The sink lists no running insert here, so
+// only the wait in revoke keeps the two apart.
+func TestRevokeDuringShutdownWaitsForTheFlush(t *testing.T) {
+	f := newFixture(t, 2)
+	f.produceN(20, nil)
+	s := newMemSink()
+	// Per partition: sends in progress (two at once means two members
+	// loaded the partition at the same time).
+	sending := map[int32]int{}
+	var overlapped atomic.Bool
+	first := make(chan struct{})
+	var once sync.Once
+	s.onSendBatch = func(b *record.Batch) {
+		sending[b.Partition]++
+		if sending[b.Partition] > 1 {
+			overlapped.Store(true)
+		}
+		once.Do(func() { close(first) })
+		s.mu.Unlock() // let the other member in while this send sleeps
+		time.Sleep(1500 * time.Millisecond)
+		s.mu.Lock()
+		sending[b.Partition]--
+	}
+	// Big batches that only the flush cuts: the shutdown's flush is the
+	// slow send.
+	lim := batch.Limits{MaxRows: 1000, MaxBytes: 1 << 20, MaxWait: time.Hour}
+	a := f.start("g23", s, lim)
+	waitFor(t, "partitions assigned", 10*time.Second, func() bool { return len(a.engine.Stats()) == 2 })
+	waitFor(t, "records handed over", 10*time.Second, func() bool { return a.engine.inflight.Load() > 0 })
+	a.cancel() // SIGTERM: flush both partitions
+	<-first
+	b := f.start("g23", s, batch.Limits{MaxRows: 5, MaxBytes: 1 << 20, MaxWait: 10 * time.Millisecond})
+	if err := <-a.done; err != nil {
+		t.Fatal(err)
+	}
+	a.done <- nil // for the cleanup
+	waitFor(t, "commit at 20", 15*time.Second, func() bool { c := f.committed("g23"); return c[0] == 20 && c[1] == 20 })
+	b.stop(t)
+	if overlapped.Load() {
+		t.Errorf("the new owner sent while the old member's flush was still sending")
+	}
+	if total, distinct := s.stats(); total != 40 || distinct != 40 {
+		t.Fatalf("stored %d rows, %d distinct; want 40 and 40", total, distinct)
 	}
 }

@@ -16,12 +16,16 @@
 // worker holds more than two batches' worth of bytes, or of every busy
 // partition while the global in-flight budget is spent (backpressure).
 //
-// On assignment a worker asks the sink for the highest offset already loaded
-// for its partition and skips records at or below it: a crash between an
-// INSERT and its commit re-delivers records that are then not loaded twice.
-// On revoke a worker flushes and commits; on loss it drops its state; on
-// shutdown every worker flushes and commits before the client leaves the
-// group.
+// Before every write a worker waits until no write of its partition is
+// still running in ClickHouse, proves it still owns the partition (a fence
+// commit, refused once the member's identity changed), and reads which of
+// the batch's offsets the table already holds: those are neither loaded nor
+// dead-lettered again. A crash, a lost acknowledgement, a cut link or an
+// INSERT committed only in some table partitions therefore re-delivers
+// records that are not loaded twice. On revoke a worker flushes and
+// commits; on loss it drops its state; on shutdown every worker flushes and
+// commits before the client leaves the group. docs/DESIGN.md lists the
+// invariants and the order they rely on.
 package pipeline
 
 import (
@@ -45,9 +49,14 @@ type Sink interface {
 	// NewWriter returns the writer of one partition worker; it may hold
 	// buffers reused across that worker's batches.
 	NewWriter() Writer
-	// MaxOffset is the highest offset of the partition already stored at or
-	// above from, and false when none is.
-	MaxOffset(ctx context.Context, topic string, partition int32, from int64) (int64, bool, error)
+	// Stored returns the offsets of the partition in [from, to] that the
+	// table holds, ascending. It is final only while Running reports 0.
+	Stored(ctx context.Context, topic string, partition int32, from, to int64) ([]int64, error)
+	// Running counts the writes of the partition the store is still
+	// executing (from any process); with kill it asks the store to
+	// cancel them. A write whose outcome is unknown may still commit
+	// while it runs.
+	Running(ctx context.Context, topic string, partition int32, kill bool) (int, error)
 }
 
 // Writer loads the batches of one partition. Not safe for concurrent use.
@@ -55,8 +64,9 @@ type Writer interface {
 	// Prepare readies the good items for loading, marking those that
 	// cannot be stored (stage load); it returns how many are ready.
 	Prepare(b *record.Batch) int
-	// Send stores the prepared rows in one all-or-nothing write. After an
-	// error the rows may or may not be stored.
+	// Send stores the prepared rows in one write, named so that Running
+	// sees it. After an error any subset of the rows may be stored, and
+	// the write may still be running.
 	Send(ctx context.Context, b *record.Batch) error
 }
 

@@ -96,7 +96,7 @@ func (e *Engine) Stats() []PartitionStats {
 			DeadLetters:       w.st.deadLetters.Load(),
 			Batches:           w.st.batches.Load(),
 			LastBatchDuration: time.Duration(w.st.lastNanos.Load()),
-			Paused:            w.paused, // guarded by e.mu
+			Paused:            w.paused.Load(),
 			Failing:           w.st.failing.Load() > 0,
 		}
 		if at := w.st.lastAt.Load(); at != 0 {

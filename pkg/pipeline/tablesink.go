@@ -14,8 +14,12 @@ type tableSink struct{ t *sink.Table }
 
 func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, bufs: s.t.NewBuffers()} }
 
-func (s tableSink) MaxOffset(ctx context.Context, topic string, partition int32, from int64) (int64, bool, error) {
-	return s.t.MaxOffset(ctx, topic, partition, from)
+func (s tableSink) Stored(ctx context.Context, topic string, partition int32, from, to int64) ([]int64, error) {
+	return s.t.Stored(ctx, topic, partition, from, to)
+}
+
+func (s tableSink) Running(ctx context.Context, topic string, partition int32, kill bool) (int, error) {
+	return s.t.Running(ctx, topic, partition, kill)
 }
 
 // tableWriter keeps one partition's column buffers across its batches.

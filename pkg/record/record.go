@@ -50,6 +50,22 @@ type Item struct {
 	// Failed is non-nil once a stage gave up on this record; later stages
 	// skip it and it is dead-lettered with the batch.
 	Failed *Failure
+	// Stored says the table already holds this record's row (an earlier
+	// attempt, or a previous owner, loaded it): it is neither loaded nor
+	// dead-lettered again.
+	Stored bool
+}
+
+// Pending says the item still has to be loaded: no stage failed it and the
+// table does not hold it yet.
+func (it *Item) Pending() bool { return it.Failed == nil && !it.Stored }
+
+// MarkStored records that the table holds the item's row. A failure seen
+// in this attempt is dropped: the record is stored, so a dead letter for it
+// would make it both a row and a letter.
+func (it *Item) MarkStored() {
+	it.Stored = true
+	it.Failed = nil
 }
 
 // Fail marks the item failed at stage with reason, unless it failed before
@@ -75,11 +91,11 @@ type Batch struct {
 	Bytes int
 }
 
-// Good counts the items no stage has failed.
+// Good counts the items still to load (Pending).
 func (b *Batch) Good() int {
 	n := 0
 	for i := range b.Items {
-		if b.Items[i].Failed == nil {
+		if b.Items[i].Pending() {
 			n++
 		}
 	}
@@ -106,7 +122,7 @@ func (b *Batch) Slice(lo, hi int) *Batch {
 func (b *Batch) SplitGood() int {
 	half, seen := b.Good()/2, 0
 	for i := range b.Items {
-		if b.Items[i].Failed == nil {
+		if b.Items[i].Pending() {
 			if seen == half {
 				return i
 			}

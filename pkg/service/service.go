@@ -104,11 +104,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 		Pipelines:       pipes,
 		InflightBytes:   int64(cfg.InflightBytes),
 		ShutdownTimeout: cfg.ShutdownTimeout,
-		RevokeTimeout:   cfg.Kafka.RebalanceTimeout * 3 / 4,
-		Group:           cfg.Kafka.Group,
-		Metadata:        dlq.Metadata,
-		Log:             log,
-		Metrics:         m,
+		// A revoke's flush plus the wait for an INSERT it cut short
+		// must end within the rebalance timeout, or the member is
+		// expelled and rejoins under a new ID (docs/DESIGN.md, 5 and 7).
+		RevokeTimeout:  cfg.Kafka.RebalanceTimeout / 2,
+		AbandonTimeout: cfg.Kafka.RebalanceTimeout / 4,
+		OutcomeWait:    cfg.ClickHouse.UnknownOutcomeWait,
+		Group:          cfg.Kafka.Group,
+		Metadata:       dlq.Metadata,
+		Log:            log,
+		Metrics:        m,
 	})
 	if err != nil {
 		return nil, err

@@ -9,14 +9,16 @@
 // stage "load" and left out of the insert rather than failing its batch.
 //
 // Every table carries the source coordinates _topic, _partition, _offset and
-// _ingested_at, which Insert fills from the Kafka record; MaxOffset reads
-// them back so a partition resumes after what is already loaded.
+// _ingested_at, which Insert fills from the Kafka record; Stored reads the
+// offsets back so a partition never loads a record the table already holds.
 package sink
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,7 +79,7 @@ type Column struct {
 	Default bool
 }
 
-// Table is a pipeline's target table. Insert and MaxOffset may be called
+// Table is a pipeline's target table. Send, Stored and Running may be called
 // concurrently for different partitions; the column buffers are per call.
 type Table struct {
 	conn    driver.Conn
@@ -233,7 +235,7 @@ func (t *Table) Prepare(bufs *Buffers, b *record.Batch) int {
 	n := 0
 	for i := range b.Items {
 		it := &b.Items[i]
-		if it.Failed != nil {
+		if !it.Pending() {
 			continue
 		}
 		if err := t.addRow(bufs, it, ingested); err != nil {
@@ -249,15 +251,21 @@ func (t *Table) Prepare(bufs *Buffers, b *record.Batch) int {
 	return n
 }
 
-// Send inserts the prepared rows as one INSERT. On error the caller cannot
-// know whether the rows are stored (an acknowledgement may be lost): it
-// checks with MaxOffset before it retries.
+// Send inserts the prepared rows as one INSERT, named with a query_id that
+// starts with the partition's prefix (see Running), so the server's process
+// list shows whether it still executes. On error the caller cannot know
+// whether the rows are stored: an acknowledgement may be lost, the server
+// may still be executing it, and an INSERT whose rows fall into several
+// table partitions may have committed some of them. The caller waits until
+// Running reports nothing for the partition, then reads Stored.
 func (t *Table) Send(ctx context.Context, bufs *Buffers, b *record.Batch) error {
 	if bufs.rows == 0 {
 		return nil
 	}
 	ictx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
+	id := t.queryPrefix(b.Topic, b.Partition) + strconv.FormatInt(b.First, 10) + "-" + strconv.FormatUint(rand.Uint64(), 36)
+	ictx = clickhouse.Context(ictx, clickhouse.WithQueryID(id))
 	bt, err := t.conn.PrepareBatch(ictx, t.insert, driver.WithReleaseConnection())
 	if err != nil {
 		return fmt.Errorf("sink: %s %s[%d] %d..%d: prepare insert: %w", t.name, b.Topic, b.Partition, b.First, b.Last, err)
@@ -269,7 +277,7 @@ func (t *Table) Send(ctx context.Context, bufs *Buffers, b *record.Batch) error 
 		}
 	}
 	if err := bt.Send(); err != nil {
-		return fmt.Errorf("sink: %s %s[%d] %d..%d: insert: %w", t.name, b.Topic, b.Partition, b.First, b.Last, err)
+		return fmt.Errorf("sink: %s %s[%d] %d..%d: insert %s: %w", t.name, b.Topic, b.Partition, b.First, b.Last, id, err)
 	}
 	return nil
 }
@@ -310,20 +318,64 @@ func (t *Table) addRow(bufs *Buffers, it *record.Item, ingested any) error {
 	return nil
 }
 
-// MaxOffset returns the highest _offset stored for the partition at or
-// above from, and false when none is. The lower bound keeps the lookup's
-// cost independent of the table's size: the primary key starts with
-// (_topic, _partition, _offset), so ClickHouse reads about one granule per
-// part instead of the partition's whole history (on a 50M-row table,
-// ~5 ms instead of ~55 ms; see bench/maxoffset_bench_test.go). Callers ask
-// about offsets they are about to load, so nothing below from matters.
-func (t *Table) MaxOffset(ctx context.Context, topic string, partition int32, from int64) (int64, bool, error) {
-	q := fmt.Sprintf("SELECT toInt64(max(%s)), count() FROM %s.%s WHERE %s = ? AND %s = ? AND %s >= ?",
-		ColOffset, quoteIdent(t.db), quoteIdent(t.name), ColTopic, ColPartition, ColOffset)
-	var maxOff int64
-	var n uint64
-	if err := t.conn.QueryRow(ctx, q, topic, partition, uint64(max(from, 0))).Scan(&maxOff, &n); err != nil {
-		return 0, false, fmt.Errorf("sink: %s: highest loaded offset of %s[%d]: %w", t.name, topic, partition, err)
+// queryPrefix starts the query_id of every INSERT of the partition into
+// this table: "sluice:<db>.<table>:<topic>:<partition>:". Whoever loads the
+// partition (this process, a previous owner, a zombie) uses the same prefix.
+func (t *Table) queryPrefix(topic string, partition int32) string {
+	return "sluice:" + t.db + "." + t.name + ":" + topic + ":" + strconv.Itoa(int(partition)) + ":"
+}
+
+// Stored returns the offsets of the partition in [from, to] that the table
+// holds, ascending (an offset stored twice comes twice). The primary key
+// starts with (_topic, _partition, _offset), so the server reads only the
+// granules of that range: the cost follows the batch, not the table (see
+// bench/maxoffset_bench_test.go). Reading the offsets themselves, not their
+// maximum, is what makes a partly stored batch safe to resume: an INSERT
+// whose rows span several table partitions commits one part per partition,
+// and a crash between them keeps any subset.
+func (t *Table) Stored(ctx context.Context, topic string, partition int32, from, to int64) ([]int64, error) {
+	q := fmt.Sprintf("SELECT toInt64(%s) FROM %s.%s WHERE %s = ? AND %s = ? AND %s >= ? AND %s <= ? ORDER BY %s",
+		ColOffset, quoteIdent(t.db), quoteIdent(t.name), ColTopic, ColPartition, ColOffset, ColOffset, ColOffset)
+	rows, err := t.conn.Query(ctx, q, topic, partition, uint64(max(from, 0)), uint64(max(to, 0)))
+	if err != nil {
+		return nil, fmt.Errorf("sink: %s: stored offsets of %s[%d] %d..%d: %w", t.name, topic, partition, from, to, err)
 	}
-	return maxOff, n > 0, nil
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var off int64
+		if err := rows.Scan(&off); err != nil {
+			return nil, fmt.Errorf("sink: %s: stored offsets of %s[%d]: %w", t.name, topic, partition, err)
+		}
+		out = append(out, off)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sink: %s: stored offsets of %s[%d]: %w", t.name, topic, partition, err)
+	}
+	return out, nil
+}
+
+// Running counts the INSERTs of the partition into this table that the
+// server is executing now (system.processes, by query_id prefix); with kill
+// it also asks the server to cancel them (KILL QUERY ... ASYNC). A count of
+// 0 means no attempt can still commit rows, so what Stored reads next is
+// final — unless an attempt's bytes are still on their way to the server,
+// which the caller covers by waiting before it asks (docs/DESIGN.md).
+func (t *Table) Running(ctx context.Context, topic string, partition int32, kill bool) (int, error) {
+	prefix := t.queryPrefix(topic, partition)
+	var n uint64
+	if err := t.conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE substring(query_id, 1, length(?)) = ?", prefix, prefix).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sink: %s: running inserts of %s[%d]: %w", t.name, topic, partition, err)
+	}
+	if n > 0 && kill {
+		err := t.conn.Exec(ctx, "KILL QUERY WHERE substring(query_id, 1, length(?)) = ? ASYNC", prefix, prefix)
+		var ex *clickhouse.Exception
+		// 380 CANNOT_KILL: the INSERT is in a stage that cannot be
+		// cancelled (18.16 says so for most of an INSERT); it ends on
+		// its own, and the caller waits for that.
+		if err != nil && !(errors.As(err, &ex) && ex.Code == 380) {
+			return int(n), fmt.Errorf("sink: %s: cancel running inserts of %s[%d]: %w", t.name, topic, partition, err)
+		}
+	}
+	return int(n), nil
 }

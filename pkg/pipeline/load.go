@@ -1,0 +1,276 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/sluice-etl/sluice/pkg/record"
+	"github.com/sluice-etl/sluice/pkg/sink"
+)
+
+// This file is the load protocol of one batch: how its rows reach the
+// table and its failed records the dead-letter topic exactly once, whatever
+// happened to earlier attempts. Each attempt, in this order:
+//
+//  1. settle: wait until ClickHouse runs no INSERT of the partition (ours
+//     from an attempt whose outcome is unknown, a previous owner's, a
+//     zombie's). Until then rows may still appear, so nothing read is final.
+//  2. fence: commit the batch's first offset, which the coordinator
+//     refuses to an expelled member and the engine refuses once the
+//     member's identity changed since the assignment was last confirmed.
+//  3. read back which of the batch's offsets the table holds, and mark
+//     those items stored: they are neither loaded nor dead-lettered again.
+//     This is what makes a partly stored batch (a crash between the parts
+//     of an INSERT spanning several table partitions) end up exactly once.
+//  4. dead-letter the failed items not produced before, then fence again.
+//  5. send the rest as one INSERT. On success the caller commits. If the
+//     server rejects the rows' content, split the batch (bisect). On any
+//     other error the outcome is unknown: cancel and wait for the INSERT to
+//     end (abandon), then start again at 1 after a pause that lets bytes
+//     still on their way arrive.
+
+// errFenced says the group does not let this member commit: another
+// member may own the partition now.
+var errFenced = errors.New("fenced: the group refused this member's commit")
+
+// load stores the pending items of b and dead-letters its failed ones. It
+// returns the rows this worker inserted, and false when the worker must
+// stop with the batch not committed.
+func (w *worker) load(b *record.Batch) (int, bool) {
+	failing := false
+	defer func() {
+		if failing {
+			w.e.failing.Add(-1)
+			w.st.failing.Add(-1)
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		if w.ctx.Err() != nil {
+			return 0, false
+		}
+		good, err := w.ready(b)
+		if err == nil && good > 0 {
+			if err = w.writer.Send(w.ctx, b); err == nil {
+				return good, true
+			}
+			w.e.m.InsertErrors.WithLabelValues(w.p.Name).Inc()
+			if sink.Classify(err) == sink.BadData {
+				return w.bisect(b, good, err)
+			}
+			// The outcome is unknown: the server may have stored some
+			// or all rows, or may still be storing them.
+			if !w.abandon(err) {
+				return 0, false
+			}
+		}
+		if err == nil {
+			return good, true
+		}
+		if errors.Is(err, errFenced) && w.stopping.Load() {
+			// The partition is being handed over and this member may
+			// no longer own it: whatever is left is the next owner's.
+			w.log.Warn("fenced while flushing; leaving the batch to the next owner", "err", err, "first", b.First, "last", b.Last)
+			return 0, false
+		}
+		if !failing {
+			failing = true
+			w.e.failing.Add(1)
+			w.st.failing.Add(1)
+		}
+		w.log.Warn("load failed; retrying", "err", err, "attempt", attempt+1, "class", sink.Classify(err).String())
+		if !w.sleep(attempt, w.e.opts.OutcomeWait) {
+			return 0, false
+		}
+	}
+}
+
+// ready runs steps 1 to 4 of an attempt and prepares the rows to send; it
+// returns how many there are.
+func (w *worker) ready(b *record.Batch) (int, error) {
+	if err := w.settle(w.ctx, false); err != nil {
+		return 0, err
+	}
+	if err := w.fence(b); err != nil {
+		return 0, err
+	}
+	if err := w.markStored(b); err != nil {
+		return 0, err
+	}
+	good := w.writer.Prepare(b)
+	if w.unlettered(b) == 0 {
+		return good, nil
+	}
+	if !w.deadLetter(b) {
+		return 0, w.ctx.Err()
+	}
+	if good == 0 {
+		return 0, nil
+	}
+	// Producing took a while: prove ownership again right before the
+	// INSERT.
+	return good, w.fence(b)
+}
+
+// settle waits until the table runs no INSERT of the partition; with kill
+// it asks ClickHouse to cancel them first. An error means ClickHouse could
+// not be asked.
+func (w *worker) settle(ctx context.Context, kill bool) error {
+	logged := false
+	for {
+		n, err := w.p.Sink.Running(ctx, w.p.Topic, w.partition, kill)
+		if err != nil || n == 0 {
+			return err
+		}
+		if !logged {
+			logged = true
+			w.log.Warn("an earlier INSERT of the partition is still running; waiting for it to end before reading what is stored", "running", n, "cancel", kill)
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// abandon makes sure an INSERT whose outcome is unknown can no longer
+// commit before the table is read again: it cancels the partition's running
+// inserts and waits until ClickHouse lists none. When the worker is being
+// stopped it still does so, within Options.AbandonTimeout, so that the
+// partition's next owner does not start while the INSERT runs (the owner
+// waits for it too, in settle). False when the worker must stop.
+func (w *worker) abandon(cause error) bool {
+	if w.ctx.Err() == nil {
+		return w.retry("wait for an INSERT of unknown outcome to end", func() error {
+			return w.settle(w.ctx, true)
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), w.e.opts.AbandonTimeout)
+	defer cancel()
+	if err := w.settle(ctx, true); err != nil {
+		w.log.Error("stopped during an INSERT and could not confirm it ended; the next owner waits for it",
+			"err", err, "insert_err", cause)
+	}
+	return false
+}
+
+// markStored reads which offsets of b the table holds and marks those
+// items stored.
+func (w *worker) markStored(b *record.Batch) error {
+	from := int64(-1)
+	for i := range b.Items {
+		if !b.Items[i].Stored {
+			from = b.Items[i].Rec.Offset
+			break
+		}
+	}
+	if from < 0 {
+		return nil
+	}
+	offs, err := w.p.Sink.Stored(w.ctx, w.p.Topic, w.partition, from, b.Last)
+	if err != nil || len(offs) == 0 {
+		return err
+	}
+	n, j := 0, 0
+	for i := range b.Items {
+		it := &b.Items[i]
+		for j < len(offs) && offs[j] < it.Rec.Offset {
+			j++
+		}
+		if j < len(offs) && offs[j] == it.Rec.Offset && !it.Stored {
+			it.MarkStored()
+			n++
+		}
+	}
+	if n > 0 {
+		w.e.m.Skipped.WithLabelValues(w.p.Name).Add(float64(n))
+		w.log.Info("records already stored; not loading them again", "count", n, "first", b.First, "last", b.Last)
+	}
+	return nil
+}
+
+// unlettered counts the failed items of b without a dead letter yet.
+func (w *worker) unlettered(b *record.Batch) int {
+	n := 0
+	for i := range b.Items {
+		if b.Items[i].Failed != nil && !w.dlqSeen[b.Items[i].Rec.Offset] {
+			n++
+		}
+	}
+	return n
+}
+
+// bisect handles a batch whose content the server rejected with err: it
+// splits the batch in two and loads each half, left to right, down to the
+// single rows the server refuses, which are dead-lettered with its message.
+func (w *worker) bisect(b *record.Batch, good int, err error) (int, bool) {
+	if good == 1 {
+		for i := range b.Items {
+			if b.Items[i].Pending() {
+				b.Items[i].Fail(record.StageLoad, "clickhouse rejected the row: "+err.Error())
+			}
+		}
+		return w.load(b)
+	}
+	mid := b.SplitGood()
+	w.log.Info("clickhouse rejected a batch's content; splitting it", "first", b.First, "last", b.Last, "rows", good, "err", err)
+	left, ok := w.load(b.Slice(0, mid))
+	if !ok {
+		return 0, false
+	}
+	right, ok := w.load(b.Slice(mid, len(b.Items)))
+	return left + right, ok
+}
+
+// deadLetter produces the failed items of b that have no letter yet and
+// waits for their acknowledgement, retrying; false when the worker must
+// stop first. Like an insert, it happens only after a successful fence.
+func (w *worker) deadLetter(b *record.Batch) bool {
+	var counts map[record.Stage]int
+	if !w.retry("dead-letter produce", func() error {
+		if err := w.fence(b); err != nil {
+			return err
+		}
+		c, next, err := w.e.opts.DeadLetters.Send(w.ctx, b, func(off int64) bool { return w.dlqSeen[off] })
+		if err != nil {
+			return err
+		}
+		counts, w.dlqNext = c, max(w.dlqNext, next)
+		return nil
+	}) {
+		return false
+	}
+	for i := range b.Items {
+		if b.Items[i].Failed != nil {
+			w.dlqSeen[b.Items[i].Rec.Offset] = true
+		}
+	}
+	for st, n := range counts {
+		w.e.m.DeadLetters.WithLabelValues(w.p.Name, string(st)).Add(float64(n))
+		w.st.deadLetters.Add(int64(n))
+	}
+	return true
+}
+
+// fence commits b.First, which is no later than what this worker already
+// committed plus what it has since dead-lettered, to prove the member still
+// owns the partition.
+func (w *worker) fence(b *record.Batch) error {
+	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.First, w.dlqFence)
+	if err == nil {
+		w.committed.Store(max(w.committed.Load(), b.First))
+		return nil
+	}
+	for _, f := range []error{errIdentityChanged, kerr.IllegalGeneration, kerr.UnknownMemberID, kerr.FencedInstanceID, kerr.StaleMemberEpoch} {
+		if errors.Is(err, f) {
+			return fmt.Errorf("%w: %w", errFenced, err)
+		}
+	}
+	return err
+}

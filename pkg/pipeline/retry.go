@@ -1,0 +1,77 @@
+package pipeline
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// This file is the retry policy of a worker: what it does while something
+// it needs (ClickHouse, the dead-letter topic, the schema registry, the
+// group coordinator) fails. It never gives up on its own: a partition
+// retries until it succeeds or is stopped, shown as failing in /readyz and
+// the metrics meanwhile. What to retry is decided by the callers.
+
+// retry runs fn until it succeeds, with capped exponential backoff and
+// jitter. False when the worker's context ended first.
+func (w *worker) retry(what string, fn func() error) bool {
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		if w.ctx.Err() != nil {
+			return false
+		}
+		if attempt == 0 { // shown as failing until this returns
+			w.st.failing.Add(1)
+			defer w.st.failing.Add(-1)
+		}
+		w.log.Warn(what+" failed; retrying", "err", err, "attempt", attempt+1)
+		if !w.sleep(attempt, 0) {
+			return false
+		}
+	}
+}
+
+// acquire takes a processing slot (Options.Parallel); false when the worker
+// was stopped first.
+func (w *worker) acquire() bool {
+	select {
+	case w.e.slots <- struct{}{}:
+		w.hasSlot = true
+		return true
+	case <-w.ctx.Done():
+		return false
+	}
+}
+
+func (w *worker) releaseSlot() {
+	if w.hasSlot {
+		w.hasSlot = false
+		<-w.e.slots
+	}
+}
+
+// sleep waits the backoff of the attempt, and at least floor; false when
+// the worker's context ended (a stop during a flush keeps retrying until
+// its deadline).
+func (w *worker) sleep(attempt int, floor time.Duration) bool {
+	d := w.e.opts.BackoffMin << min(attempt, 16)
+	if d > w.e.opts.BackoffMax || d <= 0 {
+		d = w.e.opts.BackoffMax
+	}
+	d = d/2 + rand.N(d/2+1) // jitter: spread retries of many partitions
+	d = max(d, floor)
+	// A waiting worker lets others use its processing slot: one failing
+	// table must not stall the pipelines whose tables are fine.
+	held := w.hasSlot
+	w.releaseSlot()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return !held || w.acquire()
+	case <-w.ctx.Done():
+		return false
+	}
+}
