@@ -346,7 +346,7 @@ func TestGoldenDataset(t *testing.T) {
 		t.Errorf("dead letters for %v, want o10,o11,o12,p4", gotDead)
 	}
 
-	// KPI views, filled by the materialized views.
+	// KPI views, computed from the tables.
 	var orders uint64
 	var revenue string
 	if err := w.ch.QueryRow(context.Background(), fmt.Sprintf(

@@ -58,7 +58,16 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 				return good, true
 			}
 			w.e.m.InsertErrors.WithLabelValues(w.p.Name).Inc()
-			if sink.Classify(err) == sink.BadData {
+			if view := sink.View(err); view != "" {
+				// The table is the truth (docs/DESIGN.md,
+				// "Materialized views"): what the next read finds
+				// stored is kept, so the view's table lacks it.
+				w.e.m.ViewFailures.WithLabelValues(w.p.Name).Inc()
+				w.log.Error("a materialized view failed on the batch; rows the table stored are kept and not sent again, so the view's table lacks them",
+					"view", view, "first", b.First, "last", b.Last, "err", err)
+			}
+			switch sink.Classify(err) {
+			case sink.BadData, sink.Split:
 				return w.bisect(b, good, err)
 			}
 			// The outcome is unknown: the server may have stored some
@@ -206,20 +215,35 @@ func (w *worker) unlettered(b *record.Batch) int {
 	return n
 }
 
-// bisect handles a batch whose content the server rejected with err: it
-// splits the batch in two and loads each half, left to right, down to the
-// single rows the server refuses, which are dead-lettered with its message.
+// bisect handles a batch the server refused as a whole with err: BadData
+// (some row's content is rejected) or Split (the batch touches more table
+// partitions than one INSERT may write; no row is to blame). It splits the
+// batch in two and loads each half, left to right, through the whole
+// protocol, so rows an earlier attempt stored (a part committed before the
+// refusal, or the table's parts before a view failed) are neither sent nor
+// dead-lettered again. A single row the server still refuses is
+// dead-lettered with its message; the attempt that produces the letter
+// reads the table first, so a row that is stored gets none (invariant 8).
 func (w *worker) bisect(b *record.Batch, good int, err error) (int, bool) {
+	split := sink.Classify(err) == sink.Split
 	if good == 1 {
+		reason := "clickhouse rejected the row: "
+		if split {
+			reason = "clickhouse refused an INSERT of this row alone: "
+		}
 		for i := range b.Items {
 			if b.Items[i].Pending() {
-				b.Items[i].Fail(record.StageLoad, "clickhouse rejected the row: "+err.Error())
+				b.Items[i].Fail(record.StageLoad, reason+err.Error())
 			}
 		}
 		return w.load(b)
 	}
 	mid := b.SplitGood()
-	w.log.Info("clickhouse rejected a batch's content; splitting it", "first", b.First, "last", b.Last, "rows", good, "err", err)
+	if split {
+		w.log.Info("the batch touches more table partitions than one INSERT may; loading it in halves", "first", b.First, "last", b.Last, "rows", good, "err", err)
+	} else {
+		w.log.Info("clickhouse rejected a batch's content; splitting it", "first", b.First, "last", b.Last, "rows", good, "err", err)
+	}
 	left, ok := w.load(b.Slice(0, mid))
 	if !ok {
 		return 0, false

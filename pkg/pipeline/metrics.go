@@ -14,6 +14,7 @@ type Metrics struct {
 	BatchSeconds  *prometheus.HistogramVec
 	BatchRows     *prometheus.HistogramVec
 	InsertErrors  *prometheus.CounterVec
+	ViewFailures  *prometheus.CounterVec
 	Skipped       *prometheus.CounterVec
 	CommitErrors  prometheus.Counter
 	InflightBytes prometheus.Gauge
@@ -50,6 +51,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InsertErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_insert_errors_total", Help: "Failed INSERT attempts (each is retried).",
 		}, []string{"pipeline"}),
+		ViewFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_view_failures_total", Help: "Failed INSERTs whose error came from a materialized view of the table: the view's table lacks the rows the table stored.",
+		}, []string{"pipeline"}),
 		Skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_records_skipped_total", Help: "Re-delivered records skipped because they were already loaded.",
 		}, []string{"pipeline"}),
@@ -73,6 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"pipeline", "partition"}),
 	}
 	if reg != nil {
+		reg.MustRegister(m.ViewFailures)
 		reg.MustRegister(m.Consumed, m.Loaded, m.DeadLetters, m.Batches, m.BatchSeconds, m.BatchRows,
 			m.InsertErrors, m.Skipped, m.CommitErrors, m.InflightBytes, m.Paused, m.Assigned, m.DataLoss, m.Lag)
 	}

@@ -2,11 +2,14 @@ package sink
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
-// Class says what the caller of Send should do about an error.
+// Class says what the caller of Send should do about an error. It is the
+// one classification of ClickHouse errors the load protocol acts on
+// (docs/DESIGN.md, "Error classes").
 type Class int
 
 const (
@@ -16,11 +19,20 @@ const (
 	// BadData: the server rejected the rows' content. Some row of the
 	// batch cannot be stored; split the batch to isolate it.
 	BadData
+	// Split: the server refused the batch as a whole, for its shape and
+	// not for any row: it touches more table partitions than one INSERT
+	// may write (max_partitions_per_insert_block, ClickHouse 19.x and
+	// later). The same rows pass in smaller INSERTs, so send the batch in
+	// halves, in order, down to what passes; no row is to blame.
+	Split
 )
 
 func (c Class) String() string {
-	if c == BadData {
+	switch c {
+	case BadData:
 		return "bad_data"
+	case Split:
+		return "split"
 	}
 	return "transient"
 }
@@ -47,6 +59,10 @@ var badDataCodes = map[int32]string{
 	153: "ILLEGAL_DIVISION",
 	190: "SIZES_OF_ARRAYS_DOESNT_MATCH",
 	321: "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+	// throwIf in a table's expression (a MATERIALIZED column, the sorting
+	// key, a materialized view): how a table owner writes a row check on
+	// servers without CONSTRAINT (18.x).
+	395: "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO",
 	407: "DECIMAL_OVERFLOW",
 	469: "VIOLATED_CONSTRAINT",
 }
@@ -64,15 +80,34 @@ var transientCodes = map[int32]string{
 	241: "MEMORY_LIMIT_EXCEEDED",
 	242: "TABLE_IS_READ_ONLY",
 	243: "NOT_ENOUGH_SPACE",
-	252: "TOO_MANY_PARTS",
+	252: "TOO_MANY_PARTS", // unless byMessage says otherwise
 	279: "ALL_CONNECTION_TRIES_FAILED",
 	999: "KEEPER_EXCEPTION",
+}
+
+// byMessage lists the codes that mean different things, told apart by the
+// server's message: the first rule whose text the message contains decides,
+// else the code tables above do. 252 TOO_MANY_PARTS is both "Too many parts
+// (N). Merges are processing significantly slower than inserts" (the table
+// is busy: back off, Transient) and "Too many partitions for single INSERT
+// block (more than N)" (this batch spans too many PARTITION BY values: it
+// fails the same way every time, however long one waits, so Split).
+var byMessage = map[int32][]struct {
+	text  string
+	class Class
+}{
+	252: {
+		{"Too many partitions for single INSERT block", Split},
+		{"max_partitions_per_insert_block", Split},
+	},
 }
 
 // errAppend marks a value the driver refused while building the block.
 var errAppend = errors.New("driver refused a value")
 
-// Classify decides whether an error from Send blames the rows.
+// Classify decides what an error from Send calls for: retry the batch
+// (Transient), isolate the rows the server rejects (BadData), or send the
+// batch in smaller pieces without blaming a row (Split).
 func Classify(err error) Class {
 	if err == nil {
 		return Transient
@@ -82,9 +117,42 @@ func Classify(err error) Class {
 	}
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
+		for _, r := range byMessage[ex.Code] {
+			if strings.Contains(ex.Message, r.text) {
+				return r.class
+			}
+		}
 		if _, bad := badDataCodes[ex.Code]; bad {
 			return BadData
 		}
 	}
 	return Transient
+}
+
+// viewMarker is what the server appends to an error raised while it
+// pushed the inserted block to a materialized view ("...: while pushing to
+// view db.v"; current releases add " (uuid)"). Nested views add one marker
+// each, the view that failed first.
+const viewMarker = "while pushing to view "
+
+// View names the materialized view an INSERT failed in, or "" when the
+// error does not come from a view. Such an error says nothing about the
+// rows by itself: ClickHouse 18.16 runs a table's views only after the
+// table's own parts are committed, so the batch is stored and the view's
+// table lacks it; current releases do not promise either way. The caller
+// re-reads what is stored, as after any failed INSERT, and acts on Classify.
+func View(err error) string {
+	var ex *clickhouse.Exception
+	if !errors.As(err, &ex) {
+		return ""
+	}
+	i := strings.Index(ex.Message, viewMarker)
+	if i < 0 {
+		return ""
+	}
+	v := ex.Message[i+len(viewMarker):]
+	if j := strings.IndexAny(v, " :,"); j >= 0 {
+		v = v[:j]
+	}
+	return strings.TrimRight(v, ".")
 }

@@ -18,8 +18,8 @@ import (
 // through Prepare and Send. The target is the orders table's columns with
 // ENGINE = Null, so the figures are Sluice's and clickhouse-go's cost plus
 // the server's parsing of the native block, without storage. The
-// "send-mergetree" case sends into the real orders table (MergeTree with its
-// KPI materialized view) for comparison.
+// "send-mergetree" case sends into the real orders table (MergeTree) for
+// comparison.
 //
 // Metrics: ns/row and rows/s are wall time; µs-cpu/row is this process's
 // user+sys CPU (getrusage), i.e. the client side only.
