@@ -151,11 +151,11 @@ type runningSluice struct {
 }
 
 // startSluice runs one Sluice in this process.
-func (w *world) startSluice(cfg *config.Config) *runningSluice {
+func (w *world) startSluice(cfg *config.Config, opts ...service.Option) *runningSluice {
 	w.t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := service.New(ctx, cfg, log)
+	svc, err := service.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()
 		w.t.Fatalf("start sluice: %v", err)

@@ -30,8 +30,11 @@ type Server struct {
 }
 
 // New listens on addr (host:port; port 0 picks a free one) and serves the
-// registry's metrics; ready reports readiness.
-func New(addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger) (*Server, error) {
+// registry's metrics. ready is asked on every GET /readyz: nil means
+// ready (200 "ready"); an error means not ready, and its text is the
+// reason in the 503 body ("not ready: <reason>"), e.g. which part is
+// failing and since when.
+func New(addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen %s: %w", addr, err)
@@ -42,8 +45,8 @@ func New(addr string, reg *prometheus.Registry, ready func() bool, log *slog.Log
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "not ready: not consuming, or ClickHouse is failing", http.StatusServiceUnavailable)
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -188,7 +188,7 @@ func TestPageIsServedSelfContained(t *testing.T) {
 func TestDashboardMountsBesideTheAdminEndpoints(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	pipeline.NewMetrics(reg).Loaded.WithLabelValues("orders").Add(1)
-	s, err := New("127.0.0.1:0", reg, func() bool { return false }, slog.New(slog.DiscardHandler))
+	s, err := New("127.0.0.1:0", reg, func() error { return errors.New("reference data: fx-rates behind") }, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestDashboardMountsBesideTheAdminEndpoints(t *testing.T) {
 		"/api/stats": `"ready":false`,
 		"/metrics":   "sluice_rows_loaded_total",
 		"/healthz":   "ok",
-		"/readyz":    "not ready",
+		"/readyz":    "not ready: reference data: fx-rates behind",
 	} {
 		res, err := http.Get("http://" + s.Addr() + path)
 		if err != nil {

@@ -53,6 +53,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		{"inflight_bytes", cfg.InflightBytes, config.ByteSize(64 << 20)},
 		{"shutdown_timeout", cfg.ShutdownTimeout, 30 * time.Second},
 		{"startup_timeout", cfg.StartupTimeout, 60 * time.Second},
+		{"reference.max_staleness", cfg.Reference.MaxStaleness, 30 * time.Second},
 		{"Dir", cfg.Dir, filepath.Dir(demoConfig)},
 		{"len(pipelines)", len(cfg.Pipelines), 3},
 	}
@@ -233,6 +234,7 @@ func TestLoadBadConfigs(t *testing.T) {
 		"registry_url_not_http.bad.yml":    {"schema_registry.url", `"localhost:8081" must start with http:// or https://`},
 		"registry_timeout_zero.bad.yml":    {"schema_registry.timeout", "must be a positive duration"},
 		"startup_timeout_zero.bad.yml":     {"startup_timeout", "must be a positive duration"},
+		"max_staleness_too_small.bad.yml":  {"reference.max_staleness", "must be at least 2s (the follower confirms every second that it is current), got 500ms"},
 	}
 
 	// Every bad file has an expectation and every expectation a file.

@@ -19,6 +19,12 @@ type Reference struct {
 	// BootstrapTimeout bounds the start-up read of both topics up to their
 	// high watermarks; no event batch is transformed before it completes.
 	BootstrapTimeout time.Duration `mapstructure:"bootstrap_timeout"`
+	// MaxStaleness: once following the topics has failed, or a topic has
+	// not been read up to its high watermark, for longer than this,
+	// /readyz says not ready (and why). Whatever its value, a lookup that
+	// misses while the follower is failing or behind fails its batch
+	// (retried), never the row.
+	MaxStaleness time.Duration `mapstructure:"max_staleness"`
 }
 
 // Fraud configures the fraud rules; a rule's weight adds to fraud_score

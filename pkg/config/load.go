@@ -60,6 +60,9 @@ var defaults = map[string]any{
 	"reference.fx_rates_schema":   "",
 	"reference.base_currency":     "USD",
 	"reference.bootstrap_timeout": "2m",
+	// Rides out a leader election on a reference topic without flapping
+	// /readyz; refdata.DefaultMaxStaleness.
+	"reference.max_staleness": "30s",
 	// Fraud defaults from DESIGN.md: HIGH_AMOUNT at 5000.00 base, VELOCITY
 	// above 5 orders in 10 minutes. Weights sum to 100 when all fire.
 	"fraud.high_amount":             "5000.00",

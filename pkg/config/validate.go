@@ -188,6 +188,9 @@ func (c *Config) validateEnrichment() Errors {
 	if r.BootstrapTimeout <= 0 {
 		add("reference.bootstrap_timeout", "must be a positive duration, got %v", r.BootstrapTimeout)
 	}
+	if r.MaxStaleness < 2*time.Second {
+		add("reference.max_staleness", "must be at least 2s (the follower confirms every second that it is current), got %v", r.MaxStaleness)
+	}
 	if c.UsesReference() {
 		for key, path := range map[string]string{"reference.customers_schema": r.CustomersSchema, "reference.fx_rates_schema": r.FxRatesSchema} {
 			if path == "" {

@@ -56,12 +56,27 @@ type LoaderConfig struct {
 	CustomersSchema, FxRatesSchema string
 	// BootstrapTimeout bounds Bootstrap. Zero means DefaultBootstrapTimeout.
 	BootstrapTimeout time.Duration
+	// MaxStaleness: Health reports the follower unhealthy once it has been
+	// failing, or has not been read up to a recently listed high
+	// watermark, for longer than this. Zero means DefaultMaxStaleness.
+	MaxStaleness time.Duration
+	// MissWait bounds Store.AwaitCurrent: how long a lookup that missed
+	// waits for the follower to confirm it holds every record produced
+	// before the miss. A healthy follower needs one round trip to Kafka;
+	// past the bound the transform fails the batch, which is retried.
+	// Zero means DefaultMissWait.
+	MissWait time.Duration
 	// Log receives the loader's own logs (scoped with stage=refdata) and
 	// the Kafka client's warnings and errors. Nil discards them.
 	Log *slog.Logger
 	// Registerer, when set, gets sluice_refdata_customers,
-	// sluice_refdata_rates, sluice_refdata_bad_records_total{topic} and
-	// sluice_refdata_data_loss_total.
+	// sluice_refdata_rates, sluice_refdata_bad_records_total{topic},
+	// sluice_refdata_data_loss_total, and the follower's health:
+	// sluice_refdata_lag_records{topic},
+	// sluice_refdata_staleness_seconds{topic},
+	// sluice_refdata_last_record_age_seconds{topic},
+	// sluice_refdata_errors_total{error_type} and sluice_refdata_following
+	// (metrics.go).
 	Registerer prometheus.Registerer
 	// ExtraOpts are appended to the Kafka client's options (TLS, SASL,
 	// client id, or test hooks); they win over the loader's own.
@@ -96,6 +111,11 @@ type Stats struct {
 // (never applied) because they occupy offsets: a partition whose last
 // offset is a transaction marker is still recognised as read to its end.
 //
+// Follow never gives up: a failed fetch or high-watermark listing is
+// logged, counted and retried with backoff (follow.go). While it fails or
+// lags, Health says so and a lookup that misses is not taken as final
+// (Store.AwaitCurrent).
+//
 // Usage: NewLoader, Bootstrap (once, before any event batch is
 // transformed), then `go Follow(ctx)`, and Close after Follow returned.
 // Bootstrap and Follow must not run at the same time; the Store may be
@@ -108,11 +128,14 @@ type Loader struct {
 	adm   *kadm.Client
 	ap    applier
 	m     *metrics
+	tr    *tracker
+	tune  tuning
 
 	bootstrapped atomic.Bool
 
 	// Owned by the goroutine that polls (Bootstrap, then Follow).
 	records, bad int64
+	next         []partNext
 }
 
 // NewLoader checks cfg, loads both schemas and creates the Kafka client
@@ -130,8 +153,16 @@ func NewLoader(cfg LoaderConfig, store *Store) (*Loader, error) {
 		return nil, fmt.Errorf("refdata: customers and fx rates topics are both %q", cfg.CustomersTopic)
 	case cfg.BootstrapTimeout < 0:
 		return nil, fmt.Errorf("refdata: negative bootstrap timeout %v", cfg.BootstrapTimeout)
+	case cfg.MaxStaleness < 0 || cfg.MissWait < 0:
+		return nil, fmt.Errorf("refdata: negative max staleness %v or miss wait %v", cfg.MaxStaleness, cfg.MissWait)
 	case cfg.BootstrapTimeout == 0:
 		cfg.BootstrapTimeout = DefaultBootstrapTimeout
+	}
+	if cfg.MaxStaleness == 0 {
+		cfg.MaxStaleness = DefaultMaxStaleness
+	}
+	if cfg.MissWait == 0 {
+		cfg.MissWait = DefaultMissWait
 	}
 	log := cfg.Log
 	if log == nil {
@@ -158,7 +189,8 @@ func NewLoader(cfg LoaderConfig, store *Store) (*Loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("refdata: fx rates: %w", err)
 	}
-	m, err := newMetrics(cfg.Registerer, store, cfg.CustomersTopic, cfg.FxRatesTopic)
+	tr := newTracker(cfg.CustomersTopic, cfg.FxRatesTopic, cfg.MissWait)
+	m, err := newMetrics(cfg.Registerer, store, tr)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +224,9 @@ func NewLoader(cfg LoaderConfig, store *Store) (*Loader, error) {
 			customers:      cdec,
 			fxRates:        fdec,
 		},
-		m: m,
+		m:    m,
+		tr:   tr,
+		tune: defaultTuning,
 	}, nil
 }
 
@@ -246,26 +280,63 @@ func (l *Loader) Bootstrap(ctx context.Context) (Stats, error) {
 
 // Follow applies records as they arrive until ctx ends or the Loader is
 // closed, then returns nil. It is run in its own goroutine after Bootstrap
-// succeeded and continues exactly where Bootstrap stopped.
+// succeeded and continues exactly where Bootstrap stopped; the only error
+// is ErrNotBootstrapped.
 //
-// Bad records are skipped, logged and counted as in Bootstrap. A non-nil
-// error means a partition stopped for good (e.g. its offset fell out of
-// range, or authorization was revoked): the Store no longer follows the
-// topic, and the caller should treat that as fatal (a restart bootstraps
-// afresh).
+// Bad records are skipped, logged and counted as in Bootstrap. Any other
+// failure (a fetch error such as an offset out of range or a revoked
+// authorization, a broker that does not answer the high-watermark
+// listing) is logged once per attempt at WARN with its error_type,
+// counted in sluice_refdata_errors_total and retried with capped
+// exponential backoff; it never ends Follow. Meanwhile Health and the
+// metrics say so, and the Store answers AwaitCurrent with ErrNotCurrent.
 func (l *Loader) Follow(ctx context.Context) error {
 	if !l.bootstrapped.Load() {
 		return ErrNotBootstrapped
 	}
-	for {
-		err := l.poll(ctx, nil)
+	ctx, cancel := context.WithCancel(ctx)
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		l.refresh(ctx)
+	}()
+	l.tr.setFollowing(true)
+	l.store.follower.Store(l.tr)
+	defer func() {
+		// A Store nobody follows is a snapshot: its misses are final.
+		l.store.follower.CompareAndSwap(l.tr, nil)
+		l.tr.setFollowing(false)
+		cancel()
+		<-refreshed
+	}()
+	for attempt := 0; ; {
+		// A bounded poll: one that ends quiet (nothing new, no error)
+		// is a fetch that works.
+		pctx, pcancel := context.WithTimeout(ctx, l.tune.refreshEvery)
+		err := l.poll(pctx, nil)
+		quiet := errors.Is(err, context.DeadlineExceeded) && pctx.Err() != nil
+		pcancel()
 		switch {
 		case ctx.Err() != nil, errors.Is(err, kgo.ErrClientClosed):
 			return nil
-		case err != nil:
-			return err
+		case err == nil, quiet:
+			attempt = 0
+			l.succeeded(opFetch)
+			continue
+		}
+		attempt++
+		if !sleep(ctx, l.failed(opFetch, err, attempt)) {
+			return nil
 		}
 	}
+}
+
+// Health is nil while the Store can be trusted to be current: Follow runs,
+// has not been failing for longer than MaxStaleness, and has read both
+// topics up to high watermarks listed within MaxStaleness. Otherwise it
+// says why not (for /readyz). Safe for concurrent use.
+func (l *Loader) Health() error {
+	return l.tr.health(l.cfg.MaxStaleness, time.Now())
 }
 
 // Close releases the Kafka client. Call it once, after Bootstrap or Follow
@@ -280,22 +351,33 @@ func (l *Loader) Close() {
 // record it got. ctx's error and kgo.ErrClientClosed come back as they are.
 func (l *Loader) poll(ctx context.Context, seen func(*kgo.Record)) error {
 	fs := l.cl.PollFetches(ctx)
-	fs.EachRecord(func(r *kgo.Record) {
-		if seen != nil {
-			seen(r)
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		data := false
+		for _, r := range p.Records {
+			if seen != nil {
+				seen(r)
+			}
+			if r.Attrs.IsControl() {
+				continue
+			}
+			data = true
+			l.records++
+			if b := l.ap.apply(r); b != nil {
+				l.bad++
+				l.m.bad.WithLabelValues(r.Topic).Inc()
+				l.log.Warn("skipping bad reference record",
+					"topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+					"error_type", b.kind, "err", b.err)
+			}
 		}
-		if r.Attrs.IsControl() {
-			return
-		}
-		l.records++
-		if b := l.ap.apply(r); b != nil {
-			l.bad++
-			l.m.bad.WithLabelValues(r.Topic).Inc()
-			l.log.Warn("skipping bad reference record",
-				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
-				"error_type", b.kind, "err", b.err)
+		if n := len(p.Records); n > 0 {
+			l.next = append(l.next, partNext{topicPartition{p.Topic, p.Partition}, p.Records[n-1].Offset + 1, data})
 		}
 	})
+	// Applied first, then counted as read: whoever sees the position
+	// finds the records in the Store.
+	l.tr.advance(l.next, time.Now())
+	l.next = l.next[:0]
 	var first error
 	fs.EachError(func(topic string, partition int32, err error) {
 		if _, ok := errors.AsType[*kgo.ErrDataLoss](err); ok {
@@ -332,6 +414,7 @@ type progress struct{ next, end int64 }
 // (the last stable offset, as we read committed) and returns the
 // partitions that hold records to read. On error, the map is nil.
 func (l *Loader) endOffsets(ctx context.Context) (map[topicPartition]progress, error) {
+	at := time.Now()
 	topics := []string{l.cfg.CustomersTopic, l.cfg.FxRatesTopic}
 	ends, err := l.adm.ListCommittedOffsets(ctx, topics...)
 	if err == nil {
@@ -357,6 +440,10 @@ func (l *Loader) endOffsets(ctx context.Context) (map[topicPartition]progress, e
 			behind[topicPartition{o.Topic, o.Partition}] = progress{next: s.Offset, end: o.Offset}
 		}
 	})
+	// The client starts every partition at its log start; once Bootstrap
+	// read them to these ends, the Store is current as of this listing.
+	l.tr.track(offsetsOf(starts))
+	l.tr.listed(at, offsetsOf(ends))
 	return behind, nil
 }
 

@@ -585,25 +585,30 @@ func TestFollowReturnsOnClose(t *testing.T) {
 	}
 }
 
-// TestFollowStopsOnOffsetOutOfRange: with NoResetOffset the client does
-// not silently rewind or skip; Follow reports the partition instead.
-func TestFollowStopsOnOffsetOutOfRange(t *testing.T) {
+// TestFollowRetriesOffsetOutOfRange: with NoResetOffset the client does
+// not silently rewind or skip; Follow reports the partition (one WARN,
+// counted) and keeps following instead of returning.
+func TestFollowRetriesOffsetOutOfRange(t *testing.T) {
 	e := newEnv(t, 1)
 	e.produce(t, e.customerRec(t, customer("C-1", "Ada", "GB", gen.SegmentVIP)))
 	store := NewStore("USD")
-	l := e.loader(t, store)
+	l := fastLoader(t, e, store, nil)
 	bootstrap(t, l)
-	e.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: customersTopic, Err: kerr.OffsetOutOfRange, Count: 1})
+	h := e.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: customersTopic, Err: kerr.OffsetOutOfRange, Count: 1})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := l.Follow(ctx)
-	if !errors.Is(err, kerr.OffsetOutOfRange) || !strings.Contains(err.Error(), "customers[0]") {
-		t.Fatalf("Follow: %v, want OFFSET_OUT_OF_RANGE naming customers[0]", err)
+	done := follow(t, l)
+	waitFor(t, "the fault", func() bool { return h.Hits() == 1 })
+	waitFor(t, "the failure counted", func() bool { return counterValue(t, l.m.errors.WithLabelValues("offset_out_of_range")) == 1 })
+	e.produce(t, e.customerRec(t, customer("C-2", "Bo", "SE", gen.SegmentVIP)))
+	waitFor(t, "the record after the failure", func() bool { _, ok := store.Customer("C-2"); return ok })
+	if n, _ := store.Counts(); n != 2 {
+		t.Fatalf("store holds %d customers, want 2", n)
 	}
-	if n, _ := store.Counts(); n != 1 {
-		t.Fatalf("store lost its customers: %d", n)
+	if w := warns(e.logs.String(), "following the reference topics failed; retrying"); len(w) != 1 ||
+		!strings.Contains(w[0], `"error_type":"offset_out_of_range"`) || !strings.Contains(w[0], "customers[0]") {
+		t.Fatalf("WARNs %q, want one naming customers[0] with error_type offset_out_of_range", w)
 	}
+	done()
 }
 
 // TestTransactionsReadCommitted: records of an aborted transaction never
@@ -673,7 +678,10 @@ func TestMetrics(t *testing.T) {
 		`sluice_refdata_data_loss_total`:                      0,
 	}
 	got := gather(t, reg)
-	if fmt.Sprint(got) != fmt.Sprint(want) {
+	if got[`sluice_refdata_following`] != 0 {
+		t.Error("following before Follow runs")
+	}
+	if got := withoutFollowerSeries(t, got); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("series\n%v\nwant\n%v", got, want)
 	}
 	// A second Loader on the same registry is a configuration error and
@@ -681,9 +689,26 @@ func TestMetrics(t *testing.T) {
 	if _, err := NewLoader(e.config(func(c *LoaderConfig) { c.Registerer = reg }), NewStore("USD")); err == nil {
 		t.Fatal("second NewLoader on one registry succeeded")
 	}
-	if got := gather(t, reg); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := withoutFollowerSeries(t, gather(t, reg)); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after a failed second registration: series\n%v\nwant\n%v", got, want)
 	}
+}
+
+// withoutFollowerSeries checks that the follower's series (follow_test.go
+// checks their values) are in got, per topic, and returns got without them.
+func withoutFollowerSeries(t *testing.T, got map[string]float64) map[string]float64 {
+	t.Helper()
+	for _, name := range []string{`sluice_refdata_following`,
+		`sluice_refdata_lag_records{topic="customers"}`, `sluice_refdata_lag_records{topic="fx-rates"}`,
+		`sluice_refdata_staleness_seconds{topic="customers"}`, `sluice_refdata_staleness_seconds{topic="fx-rates"}`,
+		`sluice_refdata_last_record_age_seconds{topic="customers"}`, `sluice_refdata_last_record_age_seconds{topic="fx-rates"}`,
+	} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("series %s missing", name)
+		}
+		delete(got, name)
+	}
+	return got
 }
 
 // gather returns every series of reg as `name{label="value"}` -> value.
@@ -738,6 +763,8 @@ func TestNewLoaderRejectsBadConfig(t *testing.T) {
 		{"no topic", func(c *LoaderConfig) { c.FxRatesTopic = "" }, NewStore("USD"), "must be set"},
 		{"same topic twice", func(c *LoaderConfig) { c.FxRatesTopic = customersTopic }, NewStore("USD"), "both"},
 		{"negative timeout", func(c *LoaderConfig) { c.BootstrapTimeout = -time.Second }, NewStore("USD"), "negative"},
+		{"negative max staleness", func(c *LoaderConfig) { c.BootstrapTimeout, c.MaxStaleness = 0, -time.Second }, NewStore("USD"), "negative max staleness"},
+		{"negative miss wait", func(c *LoaderConfig) { c.MissWait = -time.Second }, NewStore("USD"), "miss wait -1s"},
 		{"missing schema file", func(c *LoaderConfig) { c.CustomersSchema = "nope.avsc" }, NewStore("USD"), "nope.avsc"},
 		{"schemas swapped", func(c *LoaderConfig) {
 			c.CustomersSchema, c.FxRatesSchema = c.FxRatesSchema, c.CustomersSchema

@@ -7,19 +7,29 @@
 // is transformed, and keeps following them. The Store is the in-memory
 // state; the Loader fills it from Kafka.
 //
+// A lookup that misses is only final when the Store is current: a
+// transform asks AwaitCurrent, which, while the Loader follows the
+// topics, waits until they are read up to high watermarks listed after
+// the miss, and otherwise returns ErrNotCurrent for the transform to fail
+// the batch (retried) rather than the row (dead-lettered).
+//
 // # Files
 //
 //	store.go   Store: customers by id, rate histories per currency; lookups
 //	loader.go  Loader: the plain (group-less) Kafka consumer, Bootstrap up to
 //	           the end offsets, then Follow
+//	follow.go  how far Follow can be trusted: retries with backoff, the
+//	           high-watermark listings, AwaitCurrent, Health
 //	apply.go   one reference record -> one Store update (tombstones, keys,
 //	           validation); bad records are skipped, never fatal
 //	metrics.go the Loader's Prometheus series
 package refdata
 
 import (
+	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unique"
 
@@ -48,11 +58,33 @@ type Store struct {
 	mu        sync.RWMutex
 	customers map[string]Customer
 	rates     map[string][]Rate // sorted by EffectiveFrom
+
+	// follower is the Loader's tracker while its Follow runs; nil for a
+	// Store nobody follows (a snapshot, or filled by hand in tests).
+	follower atomic.Pointer[tracker]
 }
 
 // NewStore returns an empty store converting into base (its rate is 1).
 func NewStore(base string) *Store {
 	return &Store{base: base, customers: map[string]Customer{}, rates: map[string][]Rate{}}
+}
+
+// AwaitCurrent is called by a transform after a lookup in table t missed,
+// once per batch, before it fails a row for the miss. It returns nil when
+// the miss is final: nobody follows the Store (it is a snapshot), or the
+// follower has read t up to high watermarks listed after this call (so
+// every record produced before the batch was fetched is applied; a
+// healthy follower needs one round trip to Kafka). Otherwise, after
+// LoaderConfig.MissWait, it returns an error wrapping ErrNotCurrent that
+// says why (failing, so many records behind), or ctx's error: the
+// transform returns it and the whole batch is retried. Safe for
+// concurrent use.
+func (s *Store) AwaitCurrent(ctx context.Context, t Table) error {
+	tr := s.follower.Load()
+	if tr == nil {
+		return nil
+	}
+	return tr.await(ctx, t, time.Now())
 }
 
 // Base is the base currency.

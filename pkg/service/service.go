@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -43,6 +44,24 @@ type Service struct {
 	engine *pipeline.Engine
 	admin  *admin.Server
 	reg    *prometheus.Registry
+
+	// refHealth is the reference follower's Health (nil without reference
+	// data); kept apart from loader, which Close clears.
+	refHealth func() error
+}
+
+// Option adjusts what New builds.
+type Option func(*options)
+
+type options struct {
+	referenceOpts []kgo.Opt
+}
+
+// WithReferenceClientOpts appends options to the Kafka client that reads
+// the reference topics (refdata.LoaderConfig.ExtraOpts): TLS or SASL of
+// its own, or a test's fault-injecting dialer.
+func WithReferenceClientOpts(opts ...kgo.Opt) Option {
+	return func(o *options) { o.referenceOpts = append(o.referenceOpts, opts...) }
 }
 
 // New connects and builds everything. ctx bounds start-up (it is the
@@ -53,7 +72,11 @@ type Service struct {
 // database or table, bad credentials, a port that does not speak the
 // protocol, unknown transforms, unreadable schemas) come back at once as
 // config.Errors naming the key.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Service, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s := &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ok := false
@@ -147,21 +170,24 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, e
 			CustomersSchema:  r.CustomersSchema,
 			FxRatesSchema:    r.FxRatesSchema,
 			BootstrapTimeout: r.BootstrapTimeout,
+			MaxStaleness:     r.MaxStaleness,
 			Log:              log,
 			Registerer:       s.reg,
+			ExtraOpts:        o.referenceOpts,
 		}, s.store)
 		if err != nil {
 			return nil, config.Errors{{Key: "reference", Problem: err.Error()}}
 		}
+		s.refHealth = s.loader.Health
 	}
 
 	if cfg.Admin.Listen != "" {
-		a, err := admin.New(cfg.Admin.Listen, s.reg, engine.Ready, log.With("stage", "admin"))
+		a, err := admin.New(cfg.Admin.Listen, s.reg, s.readiness, log.With("stage", "admin"))
 		if err != nil {
 			return nil, config.Errors{{Key: "admin.listen", Problem: err.Error()}}
 		}
 		a.Handle("GET /", admin.NewDashboard(admin.DashboardOptions{
-			Engine: engine, Metrics: s.reg, Ready: engine.Ready, Log: log.With("stage", "admin"),
+			Engine: engine, Metrics: s.reg, Ready: s.Ready, Log: log.With("stage", "admin"),
 			KPI: admin.NewClickHouseKPI(conn, cfg.ClickHouse.Database),
 		}))
 		s.admin = a
@@ -283,13 +309,16 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("reference data: %w", err)
 		}
+		// Follow retries whatever fails until it is stopped (it logs and
+		// counts each failure; /readyz and the transforms see it). It
+		// stops after the engine flushed, whose transforms read it.
 		fctx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
 		followed := make(chan error, 1)
 		go func() { followed <- s.loader.Follow(fctx) }()
 		defer func() {
 			stopFollowing()
-			if err := <-followed; err != nil {
-				s.log.Error("following the reference topics failed", "err", err)
+			if err := <-followed; err != nil { // only ErrNotBootstrapped
+				s.log.Error("following the reference topics did not start", "err", err)
 			}
 		}()
 	}
@@ -325,8 +354,27 @@ func (s *Service) AdminAddr() string {
 	return s.admin.Addr()
 }
 
-// Ready reports the engine's readiness.
-func (s *Service) Ready() bool { return s.engine != nil && s.engine.Ready() }
+// Ready reports readiness, as /readyz does.
+func (s *Service) Ready() bool { return s.readiness() == nil }
+
+// readiness is /readyz: nil when the engine consumes and loads and the
+// reference data (if any pipeline uses it) is current within
+// reference.max_staleness; otherwise the reasons, each part's own.
+func (s *Service) readiness() error {
+	var why []string
+	if s.engine == nil || !s.engine.Ready() {
+		why = append(why, "not consuming, or a partition is failing or stalled")
+	}
+	if s.refHealth != nil {
+		if err := s.refHealth(); err != nil {
+			why = append(why, err.Error())
+		}
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(why, "; "))
+}
 
 // Close releases connections (Run closes the Kafka client itself).
 func (s *Service) Close() {

@@ -53,6 +53,12 @@ var (
 // dead-lettered; the rest of the batch goes on. A null amount (nullable
 // amount field) leaves both columns NULL.
 //
+// A missing rate is only final when the Store is current: at the batch's
+// first miss Apply asks refdata's Store.AwaitCurrent, and while the
+// follower is failing or behind it returns that error for the whole batch
+// (the worker retries it) instead of dead-lettering valid records whose
+// rate is on its way.
+//
 // Safe for concurrent use: it holds no state beyond the Store, which has
 // its own lock.
 type currency struct {
@@ -94,22 +100,34 @@ func newCurrency(env Env) (Transform, error) {
 func (c *currency) Outputs() []string { return []string{c.amountBase, c.rate} }
 
 // Apply converts every good row of b; rows it cannot convert are failed.
-// It never returns an error: every problem belongs to a single row.
-func (c *currency) Apply(_ context.Context, b *record.Batch) error {
+// Its only error wraps refdata.ErrNotCurrent (or is ctx's): a rate missed
+// while the reference data could not be confirmed current; no row was
+// failed for it, and the batch is to be retried.
+func (c *currency) Apply(ctx context.Context, b *record.Batch) error {
+	current := false // the Store was confirmed current after a miss
 	for i := range b.Items {
 		it := &b.Items[i]
 		if it.Failed != nil {
 			continue
 		}
-		if reason := c.convert(it.Row); reason != "" {
+		reason, missed := c.convert(it.Row)
+		if missed && !current {
+			if err := c.store.AwaitCurrent(ctx, refdata.FxRates); err != nil {
+				return fmt.Errorf("currency: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
+			}
+			current = true
+			reason, _ = c.convert(it.Row) // the rate may have arrived meanwhile
+		}
+		if reason != "" {
 			it.Fail(record.StageTransform, "currency: "+reason)
 		}
 	}
 	return nil
 }
 
-// convert fills the two columns of one row, or returns why it cannot.
-func (c *currency) convert(row record.Row) string {
+// convert fills the two columns of one row, or returns why it cannot;
+// missed says the reason is a rate the Store lacks.
+func (c *currency) convert(row record.Row) (reason string, missed bool) {
 	raw := row[c.amount]
 	var amount decimal.Decimal
 	switch v := raw.(type) {
@@ -117,17 +135,17 @@ func (c *currency) convert(row record.Row) string {
 		amount = v
 	case nil:
 		row[c.amountBase], row[c.rate] = nil, nil
-		return ""
+		return "", false
 	default:
-		return fmt.Sprintf("field %s is %T, want a decimal", c.amount, v)
+		return fmt.Sprintf("field %s is %T, want a decimal", c.amount, v), false
 	}
 	cur, ok := row[c.currency].(string)
 	if !ok {
-		return fmt.Sprintf("field %s is %s, want a currency code", c.currency, describe(row[c.currency]))
+		return fmt.Sprintf("field %s is %s, want a currency code", c.currency, describe(row[c.currency])), false
 	}
 	at, ok := row[c.time].(time.Time)
 	if !ok {
-		return fmt.Sprintf("field %s is %s, want a timestamp", c.time, describe(row[c.time]))
+		return fmt.Sprintf("field %s is %s, want a timestamp", c.time, describe(row[c.time])), false
 	}
 
 	var based decimal.Decimal
@@ -142,23 +160,23 @@ func (c *currency) convert(row record.Row) string {
 	default:
 		r, found := c.store.RateAt(cur, at)
 		if !found {
-			return "no FX rate for " + cur + " at " + formatTime(at)
+			return "no FX rate for " + cur + " at " + formatTime(at), true
 		}
 		rate, ok := toRateScale(r.Rate)
 		if !ok {
 			return fmt.Sprintf("FX rate %s for %s (effective from %s) does not fit Decimal(18,8)",
-				r.Rate, cur, formatTime(time.UnixMilli(r.EffectiveFrom)))
+				r.Rate, cur, formatTime(time.UnixMilli(r.EffectiveFrom))), false
 		}
 		based, rateBoxed = mulHalfEven(amount, rate, baseScale), rate
 	}
 	if based.Cmp(maxBase) >= 0 || based.Cmp(minBase) <= 0 {
-		return fmt.Sprintf("%s %s overflows Decimal(18,2) (%s %s %s)", c.amountBase, based, c.amount, amount, cur)
+		return fmt.Sprintf("%s %s overflows Decimal(18,2) (%s %s %s)", c.amountBase, based, c.amount, amount, cur), false
 	}
 	if basedBoxed == nil {
 		basedBoxed = based
 	}
 	row[c.amountBase], row[c.rate] = basedBoxed, rateBoxed
-	return ""
+	return "", false
 }
 
 // mulHalfEven returns round_half_even(a * r, scale), exactly. The result's

@@ -3,6 +3,7 @@ package transform
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/refdata"
@@ -33,7 +34,11 @@ const customerFound = "__customer_found"
 //
 // The join reads the Store as it is when the batch is transformed: a
 // customer created after the event but before the batch is joined; one
-// deleted in between is a miss.
+// deleted in between is a miss. A miss is only final when the Store is
+// current: at the batch's first miss Apply asks refdata's
+// Store.AwaitCurrent, and while the follower is failing or behind it
+// returns that error for the whole batch (the worker retries it) rather
+// than load NULLs (and UNKNOWN_CUSTOMER) for a customer on its way.
 //
 // Safe for concurrent use: it holds no state beyond the Store.
 type customer struct {
@@ -62,20 +67,31 @@ func (c *customer) Outputs() []string {
 	return []string{colCustomerName, colCustomerCountry, colCustomerSegment}
 }
 
-// Apply joins every good row of b. It never fails a row nor returns an
-// error.
-func (c *customer) Apply(_ context.Context, b *record.Batch) error {
+// Apply joins every good row of b. It never fails a row. Its only error
+// wraps refdata.ErrNotCurrent (or is ctx's): a customer missed while the
+// reference data could not be confirmed current; the batch is to be
+// retried.
+func (c *customer) Apply(ctx context.Context, b *record.Batch) error {
+	current := false // the Store was confirmed current after a miss
 	for i := range b.Items {
 		it := &b.Items[i]
 		if it.Failed != nil {
 			continue
 		}
 		row := it.Row
-		// The schema says string; a null (nullable field) is a miss.
+		// The schema says string; a null (nullable field) is a miss, and
+		// final: no reference record can fill it.
 		id, ok := row[c.key].(string)
 		var cu refdata.Customer
 		if ok {
 			cu, ok = c.store.Customer(id)
+			if !ok && !current {
+				if err := c.store.AwaitCurrent(ctx, refdata.Customers); err != nil {
+					return fmt.Errorf("customer: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
+				}
+				current = true
+				cu, ok = c.store.Customer(id) // it may have arrived meanwhile
+			}
 		}
 		if !ok {
 			row[colCustomerName], row[colCustomerCountry], row[colCustomerSegment] = nil, nil, nil
