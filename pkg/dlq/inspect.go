@@ -57,6 +57,12 @@ type DeadLetter struct {
 	// Invalid says why the source coordinates cannot be used ("" when
 	// they can): such a letter can be inspected but not replayed.
 	Invalid string
+	// Truncated says the value was cut to fit the dead-letter topic
+	// (HeaderTruncated): Value is a prefix of the original, whose length
+	// and SHA-256 (hex) are ValueBytes and ValueSHA256. It is not replayed.
+	Truncated   bool
+	ValueBytes  int64
+	ValueSHA256 string
 }
 
 // Source is the original record's coordinates, as "topic[partition]@offset".
@@ -95,6 +101,10 @@ func Parse(r *kgo.Record) DeadLetter {
 		l.SourceOffset = o
 	}
 	l.Invalid = strings.Join(problems, "; ")
+	if Header(r, HeaderTruncated) == "true" {
+		l.Truncated, l.ValueSHA256 = true, Header(r, HeaderValueSHA256)
+		l.ValueBytes, _ = strconv.ParseInt(Header(r, HeaderValueBytes), 10, 64)
+	}
 	return l
 }
 
@@ -253,6 +263,10 @@ func WriteTable(w io.Writer, letters []DeadLetter, width int) error {
 		if l.Invalid != "" {
 			src = "? (" + l.Invalid + ")"
 		}
+		size := strconv.Itoa(len(l.Value))
+		if l.Truncated {
+			size += " of " + strconv.FormatInt(l.ValueBytes, 10)
+		}
 		rows[i] = []string{
 			fmt.Sprintf("%d/%d", l.Partition, l.Offset),
 			l.Timestamp.UTC().Format("2006-01-02T15:04:05Z"),
@@ -260,7 +274,7 @@ func WriteTable(w io.Writer, letters []DeadLetter, width int) error {
 			orDash(string(l.Stage)),
 			src,
 			printable(l.Key, 24),
-			strconv.Itoa(len(l.Value)),
+			size,
 		}
 	}
 	// Column widths from the data, capped so one odd value cannot push

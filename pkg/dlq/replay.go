@@ -278,6 +278,12 @@ func Replay(ctx context.Context, letters []DeadLetter, o ReplayOptions) (*Report
 			rep.add(Result{Letter: l, Outcome: StillFailing, Stage: StageReplay, Reason: "cannot replay: " + l.Invalid})
 			continue
 		}
+		if l.Truncated {
+			rep.add(Result{Letter: l, Outcome: StillFailing, Stage: StageReplay, Reason: fmt.Sprintf(
+				"cannot replay: the value was cut to fit the dead-letter topic (%d of %d bytes, sha256 %s); the original is at %s",
+				len(l.Value), l.ValueBytes, l.ValueSHA256, l.Source())})
+			continue
+		}
 		t := byName[l.Pipeline]
 		if t == nil {
 			switch ts := byTopic[l.SourceTopic]; len(ts) {

@@ -389,7 +389,7 @@ func TestReplayFromTopic(t *testing.T) {
 		it.Fail(record.StageTransform, "no FX rate for XTS")
 		b.Items = append(b.Items, it)
 	}
-	if _, _, err := New(cl, testTopic, c.ListenAddrs()).Send(ctx, b, nil); err != nil {
+	if err := New(cl, testTopic, c.ListenAddrs()).Send(ctx, b, Position(0, 0), nil, func(*record.Item, int64, bool) {}); err != nil {
 		t.Fatal(err)
 	}
 	var commit kadm.Offsets

@@ -208,7 +208,7 @@ func (w *worker) markStored(b *record.Batch) error {
 func (w *worker) unlettered(b *record.Batch) int {
 	n := 0
 	for i := range b.Items {
-		if b.Items[i].Failed != nil && !w.dlqSeen[b.Items[i].Rec.Offset] {
+		if b.Items[i].Failed != nil && !w.lettered(b.Items[i].Rec.Offset) {
 			n++
 		}
 	}
@@ -255,38 +255,52 @@ func (w *worker) bisect(b *record.Batch, good int, err error) (int, bool) {
 // deadLetter produces the failed items of b that have no letter yet and
 // waits for their acknowledgement, retrying; false when the worker must
 // stop first. Like an insert, it happens only after a successful fence.
+// A letter the topic acknowledged is in dlqSeen at once, even when others
+// of the same attempt failed: the retry produces only those.
 func (w *worker) deadLetter(b *record.Batch) bool {
-	var counts map[record.Stage]int
-	if !w.retry("dead-letter produce", func() error {
+	return w.retry("dead-letter produce", func() error {
 		if err := w.fence(b); err != nil {
 			return err
 		}
-		c, next, err := w.e.opts.DeadLetters.Send(w.ctx, b, func(off int64) bool { return w.dlqSeen[off] })
-		if err != nil {
-			return err
+		return w.e.opts.DeadLetters.Send(w.ctx, b, w.dlqNext, w.lettered, func(it *record.Item, at int64, truncated bool) {
+			w.dlqSeen[it.Rec.Offset] = at
+			w.dlqNext = max(w.dlqNext, at+1)
+			w.e.m.DeadLetters.WithLabelValues(w.p.Name, string(it.Failed.Stage)).Inc()
+			w.st.deadLetters.Add(1)
+			if truncated {
+				w.e.m.TruncatedLetters.WithLabelValues(w.p.Name).Inc()
+				w.log.Warn("dead letter too large for the dead-letter topic; its value was cut (headers keep its size and SHA-256)",
+					"offset", it.Rec.Offset, "value_bytes", len(it.Rec.Value))
+			}
+		})
+	})
+}
+
+// lettered says whether the record at offset already has a dead letter.
+func (w *worker) lettered(offset int64) bool {
+	_, ok := w.dlqSeen[offset]
+	return ok
+}
+
+// dlqAt is the dead-letter position to store with a commit of next: that
+// of the first letter a later owner must still see (one for an offset at
+// or past next, produced for a batch not committed yet, by this worker or
+// the one before), else the position after the partition's last letter.
+func (w *worker) dlqAt(next int64) int64 {
+	at := w.dlqNext
+	for off, pos := range w.dlqSeen {
+		if off >= next {
+			at = min(at, pos)
 		}
-		counts, w.dlqNext = c, max(w.dlqNext, next)
-		return nil
-	}) {
-		return false
 	}
-	for i := range b.Items {
-		if b.Items[i].Failed != nil {
-			w.dlqSeen[b.Items[i].Rec.Offset] = true
-		}
-	}
-	for st, n := range counts {
-		w.e.m.DeadLetters.WithLabelValues(w.p.Name, string(st)).Add(float64(n))
-		w.st.deadLetters.Add(int64(n))
-	}
-	return true
+	return at
 }
 
 // fence commits b.First, which is no later than what this worker already
 // committed plus what it has since dead-lettered, to prove the member still
 // owns the partition.
 func (w *worker) fence(b *record.Batch) error {
-	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.First, w.dlqFence)
+	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.First, w.dlqAt(b.First))
 	if err == nil {
 		w.committed.Store(max(w.committed.Load(), b.First))
 		return nil

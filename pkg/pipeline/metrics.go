@@ -22,6 +22,9 @@ type Metrics struct {
 	Assigned      *prometheus.GaugeVec
 	DataLoss      prometheus.Counter
 	Lag           *prometheus.GaugeVec
+	// TruncatedLetters counts dead letters whose value was cut to fit the
+	// dead-letter topic's max.message.bytes (also in DeadLetters).
+	TruncatedLetters *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg (nil: not
@@ -37,6 +40,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_dead_letters_total", Help: "Records sent to the dead-letter topic.",
 		}, []string{"pipeline", "stage"}),
+		TruncatedLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_dead_letters_truncated_total", Help: "Dead letters whose value was cut to fit the dead-letter topic (the original stays in the source topic).",
+		}, []string{"pipeline"}),
 		Batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_batches_total", Help: "Batches loaded and committed.",
 		}, []string{"pipeline"}),
@@ -78,6 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.ViewFailures)
+		reg.MustRegister(m.TruncatedLetters)
 		reg.MustRegister(m.Consumed, m.Loaded, m.DeadLetters, m.Batches, m.BatchSeconds, m.BatchRows,
 			m.InsertErrors, m.Skipped, m.CommitErrors, m.InflightBytes, m.Paused, m.Assigned, m.DataLoss, m.Lag)
 	}

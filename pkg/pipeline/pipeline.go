@@ -72,20 +72,33 @@ type Writer interface {
 
 // DeadLetters stores the failed items of a batch, exactly once per record
 // across owners of a partition.
+//
+// A position (opaque to the engine, made by the implementation) names the
+// dead-letter partition a source partition's letters go to and an offset in
+// it; the engine stores one with every commit (Options.Metadata). Positions
+// of one partition compare as their offsets do, and at+1 is the position
+// after the letter at at.
 type DeadLetters interface {
-	// Send produces the failed items of b that skip does not name, waits
-	// for their acknowledgement, and returns the counts per stage and the
-	// dead-letter offset after the last letter (-1 when none).
-	Send(ctx context.Context, b *record.Batch, skip func(offset int64) bool) (map[record.Stage]int, int64, error)
+	// Send produces, to the dead-letter partition of pos, the failed items
+	// of b that skip does not name, and waits for their acknowledgement.
+	// It calls acked, in the caller's goroutine, for each letter the topic
+	// acknowledged (its item, its position, whether its value was cut to
+	// fit the topic), also when it returns an error: the letters not
+	// acknowledged then may not be stored, and only they must be produced
+	// again.
+	Send(ctx context.Context, b *record.Batch, pos int64, skip func(offset int64) bool, acked func(it *record.Item, at int64, truncated bool)) error
 	// Resume returns, for a newly assigned partition, the source offsets
 	// that already have a dead letter (produced by a previous owner after
-	// its last commit) and the dead-letter offset to store with commits.
-	Resume(ctx context.Context, group, topic string, partition int32) (map[int64]bool, int64, error)
+	// its last commit) with their letters' positions, and the position of
+	// the partition's next letters, to store with commits. An error (also
+	// a read of the dead-letter partition that made no progress) is
+	// retried.
+	Resume(ctx context.Context, group, topic string, partition int32) (map[int64]int64, int64, error)
 }
 
-// DeadLetterMetadata encodes, for an offset commit's metadata, the
-// dead-letter offset after a partition's last letter; nil means no metadata.
-type DeadLetterMetadata func(next int64) string
+// DeadLetterMetadata encodes, for an offset commit's metadata, a
+// dead-letter position (DeadLetters); nil means no metadata.
+type DeadLetterMetadata func(pos int64) string
 
 // Pipeline is one topic's path to one table.
 type Pipeline struct {

@@ -22,9 +22,11 @@ func (w *worker) retry(what string, fn func() error) bool {
 		if w.ctx.Err() != nil {
 			return false
 		}
-		if attempt == 0 { // shown as failing until this returns
+		if attempt == 0 { // shown as failing (and not ready) until this returns
 			w.st.failing.Add(1)
+			w.e.failing.Add(1)
 			defer w.st.failing.Add(-1)
+			defer w.e.failing.Add(-1)
 		}
 		w.log.Warn(what+" failed; retrying", "err", err, "attempt", attempt+1)
 		if !w.sleep(attempt, 0) {

@@ -71,14 +71,11 @@ type worker struct {
 	st workerStats
 	// dlqSeen holds the source offsets at or above the committed offset
 	// that already have a dead letter (from a previous owner, or produced
-	// by this worker for a batch not yet committed); dlqNext is the
-	// dead-letter offset stored with each commit.
-	dlqSeen map[int64]bool
+	// by this worker for a batch not yet committed), each with its
+	// letter's dead-letter position; dlqNext is the position after the
+	// partition's last letter (DeadLetters). A commit stores dlqAt.
+	dlqSeen map[int64]int64
 	dlqNext int64
-	// dlqFence is dlqNext as it was before the current batch's letters:
-	// a commit that does not pass the batch (a fence) must point the next
-	// owner before them.
-	dlqFence int64
 }
 
 func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
@@ -194,7 +191,7 @@ func (w *worker) resumePoint() bool {
 		}
 		w.dlqSeen, w.dlqNext = seen, next
 		if w.dlqSeen == nil {
-			w.dlqSeen = map[int64]bool{}
+			w.dlqSeen = map[int64]int64{}
 		}
 		if len(seen) > 0 {
 			w.log.Info("dead letters already produced for records not yet committed", "count", len(seen))
@@ -234,7 +231,6 @@ func (w *worker) process(b *record.Batch) bool {
 	defer w.releaseSlot()
 	start := time.Now()
 	p := w.p
-	w.dlqFence = w.dlqNext
 	for i := range b.Items {
 		it := &b.Items[i]
 		// A decoder that cannot reach what it depends on (the schema
@@ -281,7 +277,7 @@ func (w *worker) process(b *record.Batch) bool {
 // commitBatch commits b.Last+1 with the dead-letter position, and forgets
 // the letters the commit now covers.
 func (w *worker) commitBatch(b *record.Batch) {
-	if err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.Last+1, w.dlqNext); err != nil {
+	if err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.Last+1, w.dlqAt(b.Last+1)); err != nil {
 		// Not fatal: the next commit covers this batch, and whoever
 		// loads the records again finds them stored (load.go).
 		w.log.Warn("commit failed", "err", err)

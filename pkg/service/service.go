@@ -48,6 +48,10 @@ type Service struct {
 	// refHealth is the reference follower's Health (nil without reference
 	// data); kept apart from loader, which Close clears.
 	refHealth func() error
+
+	// dlqLetterBytes bounds a dead letter: the dead-letter topic's
+	// max.message.bytes, at most maxRecordBytes (ensureDLQTopic).
+	dlqLetterBytes int
 }
 
 // Option adjusts what New builds.
@@ -155,7 +159,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		if err := probe.Ping(actx); err != nil {
 			return err
 		}
-		return ensureDLQTopic(actx, kadm.NewClient(probe), cfg.Kafka, log)
+		n, err := ensureDLQTopic(actx, kadm.NewClient(probe), cfg.Kafka, log)
+		s.dlqLetterBytes = n
+		return err
 	})
 	probe.Close()
 	if err != nil {
@@ -335,13 +341,18 @@ func (s *Service) Run(ctx context.Context) error {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(dlq.Partitioner(cfg.Kafka.DLQTopic)),
-		kgo.ProducerBatchMaxBytes(maxRecordBytes),
+		// No batch of letters larger than the topic takes: the broker
+		// would refuse the whole batch (MESSAGE_TOO_LARGE), and a
+		// single letter over it is cut by the writer instead.
+		kgo.ProducerBatchMaxBytes(int32(s.dlqLetterBytes)),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
-	s.engine.SetDeadLetters(dlq.New(cl, cfg.Kafka.DLQTopic, cfg.Kafka.Brokers))
+	dw := dlq.New(cl, cfg.Kafka.DLQTopic, cfg.Kafka.Brokers)
+	dw.SetProducerMaxBytes(s.dlqLetterBytes)
+	s.engine.SetDeadLetters(dw)
 	s.log.Info("consuming", "topics", s.engine.Topics(), "group", cfg.Kafka.Group)
 	return s.engine.Run(ctx, cl) // closes cl
 }
@@ -395,16 +406,31 @@ func (s *Service) Close() {
 const maxRecordBytes = 16<<20 + 1<<10
 
 // ensureDLQTopic creates the dead-letter topic when it is missing, with
-// kafka.dlq_partitions partitions and the broker's default replication.
+// kafka.dlq_partitions partitions and the broker's default replication, and
+// returns the largest dead letter it takes: its max.message.bytes (Kafka's
+// default when that cannot be read), at most maxRecordBytes.
 // A refusal is a config.Errors naming kafka.dlq_topic; a Transient error
 // comes back as is, for start-up to retry.
-func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *slog.Logger) error {
+func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *slog.Logger) (int, error) {
 	topics, err := adm.ListTopics(ctx, k.DLQTopic)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if td, ok := topics[k.DLQTopic]; ok && td.Err == nil {
-		return nil
+		n, err := dlq.MaxMessageBytes(ctx, adm, k.DLQTopic)
+		if Transient(err) {
+			return 0, err
+		}
+		if err != nil {
+			n = kafkaDefaultMaxMessageBytes
+			log.Warn("cannot read the dead-letter topic's max.message.bytes; assuming Kafka's default", "topic", k.DLQTopic, "bytes", n, "err", err)
+		}
+		n = max(512, min(n, maxRecordBytes)) // 512: franz-go's least batch bound
+		if n < maxRecordBytes {
+			log.Info("the dead-letter topic takes smaller records than a batch may hold; larger dead letters get their values cut",
+				"topic", k.DLQTopic, "max_message_bytes", n)
+		}
+		return n, nil
 	}
 	// A dead letter is as large as the record it keeps: allow records up
 	// to the producer's limit, not the broker's 1 MB default.
@@ -414,11 +440,14 @@ func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *
 		err = resp.Err
 	}
 	if Transient(err) {
-		return err // no controller yet, a timeout: start-up waits
+		return 0, err // no controller yet, a timeout: start-up waits
 	}
 	if err != nil {
-		return config.Errors{{Key: "kafka.dlq_topic", Problem: fmt.Sprintf("topic %s is missing and cannot be created: %v", k.DLQTopic, err)}}
+		return 0, config.Errors{{Key: "kafka.dlq_topic", Problem: fmt.Sprintf("topic %s is missing and cannot be created: %v", k.DLQTopic, err)}}
 	}
 	log.Info("created the dead-letter topic", "topic", k.DLQTopic, "partitions", k.DLQPartitions)
-	return nil
+	return maxRecordBytes, nil
 }
+
+// kafkaDefaultMaxMessageBytes is Kafka's default message.max.bytes.
+const kafkaDefaultMaxMessageBytes = 1048588
