@@ -171,6 +171,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 
+	// The topics' current incarnations, for tables that tell them apart.
+	details, err := adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("audit: topic IDs of %v: %w", topics, err)
+	}
+	for _, p := range o.Pipelines {
+		if inc, ok := p.Table.(Incarnation); ok {
+			if d, ok := details[p.Topic]; ok && d.Err == nil {
+				inc.SetTopicID(d.ID.String())
+			}
+		}
+	}
+
 	// 2. Committed offsets, before the table and the letters are read.
 	committed := map[tp]int64{}
 	offs, err := adm.FetchOffsets(ctx, o.Group)

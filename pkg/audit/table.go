@@ -80,24 +80,54 @@ func ClickHouseTable(ctx context.Context, q Querier, db, name string) (Table, er
 			return nil, fmt.Errorf("audit: table %s.%s has no column %s: %w", db, name, c, ErrNoTable)
 		}
 	}
-	return &chTable{q: q, db: db, name: name, from: quoteIdent(db) + "." + quoteIdent(name)}, nil
+	return &chTable{q: q, db: db, name: name, from: quoteIdent(db) + "." + quoteIdent(name), hasTopicID: have[colTopicID]}, nil
 }
 
 type chTable struct {
 	q        Querier
 	db, name string
 	from     string // `db`.`name`
+	// hasTopicID says the table records topic IDs; topicID is then the
+	// current incarnation's (set by Run through Incarnation), and rows of
+	// other incarnations are not this topic's rows.
+	hasTopicID bool
+	topicID    string
+}
+
+// colTopicID tells a topic's incarnations apart (see pkg/sink).
+const colTopicID = "_topic_id"
+
+// Incarnation is implemented by tables that tell a topic's incarnations
+// apart: Run gives them the topic's current ID (base64, as kadm prints it)
+// before it reads them, and they count only that incarnation's rows and
+// rows without an ID.
+type Incarnation interface {
+	SetTopicID(id string)
+}
+
+// SetTopicID implements Incarnation.
+func (t *chTable) SetTopicID(id string) {
+	for _, c := range id { // base64: nothing to escape, checked anyway
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return
+		}
+	}
+	t.topicID = id
 }
 
 // where is the primary-key-prefix condition of a query. The topic is a
 // bound argument; partition and offsets are integers written as literals
 // (they are ints, nothing to escape), which lets the server use the
 // primary key whatever the columns' integer types (UInt32 or Int32,
-// UInt64 or Int64).
-func where(partition int32, from, to int64) string {
+// UInt64 or Int64). With a topic ID, rows of other incarnations are left
+// out.
+func (t *chTable) where(partition int32, from, to int64) string {
 	w := fmt.Sprintf("%s = ? AND %s = %d AND %s >= %d", colTopic, colPartition, partition, colOffset, max(from, 0))
 	if to >= 0 {
 		w += fmt.Sprintf(" AND %s < %d", colOffset, to)
+	}
+	if t.hasTopicID && t.topicID != "" {
+		w += fmt.Sprintf(" AND (%s = '%s' OR %s = '')", colTopicID, t.topicID, colTopicID)
 	}
 	return w
 }
@@ -108,7 +138,7 @@ func (t *chTable) errf(what, topic string, partition int32, err error) error {
 
 func (t *chTable) Buckets(ctx context.Context, topic string, partition int32, from, to, width int64) ([]BucketStats, error) {
 	q := fmt.Sprintf("SELECT toInt64(intDiv(%s, %d)) AS b, count(), uniqExact(%s) FROM %s WHERE %s GROUP BY b",
-		colOffset, width, colOffset, t.from, where(partition, from, to))
+		colOffset, width, colOffset, t.from, t.where(partition, from, to))
 	rows, err := t.q.Query(ctx, q, topic)
 	if err != nil {
 		return nil, t.errf("buckets", topic, partition, err)
@@ -130,7 +160,7 @@ func (t *chTable) Buckets(ctx context.Context, topic string, partition int32, fr
 
 func (t *chTable) Offsets(ctx context.Context, topic string, partition int32, from, to int64, fn func(int64, uint64)) error {
 	q := fmt.Sprintf("SELECT toInt64(%s) AS o, count() FROM %s WHERE %s GROUP BY o ORDER BY o",
-		colOffset, t.from, where(partition, from, to))
+		colOffset, t.from, t.where(partition, from, to))
 	rows, err := t.q.Query(ctx, q, topic)
 	if err != nil {
 		return t.errf("offsets", topic, partition, err)
@@ -171,7 +201,7 @@ func (t *chTable) RowsAt(ctx context.Context, topic string, partition int32, off
 		// The range condition lets the primary key skip to the chunk's
 		// granules; the IN set picks the offsets.
 		q := fmt.Sprintf("SELECT toInt64(%s) AS o, count() FROM %s WHERE %s AND %s IN (%s) GROUP BY o",
-			colOffset, t.from, where(partition, lo, hi+1), colOffset, in.String())
+			colOffset, t.from, t.where(partition, lo, hi+1), colOffset, in.String())
 		rows, err := t.q.Query(ctx, q, topic)
 		if err != nil {
 			return nil, t.errf("rows at dead-lettered offsets", topic, partition, err)
@@ -196,7 +226,7 @@ func (t *chTable) RowsAt(ctx context.Context, topic string, partition int32, off
 
 func (t *chTable) Span(ctx context.Context, topic string, partition int32, from, to int64) (uint64, int64, int64, error) {
 	q := fmt.Sprintf("SELECT count(), toInt64(min(%s)), toInt64(max(%s)) FROM %s WHERE %s",
-		colOffset, colOffset, t.from, where(partition, from, to))
+		colOffset, colOffset, t.from, t.where(partition, from, to))
 	var n uint64
 	var lo, hi int64
 	if err := t.q.QueryRow(ctx, q, topic).Scan(&n, &lo, &hi); err != nil {

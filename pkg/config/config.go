@@ -55,6 +55,16 @@ type Kafka struct {
 	// RebalanceTimeout: how long a member may take to finish its in-flight
 	// batches when partitions move.
 	RebalanceTimeout time.Duration `mapstructure:"rebalance_timeout"`
+	// OnOffsetOutOfRange: what a partition does when its committed offset
+	// is no longer in the log (retention removed records not yet loaded):
+	// "stop" (stays stopped, /readyz not ready, until an operator acts) or
+	// "resume_from_log_start" (gives the removed range up, counted in
+	// sluice_offsets_skipped_total).
+	OnOffsetOutOfRange string `mapstructure:"on_offset_out_of_range"`
+	// InstanceID makes the process a static group member (KIP-345): a
+	// restart within the session timeout takes the same partitions back
+	// without a rebalance. Unique per process (a StatefulSet pod name).
+	InstanceID string `mapstructure:"instance_id"`
 }
 
 // ClickHouse is the connection to the ClickHouse server (native protocol).

@@ -29,6 +29,11 @@ var defaults = map[string]any{
 	"kafka.dlq_partitions":    3,
 	"kafka.session_timeout":   "45s",
 	"kafka.rebalance_timeout": "60s",
+	// Records removed by retention before they were loaded are a loss an
+	// operator must see: stop the partition unless told otherwise.
+	"kafka.on_offset_out_of_range": "stop",
+	// Dynamic membership unless a stable name per process is given.
+	"kafka.instance_id":       "",
 	"clickhouse.addr":         []string{"127.0.0.1:9000"},
 	"clickhouse.database":     "sluice",
 	"clickhouse.username":     "default",

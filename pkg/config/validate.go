@@ -52,6 +52,12 @@ func (c *Config) Validate() Errors {
 	}
 	positive("kafka.session_timeout", c.Kafka.SessionTimeout)
 	positive("kafka.rebalance_timeout", c.Kafka.RebalanceTimeout)
+	if !slices.Contains([]string{"stop", "resume_from_log_start"}, c.Kafka.OnOffsetOutOfRange) {
+		add("kafka.on_offset_out_of_range", "%q is not one of stop, resume_from_log_start", c.Kafka.OnOffsetOutOfRange)
+	}
+	if c.Kafka.InstanceID != "" && !kafkaTopic.MatchString(c.Kafka.InstanceID) {
+		add("kafka.instance_id", "%q may hold only letters, digits, '.', '_' and '-'", c.Kafka.InstanceID)
+	}
 
 	hostPorts("clickhouse.addr", c.ClickHouse.Addr)
 	if !identifier.MatchString(c.ClickHouse.Database) {

@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/sink"
+	"github.com/sluice-etl/sluice/pkg/stage"
 )
 
 // DefaultChunkRows is the most records Replay sends in one INSERT: well
@@ -58,19 +60,15 @@ type Index interface {
 	Stored(ctx context.Context, topic string, partition int32, offsets []int64) (map[int64]bool, error)
 }
 
-// The stages of a pipeline that Replay runs, as package pipeline and
-// package transform define them (declared here, where they are consumed,
-// so that dlq depends on neither).
+// The stages of a pipeline that Replay runs: the decoder and transforms
+// as the stage runner takes them (pkg/stage, shared with the workers, so
+// dlq depends on neither pipeline nor transform), and the table writer.
 type (
 	// Decoder turns one record value into a Row.
-	Decoder interface {
-		Decode(value []byte) (record.Row, error)
-	}
+	Decoder = stage.Decoder
 	// Transform works on the good items of a batch, marking the rows it
 	// cannot transform failed; an error fails the batch as a whole.
-	Transform interface {
-		Apply(ctx context.Context, b *record.Batch) error
-	}
+	Transform = stage.Transform
 	// TableWriter loads batches into the table: Prepare marks the rows
 	// that cannot be stored and readies the rest, Send stores them in one
 	// all-or-nothing INSERT.
@@ -389,23 +387,39 @@ func replayGroup(ctx context.Context, g *group, o ReplayOptions, rep *Report) er
 	return nil
 }
 
-// runStages takes b through the pipeline as a worker would: decode,
-// transforms, Prepare, and (unless dryRun) Send, marking the items that
-// fail. An error means the batch as a whole could not be processed.
+// replayAttempts bounds how often replay tries a step that failed as a
+// whole (the schema registry or the reference data unavailable) before it
+// gives up with an error: a one-shot command waits a little, not forever.
+const replayAttempts = 3
+
+// runStages takes b through the pipeline as a worker would: the same
+// stage runner (decode, transforms), then Prepare and (unless dryRun)
+// Send, marking the items that fail. An error means the batch as a whole
+// could not be processed; its letters are then not reported at all, never
+// as "still failing" for an outage.
 func runStages(ctx context.Context, p *Target, w TableWriter, b *record.Batch, dryRun bool) error {
-	for i := range b.Items {
-		it := &b.Items[i]
-		row, err := p.Decoder.Decode(it.Rec.Value)
-		if err != nil {
-			it.Fail(record.StageDecode, err.Error())
-			continue
+	var failed error
+	retry := func(what string, fn func() error) bool {
+		for attempt := 1; ; attempt++ {
+			err := fn()
+			if err == nil {
+				return true
+			}
+			if attempt == replayAttempts || ctx.Err() != nil {
+				failed = fmt.Errorf("%s failed %d times: %w", what, attempt, err)
+				return false
+			}
+			t := time.NewTimer(time.Duration(attempt) * 500 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
 		}
-		it.Row = row
 	}
-	for i, t := range p.Transforms {
-		if err := t.Apply(ctx, b); err != nil {
-			return fmt.Errorf("dlq: replay %s %s[%d] %d..%d: transform %d: %w", p.Name, b.Topic, b.Partition, b.First, b.Last, i+1, err)
-		}
+	if !stage.Run(ctx, b, p.Decoder, p.Transforms, retry) {
+		return fmt.Errorf("dlq: replay %s %s[%d] %d..%d: %w (nothing replayed from here on; replay again once it is back)",
+			p.Name, b.Topic, b.Partition, b.First, b.Last, failed)
 	}
 	if w.Prepare(b) == 0 || dryRun {
 		return nil
@@ -428,12 +442,14 @@ func send(ctx context.Context, p *Target, w TableWriter, b *record.Batch, prepar
 	if err == nil {
 		return nil
 	}
-	if sink.Classify(err) != sink.BadData {
+	// A content rejection (BadData) or a batch over the server's limit
+	// of partitions per INSERT (Split) is halved, as the worker does.
+	if c := sink.Classify(err); c != sink.BadData && c != sink.Split {
 		return fmt.Errorf("dlq: replay %s %s[%d] %d..%d: %w", p.Name, b.Topic, b.Partition, b.First, b.Last, err)
 	}
 	if good == 1 {
 		for i := range b.Items {
-			if b.Items[i].Failed == nil {
+			if b.Items[i].Pending() {
 				b.Items[i].Fail(record.StageLoad, "clickhouse rejected the row: "+err.Error())
 			}
 		}

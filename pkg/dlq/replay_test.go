@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/record"
 )
 
@@ -424,5 +425,42 @@ func TestReplayFromTopic(t *testing.T) {
 	}
 	if rep, err := Replay(ctx, letters, opts); err != nil || rep.Replayed != 0 || rep.AlreadyLoaded != 3 {
 		t.Fatalf("second replay: %+v, %v", rep, err)
+	}
+}
+
+// registryDown fails every decode as the Confluent decoder does while the
+// schema registry is unreachable, until up is set.
+type registryDown struct{ calls, upAfter int }
+
+func (d *registryDown) Decode(v []byte) (record.Row, error) {
+	d.calls++
+	if d.calls <= d.upAfter {
+		return nil, fmt.Errorf("schema 7: %w", decode.ErrUnavailable)
+	}
+	return record.Row{"v": string(v)}, nil
+}
+
+// An unreachable registry is an outage, not a verdict on the records: the
+// replay retries a little, then stops with an error, and reports no letter
+// as still failing. Within its retries it recovers.
+func TestReplayDoesNotCallAnOutageStillFailing(t *testing.T) {
+	in := letters(ord(1, "good1"), ord(2, "good2"))
+	tb := newTable()
+	tg := target("orders", "orders", tb)
+	tg.Decoder = &registryDown{upAfter: 1 << 30}
+	rep, err := Replay(context.Background(), in, ReplayOptions{Targets: []Target{tg}, Committed: Offsets{"orders": {0: 10}}})
+	if !errors.Is(err, decode.ErrUnavailable) {
+		t.Fatalf("error %v, want one wrapping decode.ErrUnavailable", err)
+	}
+	if rep == nil || rep.Failing != 0 || rep.Replayed != 0 || len(tb.rows) != 0 {
+		t.Fatalf("report %+v, rows %d: want nothing failing, nothing replayed", rep, len(tb.rows))
+	}
+
+	tb = newTable()
+	tg = target("orders", "orders", tb)
+	tg.Decoder = &registryDown{upAfter: 1} // back at the second attempt
+	rep, err = Replay(context.Background(), in, ReplayOptions{Targets: []Target{tg}, Committed: Offsets{"orders": {0: 10}}})
+	if err != nil || rep.Replayed != 2 {
+		t.Fatalf("after a short outage: %+v, %v; want both replayed", rep, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -45,12 +46,27 @@ type Options struct {
 	Metrics     *Metrics
 	// Backoff bounds the retry delays of a failing load (defaults 100ms..10s).
 	BackoffMin, BackoffMax time.Duration
+	// OnOutOfRange says what a partition does when its committed offset
+	// is no longer in the Kafka log (retention removed records before they
+	// were loaded): OutOfRangeStop (the default) stops it, loudly, until an
+	// operator acts; OutOfRangeResume gives the lost range up and resumes at
+	// the log start.
+	OnOutOfRange OutOfRangePolicy
 	// Parallel bounds the batches decoded, transformed and loaded at once
 	// across partitions (default GOMAXPROCS). Each holds its decoded rows
 	// and column buffers, so this, not the partition count, bounds memory;
 	// more than the cores only adds garbage-collector work.
 	Parallel int
 }
+
+// OutOfRangePolicy is Options.OnOutOfRange (config
+// kafka.on_offset_out_of_range).
+type OutOfRangePolicy string
+
+const (
+	OutOfRangeStop   OutOfRangePolicy = "stop"
+	OutOfRangeResume OutOfRangePolicy = "resume_from_log_start"
+)
 
 // Engine runs the pipelines of one process on one consumer-group client.
 type Engine struct {
@@ -82,6 +98,13 @@ type Engine struct {
 	// member owns by then.
 	member  atomic.Pointer[string]
 	failing atomic.Int32 // workers whose sink is failing right now
+	stalled atomic.Int32 // partitions stopped out of the log's range
+	// clientClosed is closed once the Kafka client is, which may be after
+	// Run returned (see shutdown).
+	clientClosed chan struct{}
+	// deadline is when shutdown must be over (unix nanoseconds; 0 while
+	// running): commits and the wait for abandoned INSERTs stay within it.
+	deadline atomic.Int64
 
 	// hardCtx ends every worker's work; cancelled when the shutdown
 	// deadline passes or Run returns.
@@ -127,14 +150,22 @@ func New(o Options) (*Engine, error) {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 30 * time.Second
 	}
+	switch o.OnOutOfRange {
+	case "":
+		o.OnOutOfRange = OutOfRangeStop
+	case OutOfRangeStop, OutOfRangeResume:
+	default:
+		return nil, fmt.Errorf("pipeline: unknown out-of-range policy %q", o.OnOutOfRange)
+	}
 	e := &Engine{
-		opts:    o,
-		log:     o.Log,
-		m:       o.Metrics,
-		byTopic: map[string]*Pipeline{},
-		workers: map[tp]*worker{},
-		started: make(chan struct{}),
-		slots:   make(chan struct{}, o.Parallel),
+		opts:         o,
+		log:          o.Log,
+		m:            o.Metrics,
+		byTopic:      map[string]*Pipeline{},
+		workers:      map[tp]*worker{},
+		started:      make(chan struct{}),
+		clientClosed: make(chan struct{}),
+		slots:        make(chan struct{}, o.Parallel),
 	}
 	for _, p := range o.Pipelines {
 		if _, dup := e.byTopic[p.Topic]; dup {
@@ -183,9 +214,11 @@ func (e *Engine) ClientOpts(group string) []kgo.Opt {
 	}
 }
 
-// Ready says whether the engine is consuming: polling, and no partition's
-// sink is failing.
-func (e *Engine) Ready() bool { return e.polling.Load() && e.failing.Load() == 0 }
+// Ready says whether the engine is consuming: polling, no partition's sink
+// is failing, and no partition is stopped out of the log's range.
+func (e *Engine) Ready() bool {
+	return e.polling.Load() && e.failing.Load() == 0 && e.stalled.Load() == 0
+}
 
 // Run polls until ctx ends, then flushes and commits every partition within
 // the shutdown timeout, leaves the group and closes cl. cl must have been
@@ -211,6 +244,10 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
 			}
+			if errors.Is(err, kerr.OffsetOutOfRange) {
+				e.outOfRange(t, p)
+				return
+			}
 			var dl *kgo.ErrDataLoss
 			if errors.As(err, &dl) {
 				e.m.DataLoss.Inc()
@@ -220,27 +257,16 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 			e.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		})
 		now := time.Now()
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			e.mu.Lock()
-			w := e.workers[tp{p.Topic, p.Partition}]
-			e.mu.Unlock()
-			if w != nil && p.Err == nil {
-				w.st.hwm.Store(p.HighWatermark) // for Stats' lag
-				if c := w.committed.Load(); c >= 0 {
-					w.lag.Set(float64(max(p.HighWatermark-c, 0)))
-				}
+		fetches.EachTopic(func(ft kgo.FetchTopic) {
+			// The topic ID tells a topic's incarnations apart (a topic
+			// deleted and created again starts again at offset 0).
+			var topicID string
+			if ft.TopicID != ([16]byte{}) {
+				topicID = kadm.TopicID(ft.TopicID).String()
 			}
-			if len(p.Records) == 0 {
-				return
+			for _, fp := range ft.Partitions {
+				e.handOver(ft.Topic, topicID, fp, now)
 			}
-			if w == nil {
-				// Cannot happen with BlockRebalanceOnPoll: assignment
-				// starts the worker before fetching; revoke stops it
-				// before polling resumes.
-				e.log.Error("records for a partition without a worker", "topic", p.Topic, "partition", p.Partition)
-				return
-			}
-			w.enqueue(p.Records, now)
 		})
 		e.backpressure()
 		cl.AllowRebalance()
@@ -249,10 +275,43 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 	return e.shutdown(cl)
 }
 
-// shutdown stops polling, flushes and commits every worker, and leaves.
+// handOver gives a fetched partition's records to its worker and updates
+// its lag.
+func (e *Engine) handOver(topic, topicID string, p kgo.FetchPartition, now time.Time) {
+	e.mu.Lock()
+	w := e.workers[tp{topic, p.Partition}]
+	e.mu.Unlock()
+	if w != nil && p.Err == nil {
+		w.st.hwm.Store(p.HighWatermark) // for Stats' lag
+		if c := w.committed.Load(); c >= 0 {
+			w.lag.Set(float64(max(p.HighWatermark-c, 0)))
+		}
+	}
+	if len(p.Records) == 0 {
+		return
+	}
+	if w == nil {
+		// Cannot happen with BlockRebalanceOnPoll: assignment
+		// starts the worker before fetching; revoke stops it
+		// before polling resumes.
+		e.log.Error("records for a partition without a worker", "topic", topic, "partition", p.Partition)
+		return
+	}
+	w.enqueue(p.Records, topicID, now)
+}
+
+// shutdown stops polling, flushes and commits every worker, and leaves the
+// group, all within Options.ShutdownTimeout: the flushes get three
+// quarters of it (then they are cut, uncommitted, and their records are
+// re-delivered to the next owner); waiting for INSERTs cut short and
+// leaving the group share the rest. A leave that cannot finish in time
+// (the group is waiting for a dead member's join) goes on in the
+// background: shutdown returns at the deadline regardless.
 func (e *Engine) shutdown(cl *kgo.Client) error {
 	e.log.Info("shutting down: flushing partitions", "timeout", e.opts.ShutdownTimeout)
-	timer := time.AfterFunc(e.opts.ShutdownTimeout, func() {
+	deadline := time.Now().Add(e.opts.ShutdownTimeout)
+	e.deadline.Store(deadline.UnixNano())
+	timer := time.AfterFunc(e.opts.ShutdownTimeout*3/4, func() {
 		e.log.Error("shutdown timeout: abandoning unflushed batches (they will be re-delivered)")
 		e.hardCancel()
 	})
@@ -282,9 +341,98 @@ func (e *Engine) shutdown(cl *kgo.Client) error {
 		}
 	}
 	cl.AllowRebalance()
-	cl.Close() // leaves the group; revoke finds no workers left
-	e.log.Info("shut down")
+	// With a static member (kafka.instance_id) this does not leave: the
+	// partitions wait for the same instance to come back.
+	lctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := cl.LeaveGroupContext(lctx); err != nil {
+		e.log.Warn("could not leave the group before the shutdown deadline; the group notices at the session timeout", "err", err)
+	}
+	go func() {
+		cl.Close() // revoke finds no workers left
+		close(e.clientClosed)
+	}()
+	select {
+	case <-e.clientClosed:
+		e.log.Info("shut down")
+	case <-lctx.Done():
+		e.log.Warn("the Kafka client did not close before the shutdown deadline; exiting anyway")
+	}
 	return nil
+}
+
+// bounded returns a context for work that shutdown must not cut short
+// (commits, the wait for an abandoned INSERT), lasting d at most and
+// never past the shutdown deadline.
+func (e *Engine) bounded(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx := context.WithoutCancel(e.hardCtx)
+	if dl := e.deadline.Load(); dl != 0 {
+		end := time.Now().Add(d)
+		if last := time.Unix(0, dl); last.Before(end) {
+			end = last
+		}
+		return context.WithDeadline(ctx, end)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// outOfRange handles a partition whose fetch position is not in the log
+// any more (with NoResetOffset the client reports it on every poll): once
+// per worker it logs an ERROR with the lost range and counts it, then
+// either stops the partition (paused, /readyz not ready) or moves it to
+// the log start, as Options.OnOutOfRange says.
+func (e *Engine) outOfRange(topic string, partition int32) {
+	k := tp{topic, partition}
+	e.mu.Lock()
+	w := e.workers[k]
+	if w == nil || w.outOfRange {
+		e.mu.Unlock()
+		return
+	}
+	w.outOfRange = true
+	e.mu.Unlock()
+	start, committed := e.logPosition(topic, partition)
+	e.m.OutOfRange.WithLabelValues(w.p.Name).Inc()
+	lost := int64(0) // unknown when either could not be read
+	if start >= 0 && committed >= 0 {
+		lost = max(start-committed, 0)
+	}
+	if e.opts.OnOutOfRange == OutOfRangeStop {
+		w.stalled.Store(true)
+		e.stalled.Add(1)
+		e.m.Stalled.Inc()
+		e.cl.PauseFetchPartitions(map[string][]int32{topic: {partition}})
+		w.log.Error("the partition's committed offset is no longer in the Kafka log: records were removed before they were loaded; partition stopped (kafka.on_offset_out_of_range: stop)",
+			"committed", committed, "log_start", start, "lost", lost)
+		return
+	}
+	w.log.Error("the partition's committed offset is no longer in the Kafka log: records were removed before they were loaded; resuming at the log start (kafka.on_offset_out_of_range: resume_from_log_start)",
+		"committed", committed, "log_start", start, "lost", lost)
+	e.m.SkippedOffsets.WithLabelValues(w.p.Name).Add(float64(lost))
+	e.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{topic: {partition: {Epoch: -1, Offset: start}}})
+	e.mu.Lock()
+	w.outOfRange = false // a later fall out of the log is a new event
+	e.mu.Unlock()
+}
+
+// logPosition reads the partition's log start offset and the group's
+// committed offset (-1 each when they cannot be read).
+func (e *Engine) logPosition(topic string, partition int32) (start, committed int64) {
+	start, committed = -1, -1
+	ctx, cancel := context.WithTimeout(e.hardCtx, 10*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(e.cl)
+	if so, err := adm.ListStartOffsets(ctx, topic); err == nil {
+		if o, ok := so.Lookup(topic, partition); ok && o.Err == nil {
+			start = o.Offset
+		}
+	}
+	if co, err := adm.FetchOffsets(ctx, e.opts.Group); err == nil {
+		if o, ok := co.Lookup(topic, partition); ok && o.Err == nil {
+			committed = o.At
+		}
+	}
+	return start, committed
 }
 
 func (e *Engine) assigned(_ context.Context, cl *kgo.Client, parts map[string][]int32) {
@@ -305,7 +453,8 @@ func (e *Engine) assigned(_ context.Context, cl *kgo.Client, parts map[string][]
 			e.m.Assigned.WithLabelValues(p.Name).Inc()
 			go w.run()
 		}
-		e.log.Info("partitions assigned", "topic", topic, "partitions", ps)
+		member, generation := cl.GroupMetadata()
+		e.log.Info("partitions assigned", "topic", topic, "partitions", ps, "member", member, "generation", generation)
 	}
 }
 
@@ -354,6 +503,10 @@ func stopAll(ws []*worker, mode stopMode, flushTimeout time.Duration) {
 // forget drops what the engine keeps of a stopped worker's partition; the
 // one who removed the worker from the map calls it, once.
 func (w *worker) forget() {
+	if w.stalled.Load() {
+		w.e.stalled.Add(-1)
+		w.e.m.Stalled.Dec()
+	}
 	w.e.m.Assigned.WithLabelValues(w.p.Name).Dec()
 	w.e.m.Lag.DeleteLabelValues(w.p.Name, strconv.Itoa(int(w.partition)))
 	// Per-partition transform state (velocity) belongs to the
@@ -393,6 +546,11 @@ func (e *Engine) backpressure() {
 		delete(isPaused, k)
 		now := was
 		switch {
+		case w.stalled.Load(): // out of the log's range: stays stopped
+			if !was {
+				pause[k.topic] = append(pause[k.topic], k.partition)
+			}
+			now = true
 		case !was && (held > 2*limit || (over && held > 0)):
 			pause[k.topic] = append(pause[k.topic], k.partition)
 			now = true
@@ -423,7 +581,7 @@ func (e *Engine) backpressure() {
 // shutdown does not cancel: a SIGTERM between a load and its commit would
 // otherwise re-deliver the whole batch.
 func (e *Engine) commit(topic string, partition int32, epoch int32, next, dlqNext int64) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.hardCtx), 10*time.Second)
+	ctx, cancel := e.bounded(10 * time.Second)
 	defer cancel()
 	member := e.member.Load()
 	ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {

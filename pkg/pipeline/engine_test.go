@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -73,10 +74,13 @@ type memSink struct {
 	running    int
 	kills      int
 	failStored bool
+	// ids holds the topic ID each row was stored with ("" for none).
+	ids      map[string]string
+	storeIDs string // the topic ID store records
 }
 
 func newMemSink() *memSink {
-	return &memSink{rows: map[string]int{}, order: map[string][]int64{}}
+	return &memSink{rows: map[string]int{}, order: map[string][]int64{}, ids: map[string]string{}}
 }
 
 type memWriter struct {
@@ -86,20 +90,27 @@ type memWriter struct {
 
 func (s *memSink) NewWriter() Writer { return &memWriter{s: s} }
 
-func (s *memSink) Stored(_ context.Context, topic string, partition int32, from, to int64) ([]int64, error) {
+func (s *memSink) Stored(_ context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failStored {
-		return nil, errors.New("clickhouse is down")
+		return nil, 0, errors.New("clickhouse is down")
 	}
 	var out []int64
-	for _, o := range s.order[fmt.Sprintf("%s/%d", topic, partition)] {
-		if o >= from && o <= to {
-			out = append(out, o)
+	foreign := 0
+	k := fmt.Sprintf("%s/%d", topic, partition)
+	for _, o := range s.order[k] {
+		if o < from || o > to {
+			continue
 		}
+		if id := s.ids[fmt.Sprintf("%s/%d", k, o)]; id != "" && topicID != "" && id != topicID {
+			foreign++
+			continue
+		}
+		out = append(out, o)
 	}
 	slices.Sort(out)
-	return out, nil
+	return out, foreign, nil
 }
 
 func (s *memSink) Running(_ context.Context, _ string, _ int32, kill bool) (int, error) {
@@ -116,6 +127,9 @@ func (s *memSink) store(rows []*record.Item) {
 	for _, it := range rows {
 		k := fmt.Sprintf("%s/%d", it.Rec.Topic, it.Rec.Partition)
 		s.rows[fmt.Sprintf("%s/%d", k, it.Rec.Offset)]++
+		if s.storeIDs != "" {
+			s.ids[fmt.Sprintf("%s/%d", k, it.Rec.Offset)] = s.storeIDs
+		}
 		s.order[k] = append(s.order[k], it.Rec.Offset)
 		s.total++
 	}
@@ -135,6 +149,7 @@ func (w *memWriter) Send(_ context.Context, b *record.Batch) error {
 	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.storeIDs = b.TopicID
 	if s.onSend != nil {
 		s.onSend()
 	}
@@ -868,5 +883,174 @@ func TestRevokeDuringShutdownWaitsForTheFlush(t *testing.T) {
 	}
 	if total, distinct := s.stats(); total != 40 || distinct != 40 {
 		t.Fatalf("stored %d rows, %d distinct; want 40 and 40", total, distinct)
+	}
+}
+
+// countingHandler counts log records by message prefix (all levels).
+type countingHandler struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.counts == nil {
+		h.counts = map[string]int{}
+	}
+	h.counts[r.Level.String()+" "+r.Message]++
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *countingHandler) count(level, prefix string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for m, c := range h.counts {
+		if strings.HasPrefix(m, level+" "+prefix) {
+			n += c
+		}
+	}
+	return n
+}
+
+// outOfRange commits offset 10 for group, then deletes the records below
+// 50: the group's position is no longer in the log.
+func (f *fixture) outOfRange(group string) {
+	f.t.Helper()
+	ctx := context.Background()
+	var os kadm.Offsets
+	os.Add(kadm.Offset{Topic: f.topic, Partition: 0, At: 10})
+	if _, err := f.adm.CommitOffsets(ctx, group, os); err != nil {
+		f.t.Fatal(err)
+	}
+	var del kadm.Offsets
+	del.Add(kadm.Offset{Topic: f.topic, Partition: 0, At: 50})
+	resp, err := f.adm.DeleteRecords(ctx, del)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// A committed offset below the log start stops the partition loudly and
+// once: one ERROR, a metric, /readyz not ready, no flood of fetch errors,
+// nothing loaded.
+func TestOffsetOutOfRangeStopsThePartitionLoudlyOnce(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(100, nil)
+	f.outOfRange("g30")
+	s := newMemSink()
+	h := &countingHandler{}
+	r := f.startWith("g30", s, small, func(o *Options) { o.Log = slog.New(h) })
+	waitFor(t, "the partition stopped", 10*time.Second, func() bool { return r.engine.stalled.Load() == 1 })
+	time.Sleep(2 * time.Second) // many polls
+	if n := h.count("ERROR", "the partition's committed offset is no longer in the Kafka log"); n != 1 {
+		t.Errorf("%d out-of-range ERRORs, want exactly 1", n)
+	}
+	if n := h.count("WARN", "fetch error"); n != 0 {
+		t.Errorf("%d fetch-error WARNs, want none (no log flood)", n)
+	}
+	if r.engine.Ready() {
+		t.Errorf("ready while a partition is stopped out of range")
+	}
+	if got := testutil.ToFloat64(r.engine.m.OutOfRange.WithLabelValues("events")); got != 1 {
+		t.Errorf("sluice_offset_out_of_range_total = %v, want 1", got)
+	}
+	if total, _ := s.stats(); total != 0 {
+		t.Errorf("%d rows loaded from a stopped partition", total)
+	}
+	r.stop(t)
+	if c := f.committed("g30")[0]; c != 10 {
+		t.Errorf("committed %d, want 10 untouched", c)
+	}
+}
+
+// With resume_from_log_start the lost range is counted and the partition
+// loads from the log start on.
+func TestOffsetOutOfRangeResumesFromTheLogStart(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(100, nil)
+	f.outOfRange("g31")
+	s := newMemSink()
+	r := f.startWith("g31", s, small, func(o *Options) { o.OnOutOfRange = OutOfRangeResume })
+	waitFor(t, "commit at 100", 10*time.Second, func() bool { return f.committed("g31")[0] == 100 })
+	if !r.engine.Ready() {
+		t.Errorf("not ready after resuming")
+	}
+	r.stop(t)
+	if total, distinct := s.stats(); total != 50 || distinct != 50 {
+		t.Fatalf("stored %d rows, %d distinct; want the 50 still in the log", total, distinct)
+	}
+	if got := testutil.ToFloat64(r.engine.m.SkippedOffsets.WithLabelValues("events")); got != 40 {
+		t.Errorf("sluice_offsets_skipped_total = %v, want 40 (offsets 10..49)", got)
+	}
+}
+
+// Shutdown is a hard bound even while the coordinator sits on the group's
+// requests (as it does while it waits for a dead member's join): the leave
+// is not waited for past the deadline.
+func TestShutdownIsBoundedWhileTheCoordinatorStalls(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(50, nil)
+	s := newMemSink()
+	r := f.startWith("g32", s, small, func(o *Options) { o.ShutdownTimeout = 2 * time.Second })
+	waitFor(t, "commit at 50", 10*time.Second, func() bool { return f.committed("g32")[0] == 50 })
+	release := make(chan struct{})
+	for _, key := range []kmsg.Key{kmsg.LeaveGroup, kmsg.Heartbeat, kmsg.OffsetCommit, kmsg.JoinGroup} {
+		f.c.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
+			f.c.KeepControl()
+			f.c.SleepControl(func() {
+				select {
+				case <-release:
+				case <-time.After(20 * time.Second):
+				}
+			})
+			return nil, nil, false
+		})
+	}
+	start := time.Now()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("shutdown took %v for a 2s shutdown_timeout", d)
+	}
+	close(release)
+	<-r.engine.clientClosed // the leave went on in the background
+}
+
+// A topic deleted and created again starts again at offset 0, where the
+// table holds the old incarnation's rows: they are told apart by topic
+// ID, and the new records are loaded, not skipped as "already stored".
+func TestRecreatedTopicIsLoadedBesideTheOldIncarnation(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produceN(60, nil)
+	s := newMemSink()
+	// The old incarnation's rows at offsets 0..99.
+	s.storeIDs = "an-old-topic-id"
+	var old []*record.Item
+	for o := int64(0); o < 100; o++ {
+		old = append(old, &record.Item{Rec: &kgo.Record{Topic: f.topic, Partition: 0, Offset: o}})
+	}
+	s.store(old)
+	h := &countingHandler{}
+	r := f.startWith("g33", s, small, func(o *Options) { o.Log = slog.New(h) })
+	waitFor(t, "commit at 60", 10*time.Second, func() bool { return f.committed("g33")[0] == 60 })
+	r.stop(t)
+	if total, _ := s.stats(); total != 160 {
+		t.Fatalf("table holds %d rows, want the 100 old and the 60 new", total)
+	}
+	if n := h.count("WARN", "the table holds rows of an earlier incarnation"); n != 1 {
+		t.Errorf("%d WARNs about an earlier incarnation, want 1", n)
 	}
 }

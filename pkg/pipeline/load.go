@@ -160,7 +160,7 @@ func (w *worker) abandon(cause error) bool {
 			return w.settle(w.ctx, true)
 		})
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), w.e.opts.AbandonTimeout)
+	ctx, cancel := w.e.bounded(w.e.opts.AbandonTimeout)
 	defer cancel()
 	if err := w.settle(ctx, true); err != nil {
 		w.log.Error("stopped during an INSERT and could not confirm it ended; the next owner waits for it",
@@ -182,9 +182,17 @@ func (w *worker) markStored(b *record.Batch) error {
 	if from < 0 {
 		return nil
 	}
-	offs, err := w.p.Sink.Stored(w.ctx, w.p.Topic, w.partition, from, b.Last)
-	if err != nil || len(offs) == 0 {
+	offs, foreign, err := w.p.Sink.Stored(w.ctx, w.p.Topic, w.partition, b.TopicID, from, b.Last)
+	if err != nil {
 		return err
+	}
+	if foreign > 0 && !w.otherIncarnation {
+		w.otherIncarnation = true
+		w.log.Warn("the table holds rows of an earlier incarnation of the topic at these offsets (it was deleted and created again): loading this incarnation's records beside them",
+			"topic_id", b.TopicID, "rows_of_other_incarnations", foreign, "first", b.First, "last", b.Last)
+	}
+	if len(offs) == 0 {
+		return nil
 	}
 	n, j := 0, 0
 	for i := range b.Items {

@@ -22,6 +22,13 @@ type Metrics struct {
 	Assigned      *prometheus.GaugeVec
 	DataLoss      prometheus.Counter
 	Lag           *prometheus.GaugeVec
+	// OutOfRange counts partitions whose committed offset fell out of
+	// the log (below its start: retention removed unloaded records);
+	// SkippedOffsets counts the offsets given up when such a partition
+	// resumes from the log start; Stalled is the partitions stopped.
+	OutOfRange     *prometheus.CounterVec
+	SkippedOffsets *prometheus.CounterVec
+	Stalled        prometheus.Gauge
 	// TruncatedLetters counts dead letters whose value was cut to fit the
 	// dead-letter topic's max.message.bytes (also in DeadLetters).
 	TruncatedLetters *prometheus.CounterVec
@@ -81,12 +88,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_partition_lag", Help: "Records between the last committed offset and the high watermark.",
 		}, []string{"pipeline", "partition"}),
+		OutOfRange: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_offset_out_of_range_total", Help: "Partitions whose position fell out of the Kafka log (records lost to retention before they were loaded).",
+		}, []string{"pipeline"}),
+		SkippedOffsets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_offsets_skipped_total", Help: "Offsets given up by kafka.on_offset_out_of_range: resume_from_log_start (data loss).",
+		}, []string{"pipeline"}),
+		Stalled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_stalled_partitions", Help: "Partitions stopped because their position is out of the Kafka log (kafka.on_offset_out_of_range: stop).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.ViewFailures)
 		reg.MustRegister(m.TruncatedLetters)
 		reg.MustRegister(m.Consumed, m.Loaded, m.DeadLetters, m.Batches, m.BatchSeconds, m.BatchRows,
-			m.InsertErrors, m.Skipped, m.CommitErrors, m.InflightBytes, m.Paused, m.Assigned, m.DataLoss, m.Lag)
+			m.InsertErrors, m.Skipped, m.CommitErrors, m.InflightBytes, m.Paused, m.Assigned, m.DataLoss, m.Lag,
+			m.OutOfRange, m.SkippedOffsets, m.Stalled)
 	}
 	return m
 }

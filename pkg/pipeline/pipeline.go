@@ -33,6 +33,7 @@ import (
 
 	"github.com/sluice-etl/sluice/pkg/batch"
 	"github.com/sluice-etl/sluice/pkg/record"
+	"github.com/sluice-etl/sluice/pkg/stage"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
 
@@ -50,8 +51,10 @@ type Sink interface {
 	// buffers reused across that worker's batches.
 	NewWriter() Writer
 	// Stored returns the offsets of the partition in [from, to] that the
-	// table holds, ascending. It is final only while Running reports 0.
-	Stored(ctx context.Context, topic string, partition int32, from, to int64) ([]int64, error)
+	// table holds for the topic incarnation topicID, ascending, and how
+	// many rows of that range belong to another incarnation. It is final
+	// only while Running reports 0.
+	Stored(ctx context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error)
 	// Running counts the writes of the partition the store is still
 	// executing (from any process); with kill it asks the store to
 	// cancel them. A write whose outcome is unknown may still commit
@@ -108,4 +111,13 @@ type Pipeline struct {
 	Transforms []transform.Transform
 	Sink       Sink
 	Limits     batch.Limits
+}
+
+// stages lists the pipeline's transforms as the stage runner takes them.
+func (p *Pipeline) stages() []stage.Transform {
+	ts := make([]stage.Transform, len(p.Transforms))
+	for i, t := range p.Transforms {
+		ts[i] = t
+	}
+	return ts
 }

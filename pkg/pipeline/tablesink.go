@@ -14,8 +14,8 @@ type tableSink struct{ t *sink.Table }
 
 func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, bufs: s.t.NewBuffers()} }
 
-func (s tableSink) Stored(ctx context.Context, topic string, partition int32, from, to int64) ([]int64, error) {
-	return s.t.Stored(ctx, topic, partition, from, to)
+func (s tableSink) Stored(ctx context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
+	return s.t.Stored(ctx, topic, partition, topicID, from, to)
 }
 
 func (s tableSink) Running(ctx context.Context, topic string, partition int32, kill bool) (int, error) {

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -13,8 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/pkg/batch"
-	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/record"
+	"github.com/sluice-etl/sluice/pkg/stage"
 )
 
 // This file is a partition's lifecycle: a worker is started when the group
@@ -38,13 +37,22 @@ type worker struct {
 	partition int32
 	log       *slog.Logger
 	writer    Writer
+	// stages are the pipeline's transforms as the stage runner takes them.
+	stages []stage.Transform
 	// lag is this partition's sluice_partition_lag series.
 	lag     prometheus.Gauge
 	batcher *batch.Batcher
 
 	mu    sync.Mutex
 	queue []*kgo.Record
-	wake  chan struct{}
+	// queuedID is the topic ID of the queued records (under mu); topicID
+	// that of the records drained into the batcher, stamped on batches.
+	queuedID string
+	topicID  string
+	// otherIncarnation says the table was found holding rows of another
+	// incarnation of the topic (warned once).
+	otherIncarnation bool
+	wake             chan struct{}
 
 	// held counts the bytes handed to this worker and not yet committed
 	// (queued, batched or loading); the poll loop reads it for backpressure.
@@ -52,6 +60,11 @@ type worker struct {
 	// paused mirrors, for Stats, whether backpressure has the client
 	// paused the partition (the client's set is the truth).
 	paused atomic.Bool
+	// outOfRange (under e.mu) says the poll loop has handled the current
+	// out-of-range error of the partition; stalled says the partition
+	// stopped for it (kafka.on_offset_out_of_range: stop).
+	outOfRange bool
+	stalled    atomic.Bool
 
 	stopOnce sync.Once
 	stopCh   chan stopMode
@@ -84,6 +97,7 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 		e: e, p: p, partition: partition,
 		log:     e.log.With("pipeline", p.Name, "topic", p.Topic, "partition", partition),
 		writer:  p.Sink.NewWriter(),
+		stages:  p.stages(),
 		batcher: batch.New(p.Name, p.Topic, partition, p.Limits),
 		wake:    make(chan struct{}, 1),
 		stopCh:  make(chan stopMode, 1),
@@ -98,7 +112,7 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 }
 
 // enqueue hands records over without blocking the poll loop.
-func (w *worker) enqueue(recs []*kgo.Record, _ time.Time) {
+func (w *worker) enqueue(recs []*kgo.Record, topicID string, _ time.Time) {
 	n := 0
 	for _, r := range recs {
 		n += batch.Size(r)
@@ -107,6 +121,9 @@ func (w *worker) enqueue(recs []*kgo.Record, _ time.Time) {
 	w.e.inflight.Add(int64(n))
 	w.mu.Lock()
 	w.queue = append(w.queue, recs...)
+	if topicID != "" {
+		w.queuedID = topicID
+	}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -205,7 +222,15 @@ func (w *worker) drain(now time.Time) {
 	w.mu.Lock()
 	q := w.queue
 	w.queue = nil
+	id := w.queuedID
 	w.mu.Unlock()
+	if id != w.topicID {
+		if w.topicID != "" {
+			w.log.Warn("the topic was deleted and created again while assigned (new topic ID): loading the new incarnation",
+				"topic_id", id, "previous_topic_id", w.topicID)
+		}
+		w.topicID = id
+	}
 	for _, r := range q {
 		w.batcher.Add(r, now)
 	}
@@ -231,32 +256,9 @@ func (w *worker) process(b *record.Batch) bool {
 	defer w.releaseSlot()
 	start := time.Now()
 	p := w.p
-	for i := range b.Items {
-		it := &b.Items[i]
-		// A decoder that cannot reach what it depends on (the schema
-		// registry) says so with decode.ErrUnavailable: the record is
-		// not bad, so back off and decode it again; never dead-letter it.
-		if !w.retry("decode", func() error {
-			row, err := w.decode(it.Rec.Value)
-			if errors.Is(err, decode.ErrUnavailable) {
-				return err
-			}
-			if err != nil {
-				it.Fail(record.StageDecode, err.Error())
-				return nil
-			}
-			it.Row = row
-			return nil
-		}) {
-			return false
-		}
-	}
-	for _, t := range p.Transforms {
-		// A transform's own error (not a row's) fails the whole step,
-		// like an unreachable lookup: retry it.
-		if !w.retry("transform", func() error { return t.Apply(w.ctx, b) }) {
-			return false
-		}
+	b.TopicID = w.topicID
+	if !stage.Run(w.ctx, b, p.Decoder, w.stages, w.retry) {
+		return false
 	}
 	loaded, ok := w.load(b)
 	if !ok {
@@ -289,11 +291,4 @@ func (w *worker) commitBatch(b *record.Batch) {
 			delete(w.dlqSeen, off)
 		}
 	}
-}
-
-func (w *worker) decode(value []byte) (record.Row, error) {
-	if cd, ok := w.p.Decoder.(decode.ContextDecoder); ok {
-		return cd.DecodeContext(w.ctx, value)
-	}
-	return w.p.Decoder.Decode(value)
 }

@@ -86,7 +86,10 @@ type Batch struct {
 	Last      int64
 	// Epoch is the leader epoch of the last record, passed on to the commit.
 	Epoch int32
-	Items []Item
+	// TopicID is the Kafka topic ID of the records' topic (base64; "" when
+	// the broker does not say): it tells incarnations of a topic apart.
+	TopicID string
+	Items   []Item
 	// Bytes is the sum of key and value sizes, what max_bytes bounds.
 	Bytes int
 }
@@ -105,7 +108,7 @@ func (b *Batch) Good() int {
 // Slice returns the batch of items lo..hi-1, sharing their memory: marking
 // an item of the slice failed marks it in b too.
 func (b *Batch) Slice(lo, hi int) *Batch {
-	s := &Batch{Pipeline: b.Pipeline, Topic: b.Topic, Partition: b.Partition, Epoch: b.Epoch, Items: b.Items[lo:hi:hi]}
+	s := &Batch{Pipeline: b.Pipeline, Topic: b.Topic, Partition: b.Partition, Epoch: b.Epoch, TopicID: b.TopicID, Items: b.Items[lo:hi:hi]}
 	if hi > lo {
 		s.First, s.Last = b.Items[lo].Rec.Offset, b.Items[hi-1].Rec.Offset
 	}

@@ -137,6 +137,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		RevokeTimeout:  cfg.Kafka.RebalanceTimeout / 2,
 		AbandonTimeout: cfg.Kafka.RebalanceTimeout / 4,
 		OutcomeWait:    cfg.ClickHouse.UnknownOutcomeWait,
+		OnOutOfRange:   pipeline.OutOfRangePolicy(cfg.Kafka.OnOffsetOutOfRange),
 		Group:          cfg.Kafka.Group,
 		Metadata:       dlq.Metadata,
 		Log:            log,
@@ -346,6 +347,9 @@ func (s *Service) Run(ctx context.Context) error {
 		// single letter over it is cut by the writer instead.
 		kgo.ProducerBatchMaxBytes(int32(s.dlqLetterBytes)),
 	)
+	if cfg.Kafka.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.Kafka.InstanceID))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
@@ -436,8 +440,14 @@ func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *
 	// to the producer's limit, not the broker's 1 MB default.
 	maxMessage := strconv.Itoa(maxRecordBytes)
 	resp, err := adm.CreateTopic(ctx, int32(k.DLQPartitions), -1, map[string]*string{"max.message.bytes": &maxMessage}, k.DLQTopic)
-	if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+	if err == nil {
 		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		// Another member created it first (members starting together),
+		// with the same settings as this one would have.
+		log.Info("the dead-letter topic was created by another process", "topic", k.DLQTopic)
+		return maxRecordBytes, nil
 	}
 	if Transient(err) {
 		return 0, err // no controller yet, a timeout: start-up waits

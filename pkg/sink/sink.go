@@ -40,6 +40,14 @@ const (
 // SourceColumns are filled by the sink, not by the decoded record.
 var SourceColumns = []string{ColTopic, ColPartition, ColOffset, ColIngestedAt}
 
+// ColTopicID, when a table has it (String), holds the Kafka topic ID of
+// the record's topic (base64, as kadm prints it). It tells the incarnations
+// of a topic apart: a topic deleted and created again under its name starts
+// again at offset 0, where the table holds the old incarnation's rows.
+// Optional; a table without it cannot tell them apart (sluice migrate
+// creates it).
+const ColTopicID = "_topic_id"
+
 // Open connects to ClickHouse over the native protocol and pings it.
 func Open(ctx context.Context, c config.ClickHouse) (driver.Conn, error) {
 	conn, err := clickhouse.Open(&clickhouse.Options{
@@ -165,7 +173,7 @@ func (t *Table) Bind(filled func(column string) bool) error {
 	var cols []Column
 	var types []*colType
 	for i, c := range t.cols {
-		isSource := false
+		isSource := c.Name == ColTopicID
 		for _, s := range SourceColumns {
 			isSource = isSource || s == c.Name
 		}
@@ -238,7 +246,7 @@ func (t *Table) Prepare(bufs *Buffers, b *record.Batch) int {
 		if !it.Pending() {
 			continue
 		}
-		if err := t.addRow(bufs, it, ingested); err != nil {
+		if err := t.addRow(bufs, it, b.TopicID, ingested); err != nil {
 			for _, c := range bufs.cols {
 				c.truncate(n)
 			}
@@ -266,7 +274,11 @@ func (t *Table) Send(ctx context.Context, bufs *Buffers, b *record.Batch) error 
 	defer cancel()
 	id := t.queryPrefix(b.Topic, b.Partition) + strconv.FormatInt(b.First, 10) + "-" + strconv.FormatUint(rand.Uint64(), 36)
 	ictx = clickhouse.Context(ictx, clickhouse.WithQueryID(id))
-	bt, err := t.conn.PrepareBatch(ictx, t.insert, driver.WithReleaseConnection())
+	// One connection from prepare to send: with WithReleaseConnection
+	// clickhouse-go would send the INSERT twice under the same query_id
+	// (once to read the block structure, once with the data), which costs
+	// a round trip and now and then 216 QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING.
+	bt, err := t.conn.PrepareBatch(ictx, t.insert)
 	if err != nil {
 		return fmt.Errorf("sink: %s %s[%d] %d..%d: prepare insert: %w", t.name, b.Topic, b.Partition, b.First, b.Last, err)
 	}
@@ -282,10 +294,16 @@ func (t *Table) Send(ctx context.Context, bufs *Buffers, b *record.Batch) error 
 	return nil
 }
 
-func (t *Table) addRow(bufs *Buffers, it *record.Item, ingested any) error {
+func (t *Table) addRow(bufs *Buffers, it *record.Item, topicID string, ingested any) error {
 	for j, c := range t.cols {
 		var v any
 		switch c.Name {
+		case ColTopicID:
+			if b, ok := bufs.cols[j].(*buf[string]); ok {
+				b.vals = append(b.vals, topicID)
+				continue
+			}
+			v = topicID
 		case ColTopic:
 			// The usual column types take the source coordinates without
 			// boxing them into an interface per row.
@@ -326,33 +344,60 @@ func (t *Table) queryPrefix(topic string, partition int32) string {
 }
 
 // Stored returns the offsets of the partition in [from, to] that the table
-// holds, ascending (an offset stored twice comes twice). The primary key
-// starts with (_topic, _partition, _offset), so the server reads only the
-// granules of that range: the cost follows the batch, not the table (see
-// bench/maxoffset_bench_test.go). Reading the offsets themselves, not their
-// maximum, is what makes a partly stored batch safe to resume: an INSERT
-// whose rows span several table partitions commits one part per partition,
-// and a crash between them keeps any subset.
-func (t *Table) Stored(ctx context.Context, topic string, partition int32, from, to int64) ([]int64, error) {
-	q := fmt.Sprintf("SELECT toInt64(%s) FROM %s.%s WHERE %s = ? AND %s = ? AND %s >= ? AND %s <= ? ORDER BY %s",
-		ColOffset, quoteIdent(t.db), quoteIdent(t.name), ColTopic, ColPartition, ColOffset, ColOffset, ColOffset)
-	rows, err := t.conn.Query(ctx, q, topic, partition, uint64(max(from, 0)), uint64(max(to, 0)))
+// holds for the topic incarnation topicID, ascending (an offset stored
+// twice comes twice), and how many rows of the range belong to another
+// incarnation (another non-empty _topic_id). Rows without a topic ID
+// (loaded before the column existed) count for every incarnation; so does
+// every row when the table has no _topic_id column or topicID is "". The
+// primary key starts with (_topic, _partition, _offset), so the server
+// reads only the granules of that range: the cost follows the batch, not
+// the table (see bench/maxoffset_bench_test.go). Reading the offsets
+// themselves, not their maximum, is what makes a partly stored batch safe
+// to resume: an INSERT whose rows span several table partitions commits one
+// part per partition, and a crash between them keeps any subset.
+func (t *Table) Stored(ctx context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
+	// mine: the row is this incarnation's (or has no ID), computed by the
+	// server so that only a byte per row travels.
+	mine, args := "toUInt8(1)", []any{}
+	if t.HasTopicID() && topicID != "" {
+		mine, args = fmt.Sprintf("toUInt8(%s = ? OR %s = '')", ColTopicID, ColTopicID), []any{topicID}
+	}
+	q := fmt.Sprintf("SELECT toInt64(%s), %s FROM %s.%s WHERE %s = ? AND %s = ? AND %s >= ? AND %s <= ? ORDER BY %s",
+		ColOffset, mine, quoteIdent(t.db), quoteIdent(t.name), ColTopic, ColPartition, ColOffset, ColOffset, ColOffset)
+	args = append(args, topic, partition, uint64(max(from, 0)), uint64(max(to, 0)))
+	rows, err := t.conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("sink: %s: stored offsets of %s[%d] %d..%d: %w", t.name, topic, partition, from, to, err)
+		return nil, 0, fmt.Errorf("sink: %s: stored offsets of %s[%d] %d..%d: %w", t.name, topic, partition, from, to, err)
 	}
 	defer rows.Close()
 	var out []int64
+	foreign := 0
 	for rows.Next() {
 		var off int64
-		if err := rows.Scan(&off); err != nil {
-			return nil, fmt.Errorf("sink: %s: stored offsets of %s[%d]: %w", t.name, topic, partition, err)
+		var ours uint8
+		if err := rows.Scan(&off, &ours); err != nil {
+			return nil, 0, fmt.Errorf("sink: %s: stored offsets of %s[%d]: %w", t.name, topic, partition, err)
+		}
+		if ours == 0 {
+			foreign++
+			continue
 		}
 		out = append(out, off)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sink: %s: stored offsets of %s[%d]: %w", t.name, topic, partition, err)
+		return nil, 0, fmt.Errorf("sink: %s: stored offsets of %s[%d]: %w", t.name, topic, partition, err)
 	}
-	return out, nil
+	return out, foreign, nil
+}
+
+// HasTopicID says whether the table records topic IDs (ColTopicID).
+func (t *Table) HasTopicID() bool {
+	for _, c := range t.cols {
+		if c.Name == ColTopicID {
+			return true
+		}
+	}
+	return false
 }
 
 // Running counts the INSERTs of the partition into this table that the

@@ -1,6 +1,7 @@
 -- Orders, one row per order event, enriched by the orders pipeline.
--- ORDER BY starts with the source coordinates: the highest loaded offset of a
--- partition (read on every assignment) touches only that partition's granules.
+-- ORDER BY starts with the source coordinates: the offsets a batch covers,
+-- read before every INSERT, touch only that range's granules. _topic_id tells
+-- the incarnations of a topic apart (deleted and created again under its name).
 CREATE TABLE IF NOT EXISTS {db}.orders (
     order_id          String,
     customer_id       String,
@@ -22,6 +23,7 @@ CREATE TABLE IF NOT EXISTS {db}.orders (
     _topic            String,
     _partition        UInt32,
     _offset           UInt64,
+    _topic_id         String DEFAULT '',
     _ingested_at      DateTime('UTC')
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(created_at)

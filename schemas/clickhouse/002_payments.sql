@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS {db}.payments (
     _topic          String,
     _partition      UInt32,
     _offset         UInt64,
+    _topic_id       String DEFAULT '',
     _ingested_at    DateTime('UTC')
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(created_at)

@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS {db}.shipments (
     _topic           String,
     _partition       UInt32,
     _offset          UInt64,
+    _topic_id        String DEFAULT '',
     _ingested_at     DateTime('UTC')
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(event_time)
