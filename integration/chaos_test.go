@@ -69,6 +69,7 @@ type fleet struct {
 	mu      sync.Mutex
 	procs   map[string]*proc
 	started int
+	rolled  sync.WaitGroup // old members of rolling deploys, exiting
 }
 
 func (f *fleet) start(name string) {
@@ -126,6 +127,36 @@ func (f *fleet) stop(name string) {
 	}
 }
 
+// roll is one step of a rolling deploy: SIGTERM the member while its
+// batches load and start its replacement at once, under a new name; the
+// old process must still exit 0 within its shutdown timeout (checked in
+// the background, reported by waitRolled).
+func (f *fleet) roll(name, replacement string) {
+	f.t.Helper()
+	f.mu.Lock()
+	p := f.procs[name]
+	delete(f.procs, name)
+	f.mu.Unlock()
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	f.start(replacement)
+	f.rolled.Add(1)
+	go func() {
+		defer f.rolled.Done()
+		select {
+		case err := <-p.done:
+			if err != nil {
+				f.t.Errorf("%s exited with %v after SIGTERM in a rolling deploy; log tail:\n%s", name, err, tail(p.log, 30))
+			}
+		case <-time.After(60 * time.Second):
+			_ = p.cmd.Process.Kill()
+			f.t.Errorf("%s did not exit within 60s of SIGTERM in a rolling deploy; log tail:\n%s", name, tail(p.log, 30))
+		}
+	}()
+}
+
 // alive reports processes that exited on their own (a crash).
 func (f *fleet) checkAlive() {
 	f.t.Helper()
@@ -169,12 +200,19 @@ func tail(path string, n int) string {
 }
 
 // TestChaos produces over a million events across three topics with poison
-// records sprinkled in, while three Sluice processes load them and are
-// killed with SIGKILL and restarted every few seconds, a fourth joins and
-// leaves, ClickHouse restarts once and the Kafka broker restarts once. At
-// the end every produced offset is in its table exactly once or in the
-// dead-letter topic exactly once, no valid record is dead-lettered, and the
-// committed offsets are at the log end.
+// records sprinkled in, and event times months apart within every batch,
+// while three Sluice processes load them through a fault-injecting proxy
+// to ClickHouse. Meanwhile: members are killed with SIGKILL and restarted;
+// rolling deploys SIGTERM a member while its batches load and start its
+// replacement at once; ClickHouse turns slow (INSERTs outlive their 2 s
+// client timeout on the server) behind a slow link; the link cuts every
+// INSERT in the middle; clickhouse-server is killed with SIGKILL during
+// inserts and restarted; the Kafka broker is killed with SIGKILL and
+// restarted; ClickHouse stops long enough that every partition pauses
+// while a fourth member joins and leaves. At the end every produced offset
+// is in its table exactly once or in the dead-letter topic exactly once, no
+// valid record is dead-lettered, the committed offsets are at the log end,
+// and `sluice audit` agrees (exit 0).
 func TestChaos(t *testing.T) {
 	w := newWorld(t)
 	const parts = 4
@@ -203,8 +241,12 @@ func TestChaos(t *testing.T) {
     schema: %s
     table: shipments
 `, topics["orders"], schema("order.avsc"), topics["payments"], schema("payment.avsc"), topics["shipments"], schema("shipment.avsc")))
+	// The members reach ClickHouse through a fault-injecting proxy
+	// (toxiproxy, in this process): slow and cut links on demand.
+	px := newProxy(t, clickhouse)
 	// The config file the processes read: same as cfg, with faster group
-	// failover after a SIGKILL and smaller batches so kills land mid-stream.
+	// failover after a SIGKILL, smaller batches so kills land mid-stream,
+	// and an INSERT timeout that slow steps outlast.
 	cfgPath := filepath.Join(t.TempDir(), "chaos.yaml")
 	yaml := fmt.Sprintf(`kafka:
   brokers: [%s]
@@ -215,6 +257,7 @@ func TestChaos(t *testing.T) {
 clickhouse:
   addr: [%s]
   database: %s
+  insert_timeout: 2s
 admin:
   listen: 127.0.0.1:0
 log:
@@ -225,7 +268,7 @@ batch:
   max_wait: 250ms
 shutdown_timeout: 20s
 pipelines:
-`, strings.Join(brokers, ", "), group, dlqTopic, clickhouse, w.db)
+`, strings.Join(brokers, ", "), group, dlqTopic, px.Listen, w.db)
 	for _, p := range cfg.Pipelines {
 		yaml += fmt.Sprintf("  - {name: %s, topic: %s, schema: %s, table: %s, transforms: [%s]}\n",
 			p.Name, p.Topic, p.Schema, p.Table, strings.Join(p.Transforms, ", "))
@@ -242,8 +285,10 @@ pipelines:
 	})
 
 	// The producer: orders with their payments and shipments, about
-	// 1.05M events in ~70 s, one poison record in every ~4,000.
-	g, err := gen.New(gen.Options{Seed: 7, SchemaDir: filepath.Join(repoRoot(), "schemas", "avro")})
+	// 1.05M events in ~70 s, one poison record in every ~4,000. Orders are
+	// 10 minutes of event time apart: a batch of one partition spans
+	// months, so every INSERT writes several table partitions.
+	g, err := gen.New(gen.Options{Seed: 7, Step: 10 * time.Minute, SchemaDir: filepath.Join(repoRoot(), "schemas", "avro")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +355,7 @@ pipelines:
 	for i := 1; i <= 3; i++ {
 		f.start(fmt.Sprintf("s%d", i))
 	}
-	kills, chRestarts, kafkaRestarts := 0, 0, 0
+	var kills, chKills, kafkaKills, rolls int
 	began := time.Now()
 	// Which member dies when varies from run to run; SLUICE_CHAOS_SEED
 	// replays a run's choices.
@@ -320,27 +365,64 @@ pipelines:
 	}
 	t.Logf("chaos seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
+	ctx := context.Background()
+	// A member of the three, by its current name (rolling deploys rename).
+	member := map[int]string{1: "s1", 2: "s2", 3: "s3"}
+	roll := func(i int) {
+		next := fmt.Sprintf("s%d-r%d", i, rolls)
+		f.roll(member[i], next)
+		member[i] = next
+		rolls++
+	}
+	alter := func(q string) {
+		if err := w.ch.Exec(ctx, fmt.Sprintf(q, w.db)); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
 	producing := true
-	for step := 0; producing || step < 16; step++ {
+	for step := 0; producing || step < 18; step++ {
 		time.Sleep(time.Duration(4000+rng.IntN(2000)) * time.Millisecond)
 		f.checkAlive()
 		switch step {
+		case 1, 7, 13: // rolling deploys
+			roll(1 + step%3)
 		case 3:
-			f.start("s4") // a fourth member joins mid-stream...
+			// A slow server: every order INSERT takes ~2.5 s in
+			// ClickHouse, longer than the 2 s client timeout, and goes
+			// on after the client gave up. And a slow link for all.
+			alter("ALTER TABLE %s.orders ADD COLUMN _slow UInt8 MATERIALIZED sleep(2.5)") // per block
+			px.toxic(t, `{"name":"slow","type":"latency","stream":"upstream","attributes":{"latency":300,"jitter":200}}`)
+		case 4:
+			alter("ALTER TABLE %s.orders DROP COLUMN _slow")
+			px.heal(t, "slow")
+			// A cut link: every connection is cut after 256 KiB, in the
+			// middle of larger INSERTs.
+			px.toxic(t, `{"name":"cut","type":"limit_data","stream":"upstream","attributes":{"bytes":262144}}`)
+		case 5:
+			px.heal(t, "cut")
+			runScript(t, "clickhouse.sh", "kill9") // during inserts
+			chKills++
 		case 6:
-			runScript(t, "clickhouse.sh", "restart")
-			chRestarts++
-		case 8:
-			f.stop("s4") // ...and leaves gracefully
+			runScript(t, "clickhouse.sh", "start")
+		case 9:
+			runScript(t, "kafka.sh", "kill9")
+			kafkaKills++
 		case 10:
-			runScript(t, "kafka.sh", "restart")
-			kafkaRestarts++
+			runScript(t, "kafka.sh", "start")
+		case 11:
+			// An outage long enough that every partition pauses,
+			// with a member joining and leaving meanwhile.
+			runScript(t, "clickhouse.sh", "stop")
+			f.start("s4")
+		case 12:
+			f.stop("s4")
+			runScript(t, "clickhouse.sh", "start")
 		default:
-			victim := fmt.Sprintf("s%d", 1+rng.IntN(3))
-			f.kill9(victim)
+			i := 1 + rng.IntN(3)
+			f.kill9(member[i])
 			kills++
 			time.Sleep(500 * time.Millisecond)
-			f.start(victim)
+			f.start(member[i])
 		}
 		select {
 		case err := <-prodErr:
@@ -355,7 +437,9 @@ pipelines:
 			t.Fatal("chaos phase ran over 6 minutes")
 		}
 	}
-	t.Logf("chaos phase over after %v: %d SIGKILLs, %d ClickHouse restarts, %d Kafka restarts", time.Since(began).Round(time.Second), kills, chRestarts, kafkaRestarts)
+	f.rolled.Wait()
+	t.Logf("chaos phase over after %v: %d member SIGKILLs, %d rolling-deploy steps, %d ClickHouse SIGKILLs, %d Kafka SIGKILLs, slow server + slow link, cut link, ClickHouse outage with a member joining and leaving",
+		time.Since(began).Round(time.Second), kills, rolls, chKills, kafkaKills)
 
 	// Let the three survivors converge.
 	ends := map[string]map[int32]int64{}
@@ -441,8 +525,24 @@ pipelines:
 			}
 		}
 	}
-	t.Logf("events %d (poison %d), SIGKILLs %d, member joined+left 1, ClickHouse restarts %d, Kafka restarts %d; rows %d, dead letters %d, duplicates %d, duplicate dead letters %d, lost %d",
-		produced.Load(), poison.Load(), kills, chRestarts, kafkaRestarts, rows, len(letters), dups, dlqDups, lost)
+	t.Logf("events %d (poison %d), member SIGKILLs %d, rolling-deploy steps %d, ClickHouse SIGKILLs %d, Kafka SIGKILLs %d; rows %d, dead letters %d, duplicates %d, duplicate dead letters %d, lost %d",
+		produced.Load(), poison.Load(), kills, rolls, chKills, kafkaKills, rows, len(letters), dups, dlqDups, lost)
+	// The slow step did what it is for: INSERTs outlived their client
+	// timeout and were waited for, not raced.
+	waited := 0
+	logs, _ := filepath.Glob(filepath.Join(f.dir, "*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		waited += strings.Count(string(b), "an earlier INSERT of the partition is still running")
+	}
+	t.Logf("INSERTs found still running and waited for: %d", waited)
+	if waited == 0 {
+		t.Errorf("no member ever waited for an INSERT that outlived its timeout: the slow step injected nothing")
+	}
+	// The user's proof agrees with the test's own count.
+	if code, rep, stderr := runAudit(t, cfgPath); code != 0 {
+		t.Errorf("sluice audit exit %d after the chaos run; report %+v\nstderr: %s", code, rep, stderr)
+	}
 	if dups != 0 || lost != 0 || dlqDups != 0 {
 		t.Fatalf("duplicates %d, duplicate dead letters %d, lost %d: want 0, 0, 0", dups, dlqDups, lost)
 	}

@@ -3,7 +3,7 @@
 # for integration tests, with private config/data/logs under the state dir,
 # listening on 127.0.0.1 only.
 #
-# Usage: integration/clickhouse.sh {start|stop|status|reset|install}
+# Usage: integration/clickhouse.sh {start|stop|status|reset|restart|kill9|install}
 #
 # Environment:
 #   SLUICE_STATE_DIR       state root (default <repo>/.state)
@@ -244,9 +244,10 @@ case "${1:-}" in
   status) do_status ;;
   reset) do_reset ;;
   restart) do_stop; do_start ;;
+  kill9) kill9_pid "$CH_PIDFILE" "$CH_NEEDLE" ;;
   install) mkdir -p "$CH_LOGS"; install_clickhouse ;;
   *)
-    echo "usage: $0 {start|stop|status|reset|restart|install}" >&2
+    echo "usage: $0 {start|stop|status|reset|restart|kill9|install}" >&2
     exit 2
     ;;
 esac

@@ -76,6 +76,27 @@ stop_pid() {
   log "stopped"
 }
 
+# kill9_pid PIDFILE NEEDLE : SIGKILL the pid from PIDFILE (a crash, for the
+# fault tests: no shutdown of any kind), wait until it is gone, drop the
+# pid file. Only that pid is signalled, never by name.
+kill9_pid() {
+  local pidfile=$1 needle=$2 pid i
+  pid=$(read_pid "$pidfile")
+  if [[ -z $pid ]] || ! pid_cmd_matches "$pid" "$needle"; then
+    log "not running"
+    rm -f "$pidfile"
+    return 0
+  fi
+  log "killing pid $pid (KILL)"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    pid_cmd_matches "$pid" "$needle" || break
+    sleep 0.1
+  done
+  rm -f "$pidfile"
+  log "killed"
+}
+
 # tail_log FILE [N] : show the last N lines of FILE on stderr.
 tail_log() {
   local f=$1 n=${2:-40}

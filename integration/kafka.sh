@@ -3,7 +3,7 @@
 # (combined broker+controller), jars from Maven Central via
 # integration/kafka/pom.xml, listening on 127.0.0.1 only.
 #
-# Usage: integration/kafka.sh {start|stop|status|reset|restart|fetch}
+# Usage: integration/kafka.sh {start|stop|status|reset|restart|kill9|fetch}
 #
 # Environment:
 #   SLUICE_STATE_DIR        state root (default <repo>/.state)
@@ -250,9 +250,10 @@ case "${1:-}" in
   status) do_status ;;
   reset) do_reset ;;
   restart) do_stop; do_start ;;
+  kill9) kill9_pid "$K_PIDFILE" "$K_NEEDLE" ;;
   fetch) check_java; fetch_jars; log "jars ready in $K_LIB ($(cat "$K_MARKER"))" ;;
   *)
-    echo "usage: $0 {start|stop|status|reset|restart|fetch}" >&2
+    echo "usage: $0 {start|stop|status|reset|restart|kill9|fetch}" >&2
     exit 2
     ;;
 esac
