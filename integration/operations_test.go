@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/sluice-etl/sluice/pkg/config"
 )
 
 // opsConfig writes a config for the sluice binary: one orders pipeline on
@@ -127,4 +132,115 @@ func generations(log string) []string {
 		}
 	}
 	return out
+}
+
+// TestOffsetBelowTheLogStart: retention removed records the group had not
+// loaded (its committed offset is below the log start). With the default
+// kafka.on_offset_out_of_range: stop the partition stops loudly and stays
+// stopped, /readyz not ready, nothing loaded; with resume_from_log_start
+// it loads from the log start on, and the audit is clean.
+func TestOffsetBelowTheLogStart(t *testing.T) {
+	w := newWorld(t)
+	topic := w.name("orders_retention")
+	w.createTopic(topic, 1)
+	w.produceOrders(topic, 5, 200)
+	group := w.name("g_retention")
+	ctx := context.Background()
+	var committed, start kadm.Offsets
+	committed.Add(kadm.Offset{Topic: topic, Partition: 0, At: 10, LeaderEpoch: -1})
+	if _, err := w.adm.CommitOffsets(ctx, group, committed); err != nil {
+		t.Fatal(err)
+	}
+	start.Add(kadm.Offset{Topic: topic, Partition: 0, At: 100, LeaderEpoch: -1})
+	if resp, err := w.adm.DeleteRecords(ctx, start); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, resp.Error())
+	}
+
+	cfg := w.sluiceConfig(group, ordersPipeline(topic))
+	s := w.startSluice(cfg)
+	time.Sleep(6 * time.Second)
+	if s.svc.Ready() {
+		t.Errorf("ready while the partition's position is out of the log")
+	}
+	if n := w.count(fmt.Sprintf("SELECT count() FROM %s.orders", w.db)); n != 0 {
+		t.Errorf("%d rows loaded from a stopped partition", n)
+	}
+	if c := w.committed(group, topic)[0]; c != 10 {
+		t.Errorf("committed %d, want 10 untouched", c)
+	}
+	s.stop(t)
+
+	cfg.Kafka.OnOffsetOutOfRange = "resume_from_log_start"
+	s = w.startSluice(cfg)
+	w.waitCommitted(group, topic, 60*time.Second)
+	waitUntil(t, "ready", 10*time.Second, s.svc.Ready)
+	s.stop(t)
+	if n := w.count(fmt.Sprintf("SELECT uniqExact(_offset) FROM %s.orders WHERE _offset >= 100", w.db)); n != 100 {
+		t.Errorf("%d distinct offsets from the log start on, want 100", n)
+	}
+	if n := w.count(fmt.Sprintf("SELECT count() FROM %s.orders", w.db)); n != 100 {
+		t.Errorf("%d rows, want the 100 still in the log", n)
+	}
+	if code, rep, stderr := runAudit(t, filepath.Join(cfg.Dir, "sluice.yaml")); code != 0 {
+		t.Errorf("audit exit %d, report %+v\nstderr: %s", code, rep, stderr)
+	}
+}
+
+// TestPausedPartitionAssignedBackResumes: a partition that backpressure
+// paused (its loads hang behind a dead link) is revoked while paused when
+// a second member joins, and assigned back when that member leaves. The
+// client still has it paused; the new worker must resume it, or it stalls
+// for good while /readyz says ready.
+func TestPausedPartitionAssignedBackResumes(t *testing.T) {
+	w := newWorld(t)
+	topic := w.name("orders_paused")
+	w.createTopic(topic, 2)
+	w.produceOrders(topic, 11, 10) // a few first, while the link is up
+	px := newProxy(t, clickhouse)
+	group := w.name("g_paused")
+	small := func(cfg *config.Config) *config.Config {
+		cfg.Batch.MaxRows, cfg.Batch.MaxBytes, cfg.InflightBytes = 50, 8<<10, 64<<10
+		cfg.ClickHouse.InsertTimeout = 2 * time.Second
+		cfg.Kafka.RebalanceTimeout = 8 * time.Second
+		return cfg
+	}
+	cfgA := small(w.sluiceConfig(group, ordersPipeline(topic)))
+	cfgA.ClickHouse.Addr = []string{px.Listen}
+	a := w.startSluice(cfgA)
+	w.waitCommitted(group, topic, 30*time.Second)
+
+	// The link dies: A's loads hang and fail, its partitions fill up and
+	// pause.
+	px.toxic(t, `{"name":"dead","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
+	w.produceOrders(topic, 12, 2000)
+	time.Sleep(5 * time.Second)
+
+	b := w.startSluice(small(w.sluiceConfig(group, ordersPipeline(topic))))
+	waitUntil(t, "both members holding partitions", 30*time.Second, func() bool { return membersWithPartitions(t, w.adm, group) == 2 })
+	b.stop(t) // its partition goes back to A, still paused in A's client
+	waitUntil(t, "one member holding both partitions", 30*time.Second, func() bool { return membersWithPartitions(t, w.adm, group) == 1 })
+	w.produceOrders(topic, 13, 400)
+
+	px.heal(t, "dead")
+	w.waitCommitted(group, topic, 90*time.Second)
+	a.stop(t)
+	w.exactlyOnce(topic)
+}
+
+// membersWithPartitions counts the group's members that hold partitions.
+func membersWithPartitions(t *testing.T, adm *kadm.Client, group string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	groups, err := adm.DescribeGroups(ctx, group)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, m := range groups[group].Members {
+		if as, ok := m.Assigned.AsConsumer(); ok && len(as.Topics) > 0 {
+			n++
+		}
+	}
+	return n
 }
