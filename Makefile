@@ -36,7 +36,7 @@ test-integration: up
 ## bench: benchmarks; performance figures (README, DESIGN budget) come from here, never from
 ## timed tests. Unit benchmarks first (no services), then the integration ones against the
 ## services `make up` starts: sink into ENGINE = Null, the engine on kfake into ClickHouse,
-## `sluice run` loading 1M orders from the real Kafka, and the offset lookup on a 50M-row
+## `sluice run` loading 1M orders from the real Kafka, and the offset lookups on a 50M-row
 ## table (built once in database sluice_bench, then reused). ~5 minutes on 2 cores; the
 ## first run builds the 50M-row table (~1 minute more). Results also go to bin/bench.txt
 ## (benchstat-friendly). `make test` never runs benchmarks (no -bench there).
@@ -46,7 +46,7 @@ bench: up
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 20m ./pkg/... 2>&1 | tee -a $(BENCH_OUT)
 	set -o pipefail; $(GO) test -tags integration -run '^$$' -bench 'SinkInsertNull' -benchmem -count 1 -timeout 10m ./pkg/sink/ 2>&1 | tee -a $(BENCH_OUT)
 	set -o pipefail; $(GO) test -tags integration -run '^$$' -bench 'PipelineOrders' -benchtime 1x -benchmem -count 1 -timeout 20m ./pkg/pipeline/ 2>&1 | tee -a $(BENCH_OUT)
-	set -o pipefail; $(GO) test -tags integration -run '^$$' -bench 'MaxOffsetLookup50M' -benchmem -count 1 -timeout 30m ./bench/ 2>&1 | tee -a $(BENCH_OUT)
+	set -o pipefail; $(GO) test -tags integration -run '^$$' -bench 'MaxOffsetLookup50M|StoredRead50M' -benchmem -count 1 -timeout 30m ./bench/ 2>&1 | tee -a $(BENCH_OUT)
 	set -o pipefail; $(GO) test -tags integration -run '^$$' -bench 'E2E' -benchtime 1x -count 1 -timeout 15m ./bench/ 2>&1 | tee -a $(BENCH_OUT)
 	@echo "bench: results in $(BENCH_OUT) (machine shared with other sessions: rerun and compare before quoting)"
 

@@ -12,6 +12,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/sluice-etl/sluice/internal/benchutil"
+	"github.com/sluice-etl/sluice/pkg/sink"
 )
 
 // The 50M-row table: the orders table's key and source columns plus a few
@@ -28,10 +29,53 @@ const (
 	bigParts  = 12
 )
 
-// BenchmarkMaxOffsetLookup50M measures the highest-loaded-offset lookup a
-// worker makes on assignment and before every insert (pkg/sink MaxOffset)
-// on a 50M-row table, against its variants and an offsets ledger filled by
-// a materialized view. One op is one lookup, for partitions 0..11 in turn;
+// BenchmarkStoredRead50M measures the read a worker makes before every
+// INSERT since the load protocol resumes from what is stored, not from its
+// maximum (pkg/sink Table.Stored): the offsets of one batch's range, here
+// 20,000 offsets, on the 50M-row table. "new" is the usual case, a batch
+// past everything stored (the read returns nothing); "redelivered" is a
+// batch the table holds whole (it returns 20,000 offsets). One op is one
+// read, for partitions 0..11 in turn.
+func BenchmarkStoredRead50M(b *testing.B) {
+	w := newWorld(b)
+	ctx := context.Background()
+	ensureBigTable(b, w.ch)
+	tbl, err := sink.NewTable(ctx, w.ch, bigDB, bigTable, time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const batch = 20_000
+	for _, c := range []struct {
+		name string
+		from func(max int64) int64
+		want int
+	}{
+		{"new", func(max int64) int64 { return max + 1 }, 0},
+		{"redelivered", func(max int64) int64 { return max - batch + 1 }, batch},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				p := i % bigParts
+				from := c.from(bigMax(p))
+				offs, _, err := tbl.Stored(ctx, "orders", int32(p), "", from, from+batch-1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(offs) != c.want {
+					b.Fatalf("partition %d: %d offsets stored in %d..%d, want %d", p, len(offs), from, from+batch-1, c.want)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkMaxOffsetLookup50M measures the highest-loaded-offset lookup
+// that workers made before the stored-offsets read replaced it (see
+// BenchmarkStoredRead50M), on a 50M-row table, against its variants and an
+// offsets ledger filled by a materialized view. One op is one lookup, for partitions 0..11 in turn;
 // rows-read/lookup is what the server reports reading (progress packets),
 // ch-ms-cpu/lookup the server's CPU per lookup (shared server: an upper
 // bound).

@@ -108,53 +108,53 @@ func (f *fleet) kill9(name string) {
 // stop sends SIGTERM and expects a clean exit 0 within the shutdown timeout.
 func (f *fleet) stop(name string) {
 	f.t.Helper()
-	f.mu.Lock()
-	p := f.procs[name]
-	delete(f.procs, name)
-	f.mu.Unlock()
-	if p == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			f.t.Errorf("%s exited with %v after SIGTERM; log tail:\n%s", name, err, tail(p.log, 30))
-		}
-	case <-time.After(60 * time.Second):
-		_ = p.cmd.Process.Kill()
-		f.t.Errorf("%s did not exit within 60s of SIGTERM; log tail:\n%s", name, tail(p.log, 30))
+	if p := f.terminate(name); p != nil {
+		f.exited(p)
 	}
 }
 
 // roll is one step of a rolling deploy: SIGTERM the member while its
 // batches load and start its replacement at once, under a new name; the
 // old process must still exit 0 within its shutdown timeout (checked in
-// the background, reported by waitRolled).
+// the background; f.rolled waits for it).
 func (f *fleet) roll(name, replacement string) {
 	f.t.Helper()
-	f.mu.Lock()
-	p := f.procs[name]
-	delete(f.procs, name)
-	f.mu.Unlock()
+	p := f.terminate(name)
 	if p == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	f.start(replacement)
 	f.rolled.Add(1)
 	go func() {
 		defer f.rolled.Done()
-		select {
-		case err := <-p.done:
-			if err != nil {
-				f.t.Errorf("%s exited with %v after SIGTERM in a rolling deploy; log tail:\n%s", name, err, tail(p.log, 30))
-			}
-		case <-time.After(60 * time.Second):
-			_ = p.cmd.Process.Kill()
-			f.t.Errorf("%s did not exit within 60s of SIGTERM in a rolling deploy; log tail:\n%s", name, tail(p.log, 30))
-		}
+		f.exited(p)
 	}()
+}
+
+// terminate takes the member out of the fleet and sends it SIGTERM; nil
+// when there is no such member.
+func (f *fleet) terminate(name string) *proc {
+	f.mu.Lock()
+	p := f.procs[name]
+	delete(f.procs, name)
+	f.mu.Unlock()
+	if p != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	return p
+}
+
+// exited expects p, sent SIGTERM, to exit 0 within 60 s.
+func (f *fleet) exited(p *proc) {
+	select {
+	case err := <-p.done:
+		if err != nil {
+			f.t.Errorf("%s exited with %v after SIGTERM; log tail:\n%s", p.name, err, tail(p.log, 30))
+		}
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		f.t.Errorf("%s did not exit within 60s of SIGTERM; log tail:\n%s", p.name, tail(p.log, 30))
+	}
 }
 
 // alive reports processes that exited on their own (a crash).

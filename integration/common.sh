@@ -46,7 +46,7 @@ running() {
 # stop_pid PIDFILE NEEDLE TIMEOUT_S : TERM the pid from PIDFILE, wait up to
 # TIMEOUT_S seconds, then KILL. Only that pid is signalled, never by name.
 stop_pid() {
-  local pidfile=$1 needle=$2 timeout=${3:-30} pid i
+  local pidfile=$1 needle=$2 timeout=${3:-30} pid
   pid=$(read_pid "$pidfile")
   if [[ -z $pid ]]; then
     log "not running (no pid file)"
@@ -60,27 +60,31 @@ stop_pid() {
   fi
   log "stopping pid $pid (TERM)"
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < timeout * 10; i++)); do
-    pid_cmd_matches "$pid" "$needle" || break
-    sleep 0.1
-  done
-  if pid_cmd_matches "$pid" "$needle"; then
+  if ! wait_gone "$pid" "$needle" $((timeout * 10)); then
     log "pid $pid still alive after ${timeout}s, sending KILL"
     kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      pid_cmd_matches "$pid" "$needle" || break
-      sleep 0.1
-    done
+    wait_gone "$pid" "$needle" 50 || true
   fi
   rm -f "$pidfile"
   log "stopped"
+}
+
+# wait_gone PID NEEDLE TENTHS : wait up to TENTHS tenths of a second for
+# the pid to be gone; fails if it is still there.
+wait_gone() {
+  local pid=$1 needle=$2 tenths=$3 i
+  for ((i = 0; i < tenths; i++)); do
+    pid_cmd_matches "$pid" "$needle" || return 0
+    sleep 0.1
+  done
+  ! pid_cmd_matches "$pid" "$needle"
 }
 
 # kill9_pid PIDFILE NEEDLE : SIGKILL the pid from PIDFILE (a crash, for the
 # fault tests: no shutdown of any kind), wait until it is gone, drop the
 # pid file. Only that pid is signalled, never by name.
 kill9_pid() {
-  local pidfile=$1 needle=$2 pid i
+  local pidfile=$1 needle=$2 pid
   pid=$(read_pid "$pidfile")
   if [[ -z $pid ]] || ! pid_cmd_matches "$pid" "$needle"; then
     log "not running"
@@ -89,10 +93,7 @@ kill9_pid() {
   fi
   log "killing pid $pid (KILL)"
   kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    pid_cmd_matches "$pid" "$needle" || break
-    sleep 0.1
-  done
+  wait_gone "$pid" "$needle" 100 || log "pid $pid still there 10s after KILL"
   rm -f "$pidfile"
   log "killed"
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
 
@@ -59,15 +60,7 @@ func (w *world) exactlyOnce(topic string) {
 func (w *world) waitCommitted(group, topic string, d time.Duration) {
 	w.t.Helper()
 	ends := w.endOffsets(topic)
-	waitUntil(w.t, "commits at the log end", d, func() bool {
-		c := w.committed(group, topic)
-		for p, end := range ends {
-			if c[p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitUntil(w.t, "commits at the log end", d, func() bool { return itest.EqualOffsets(w.committed(group, topic), ends) })
 }
 
 // TestPartlyStoredBatchesLoadOnlyWhatIsMissing: batches that span several

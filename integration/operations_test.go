@@ -48,6 +48,13 @@ pipelines:
 	return path
 }
 
+// term sends SIGTERM and returns the exit code within d.
+func (p *sluiceProc) term(d time.Duration) int {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	return p.wait(d)
+}
+
 // TestShutdownIsBoundedWhileTheGroupWaitsForADeadMember: after a member is
 // killed with SIGKILL and another joins, the group's rebalance waits for
 // the dead member until its session times out. A member stopped with
@@ -76,15 +83,13 @@ func TestShutdownIsBoundedWhileTheGroupWaitsForADeadMember(t *testing.T) {
 	time.Sleep(6 * time.Second)
 
 	start := time.Now()
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	if code := a.wait(20 * time.Second); code != 0 {
+	if code := a.term(20 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, a.log())
 	}
 	if d := time.Since(start); d > 4500*time.Millisecond {
 		t.Fatalf("exited %v after SIGTERM with shutdown_timeout 3s; log:\n%s", d.Round(100*time.Millisecond), a.log())
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	c.wait(60 * time.Second)
+	c.term(60 * time.Second)
 }
 
 // TestStaticMembersRestartWithoutARebalance: with kafka.instance_id, a
@@ -102,8 +107,7 @@ func TestStaticMembersRestartWithoutARebalance(t *testing.T) {
 	a.waitLog("partitions assigned", 30*time.Second)
 	w.waitCommitted(group, topic, 60*time.Second)
 	before := generations(a.log())
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	if code := a.wait(20 * time.Second); code != 0 {
+	if code := a.term(20 * time.Second); code != 0 {
 		t.Fatalf("exit code %d; log:\n%s", code, a.log())
 	}
 	a = startSluiceBinary(t, "run", "-c", cfg)
@@ -114,8 +118,7 @@ func TestStaticMembersRestartWithoutARebalance(t *testing.T) {
 	if len(before) == 0 || len(after) == 0 || after[0] != before[len(before)-1] {
 		t.Errorf("generation before the restart %v, after %v: want the restarted static member back in the same generation", before, after)
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	a.wait(30 * time.Second)
+	a.term(30 * time.Second)
 	w.exactlyOnce(topic)
 }
 

@@ -90,12 +90,15 @@ type Engine struct {
 	inflight atomic.Int64
 	polling  atomic.Bool
 	// member is the group member ID under which the workers map was last
-	// known to be the client's assignment: read by the poll loop after each
-	// poll, when no rebalance can be running. A commit under another ID is
-	// refused (errIdentityChanged): a member that was expelled and rejoined
-	// under a new ID inside one rebalance gets a revoke, not a loss, and
-	// the coordinator would accept its commits for partitions another
-	// member owns by then.
+	// known to be the client's assignment: set by the assigned callback,
+	// which franz-go calls after every sync, once the partitions the new
+	// assignment dropped are revoked. (Not by the poll loop: a poll can
+	// return while a join is in flight and the client's member ID is
+	// already the new one.) A commit under another ID is refused
+	// (errIdentityChanged): a member that was expelled and rejoined under
+	// a new ID inside one rebalance gets a revoke, not a loss, and the
+	// coordinator would accept its commits for partitions another member
+	// owns by then.
 	member  atomic.Pointer[string]
 	failing atomic.Int32 // workers whose sink is failing right now
 	stalled atomic.Int32 // partitions stopped out of the log's range
@@ -236,9 +239,6 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 		cancel()
 		if fetches.IsClientClosed() {
 			break
-		}
-		if id, _ := cl.GroupMetadata(); id != "" {
-			e.member.Store(&id)
 		}
 		fetches.EachError(func(t string, p int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
@@ -438,6 +438,13 @@ func (e *Engine) logPosition(topic string, partition int32) (start, committed in
 func (e *Engine) assigned(_ context.Context, cl *kgo.Client, parts map[string][]int32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// franz-go calls this at the end of every successful join and sync,
+	// also when nothing new is assigned, and only after the revoke of
+	// what the new assignment dropped: the workers map is the client's
+	// assignment now, under the member ID the join gave (see member).
+	if id, _ := cl.GroupMetadata(); id != "" {
+		e.member.Store(&id)
+	}
 	for topic, ps := range parts {
 		p := e.byTopic[topic]
 		if p == nil {

@@ -33,6 +33,11 @@ import (
 //     end (abandon), then start again at 1 after a pause that lets bytes
 //     still on their way arrive.
 
+// errStopped says a step gave up because the worker must stop (its
+// context ended, or it was fenced while stopping): the batch is not
+// committed.
+var errStopped = errors.New("the worker is stopping")
+
 // errFenced says the group does not let this member commit: another
 // member may own the partition now.
 var errFenced = errors.New("fenced: the group refused this member's commit")
@@ -53,6 +58,9 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 			return 0, false
 		}
 		good, err := w.ready(b)
+		if errors.Is(err, errStopped) {
+			return 0, false
+		}
 		if err == nil && good > 0 {
 			if err = w.writer.Send(w.ctx, b); err == nil {
 				return good, true
@@ -66,8 +74,8 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 				w.log.Error("a materialized view failed on the batch; rows the table stored are kept and not sent again, so the view's table lacks them",
 					"view", view, "first", b.First, "last", b.Last, "err", err)
 			}
-			switch sink.Classify(err) {
-			case sink.BadData, sink.Split:
+			switch classify(err) {
+			case classBadRecord, classSplit:
 				return w.bisect(b, good, err)
 			}
 			// The outcome is unknown: the server may have stored some
@@ -79,10 +87,7 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 		if err == nil {
 			return good, true
 		}
-		if errors.Is(err, errFenced) && w.stopping.Load() {
-			// The partition is being handed over and this member may
-			// no longer own it: whatever is left is the next owner's.
-			w.log.Warn("fenced while flushing; leaving the batch to the next owner", "err", err, "first", b.First, "last", b.Last)
+		if w.givesUp(err) {
 			return 0, false
 		}
 		if !failing {
@@ -90,7 +95,7 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 			w.e.failing.Add(1)
 			w.st.failing.Add(1)
 		}
-		w.log.Warn("load failed; retrying", "err", err, "attempt", attempt+1, "class", sink.Classify(err).String())
+		w.log.Warn("load failed; retrying", "err", err, "attempt", attempt+1, "class", classify(err).String())
 		if !w.sleep(attempt, w.e.opts.OutcomeWait) {
 			return 0, false
 		}
@@ -114,7 +119,7 @@ func (w *worker) ready(b *record.Batch) (int, error) {
 		return good, nil
 	}
 	if !w.deadLetter(b) {
-		return 0, w.ctx.Err()
+		return 0, errStopped
 	}
 	if good == 0 {
 		return 0, nil
@@ -233,7 +238,7 @@ func (w *worker) unlettered(b *record.Batch) int {
 // dead-lettered with its message; the attempt that produces the letter
 // reads the table first, so a row that is stored gets none (invariant 8).
 func (w *worker) bisect(b *record.Batch, good int, err error) (int, bool) {
-	split := sink.Classify(err) == sink.Split
+	split := classify(err) == classSplit
 	if good == 1 {
 		reason := "clickhouse rejected the row: "
 		if split {

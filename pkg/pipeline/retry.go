@@ -19,7 +19,7 @@ func (w *worker) retry(what string, fn func() error) bool {
 		if err == nil {
 			return true
 		}
-		if w.ctx.Err() != nil {
+		if w.ctx.Err() != nil || w.givesUp(err) {
 			return false
 		}
 		if attempt == 0 { // shown as failing (and not ready) until this returns
@@ -76,4 +76,15 @@ func (w *worker) sleep(attempt int, floor time.Duration) bool {
 	case <-w.ctx.Done():
 		return false
 	}
+}
+
+// givesUp says whether the worker must stop trying, with the batch not
+// committed: fenced while it stops, the partition is being handed over and
+// this member may no longer own it; what is left is the next owner's.
+func (w *worker) givesUp(err error) bool {
+	if classify(err) != classFenced || !w.stopping.Load() {
+		return false
+	}
+	w.log.Warn("fenced while stopping; leaving the batch to the next owner", "err", err)
+	return true
 }
