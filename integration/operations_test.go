@@ -4,17 +4,24 @@ package integration
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/service"
 )
 
 // opsConfig writes a config for the sluice binary: one orders pipeline on
@@ -246,4 +253,131 @@ func membersWithPartitions(t *testing.T, adm *kadm.Client, group string) int {
 		}
 	}
 	return n
+}
+
+// joinDelayer is a dialer for a group client whose next JoinGroup request,
+// once armed, is held back for delay before it is written: the member
+// joins a rebalance too late and is expelled from that round.
+type joinDelayer struct {
+	armed atomic.Bool
+	delay time.Duration
+}
+
+func (d *joinDelayer) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, host)
+	if err != nil {
+		return nil, err
+	}
+	return &delayedConn{Conn: c, d: d}, nil
+}
+
+type delayedConn struct {
+	net.Conn
+	d *joinDelayer
+}
+
+func (c *delayedConn) Write(p []byte) (int, error) {
+	// A request: 4 bytes of length, then the 2-byte API key (11 is
+	// JoinGroup).
+	if len(p) >= 6 && binary.BigEndian.Uint16(p[4:6]) == 11 && c.d.armed.CompareAndSwap(true, false) {
+		time.Sleep(c.d.delay)
+	}
+	return c.Conn.Write(p)
+}
+
+// logCounter is a slog handler that keeps every message and passes the
+// records on to next.
+type logCounter struct {
+	next slog.Handler
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func (h logCounter) Enabled(ctx context.Context, l slog.Level) bool { return true }
+func (h logCounter) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	*h.msgs = append(*h.msgs, r.Message)
+	h.mu.Unlock()
+	if h.next.Enabled(ctx, r.Level) {
+		return h.next.Handle(ctx, r)
+	}
+	return nil
+}
+func (h logCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return logCounter{next: h.next.WithAttrs(as), mu: h.mu, msgs: h.msgs}
+}
+func (h logCounter) WithGroup(g string) slog.Handler {
+	return logCounter{next: h.next.WithGroup(g), mu: h.mu, msgs: h.msgs}
+}
+
+func (h logCounter) count(prefix string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range *h.msgs {
+		if strings.HasPrefix(m, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestExpelledMemberRejoiningUnderANewIDDoesNotFence: member A holds
+// records of both partitions in its batcher when B joins; A's JoinGroup
+// is held back past the rebalance timeout, so the round completes without
+// A (B takes both partitions and loads them), A's late join is refused and
+// A rejoins under a new member ID. franz-go then revokes (not loses) the
+// partition A no longer has, and A's flush of it must not fence: the
+// coordinator would accept the commit of the new ID for a partition A
+// does not own. Everything ends stored once.
+func TestExpelledMemberRejoiningUnderANewIDDoesNotFence(t *testing.T) {
+	w := newWorld(t)
+	topic := w.name("orders_expelled")
+	w.createTopic(topic, 2)
+	group := w.name("g_expelled")
+	timeouts := func(cfg *config.Config) *config.Config {
+		cfg.Kafka.SessionTimeout, cfg.Kafka.RebalanceTimeout = 30*time.Second, 5*time.Second
+		return cfg
+	}
+	// A cuts batches only on revoke or shutdown.
+	cfgA := timeouts(w.sluiceConfig(group, ordersPipeline(topic)))
+	cfgA.Batch.MaxWait, cfgA.Batch.MaxRows = time.Hour, 1_000_000
+	delayer := &joinDelayer{delay: 9 * time.Second}
+	var mu sync.Mutex
+	var msgs []string
+	logs := logCounter{next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), mu: &mu, msgs: &msgs}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := service.New(ctx, cfgA, slog.New(logs), service.WithGroupClientOpts(kgo.Dialer(delayer.dial)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	aDone := make(chan error, 1)
+	go func() { aDone <- a.Run(ctx); a.Close() }()
+	defer func() {
+		cancel()
+		<-aDone
+	}()
+	waitUntil(t, "A holding both partitions", 30*time.Second, func() bool { return membersWithPartitions(t, w.adm, group) == 1 })
+	w.produceOrders(topic, 21, 300)
+	waitUntil(t, "A holding the 300 records in its batcher", 30*time.Second, func() bool {
+		return metric(t, a.AdminAddr(), `sluice_records_consumed_total{pipeline="orders"}`) == `sluice_records_consumed_total{pipeline="orders"} 300`
+	})
+
+	delayer.armed.Store(true)
+	b := w.startSluice(timeouts(w.sluiceConfig(group, ordersPipeline(topic))))
+	waitUntil(t, "A's late join refused, A back under a new ID and revoked", 60*time.Second, func() bool {
+		return logs.count("partitions revoked") > 0
+	})
+	w.waitCommitted(group, topic, 60*time.Second)
+	b.stop(t)
+	cancel()
+	if err := <-aDone; err != nil {
+		t.Errorf("A: %v", err)
+	}
+	aDone <- nil
+	w.exactlyOnce(topic)
+	if logs.count("fenced while stopping") == 0 {
+		t.Errorf("A's flush after rejoining under a new member ID was not fenced; A's log: %v", msgs)
+	}
 }

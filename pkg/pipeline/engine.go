@@ -465,12 +465,13 @@ func (e *Engine) assigned(_ context.Context, cl *kgo.Client, parts map[string][]
 	}
 }
 
-func (e *Engine) revoked(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+func (e *Engine) revoked(_ context.Context, cl *kgo.Client, parts map[string][]int32) {
 	// A revoke that runs while shutdown flushes finds the workers still
 	// registered and waits for them.
 	e.stopPartitions(parts, stopFlush, e.opts.RevokeTimeout)
 	for topic, ps := range parts {
-		e.log.Info("partitions revoked: flushed and committed", "topic", topic, "partitions", ps)
+		member, generation := cl.GroupMetadata()
+		e.log.Info("partitions revoked: flushed and committed, or left to the next owner where this member was fenced", "topic", topic, "partitions", ps, "member", member, "generation", generation)
 	}
 }
 

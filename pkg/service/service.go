@@ -45,6 +45,9 @@ type Service struct {
 	admin  *admin.Server
 	reg    *prometheus.Registry
 
+	// groupOpts are extra options of the group client (WithGroupClientOpts).
+	groupOpts []kgo.Opt
+
 	// refHealth is the reference follower's Health (nil without reference
 	// data); kept apart from loader, which Close clears.
 	refHealth func() error
@@ -59,6 +62,13 @@ type Option func(*options)
 
 type options struct {
 	referenceOpts []kgo.Opt
+	groupOpts     []kgo.Opt
+}
+
+// WithGroupClientOpts appends options to the consumer-group client that
+// loads the pipelines (a test's fault-injecting dialer, say).
+func WithGroupClientOpts(opts ...kgo.Opt) Option {
+	return func(o *options) { o.groupOpts = append(o.groupOpts, opts...) }
 }
 
 // WithReferenceClientOpts appends options to the Kafka client that reads
@@ -81,7 +91,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	s := &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry(), groupOpts: o.groupOpts}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ok := false
 	defer func() {
@@ -350,6 +360,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if cfg.Kafka.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.Kafka.InstanceID))
 	}
+	opts = append(opts, s.groupOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
