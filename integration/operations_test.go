@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/pkg/audit"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/service"
 )
@@ -191,8 +193,13 @@ func TestOffsetBelowTheLogStart(t *testing.T) {
 	if n := w.count(fmt.Sprintf("SELECT count() FROM %s.orders", w.db)); n != 100 {
 		t.Errorf("%d rows, want the 100 still in the log", n)
 	}
-	if code, rep, stderr := runAudit(t, filepath.Join(cfg.Dir, "sluice.yaml")); code != 0 {
-		t.Errorf("audit exit %d, report %+v\nstderr: %s", code, rep, stderr)
+	code, rep, stderr := runAudit(t, filepath.Join(cfg.Dir, "sluice.yaml"))
+	if code != 0 || rep == nil {
+		t.Fatalf("audit exit %d, report %+v\nstderr: %s", code, rep, stderr)
+	}
+	// The offsets given up are reported as an accepted gap.
+	if gaps := partitionOf(t, rep, 0).AcceptedGaps; !slices.Contains(gaps, audit.Range{From: 10, To: 99}) {
+		t.Errorf("accepted gaps %v, want 10-99 among them", gaps)
 	}
 }
 

@@ -30,12 +30,13 @@
 //
 // Accepted gaps are offsets below the log start that the group moved past
 // without loading them (kafka.on_offset_out_of_range =
-// resume_from_log_start, being added). Nothing records such a skip yet, so
-// the audit derives it: the offsets after the highest one stored or
-// dead-lettered below the log start, up to the log start. It is empty when
-// nothing below the log start was ever stored (then it cannot be
-// derived), and it can also be the trace of rows removed from the table or
-// of letters removed by the dead-letter topic's retention.
+// resume_from_log_start). Sluice records the latest such skip of a
+// partition in its commits' metadata (dlq.WithSkipped), and the audit
+// reports it. It also derives one: the offsets after the highest one
+// stored or dead-lettered below the log start, up to the log start (empty
+// when nothing below the log start was ever stored); a derived gap can
+// also be the trace of rows removed from the table or of letters removed
+// by the dead-letter topic's retention.
 //
 // Bounds. Memory in Go: 8 bytes per dead letter of the audited partitions
 // at or above their log start (the dead-letter topic is read once, in
@@ -64,6 +65,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,6 +77,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-etl/sluice/pkg/dlq"
 )
 
 // Defaults of Options.
@@ -186,6 +190,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	// 2. Committed offsets, before the table and the letters are read.
 	committed := map[tp]int64{}
+	// skipped: source offsets a partition gave up to retention, recorded
+	// in its commits' metadata (dlq.WithSkipped): accepted gaps.
+	skipped := map[tp]Range{}
 	offs, err := adm.FetchOffsets(ctx, o.Group)
 	switch {
 	case errors.Is(err, kerr.GroupIDNotFound):
@@ -200,6 +207,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			if r.At >= 0 {
 				committed[tp{r.Topic, r.Partition}] = r.At
+			}
+			if from, to, ok := dlq.Skipped(r.Metadata); ok {
+				skipped[tp{r.Topic, r.Partition}] = Range{From: from, To: to - 1}
 			}
 		})
 		if perr != nil {
@@ -234,6 +244,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			t0 := time.Now()
 			if err := a.partition(ctx, pipe.Table, pr, letters.of(pipe.Topic, part)); err != nil {
 				return nil, err
+			}
+			if g, ok := skipped[tp{pipe.Topic, part}]; ok && !slices.Contains(pr.AcceptedGaps, g) {
+				pr.AcceptedGaps = append(pr.AcceptedGaps, g)
+				slices.SortFunc(pr.AcceptedGaps, func(x, y Range) int { return cmp.Compare(x.From, y.From) })
 			}
 			o.Log.Debug("partition audited", "topic", pipe.Topic, "partition", part, "rows", pr.Rows, "elapsed", time.Since(t0))
 			rep.Partitions = append(rep.Partitions, pr)

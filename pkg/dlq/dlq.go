@@ -408,9 +408,43 @@ func Metadata(pos int64) string {
 	return MetadataPrefix + "p" + strconv.FormatInt(int64(p), 10) + "@" + strconv.FormatInt(off, 10)
 }
 
+// skippedKey records, in a commit's metadata after the position, the
+// source offsets a partition gave up because retention removed them before
+// they were loaded (kafka.on_offset_out_of_range: resume_from_log_start):
+// "sluice:dlq=p0@12;skipped=10-100", offsets 10 to 99. Every later commit
+// of the partition carries it on, so `sluice audit` can report it as an
+// accepted gap; only the latest skip is kept.
+const skippedKey = ";skipped="
+
+// WithSkipped adds the skipped source offsets [from, to) to metadata md.
+func WithSkipped(md string, from, to int64) string {
+	return md + skippedKey + strconv.FormatInt(from, 10) + "-" + strconv.FormatInt(to, 10)
+}
+
+// Skipped reads the skipped source offsets [from, to) that WithSkipped
+// wrote into md; false when md records none.
+func Skipped(md string) (from, to int64, ok bool) {
+	_, v, found := strings.Cut(md, skippedKey)
+	if !found {
+		return 0, 0, false
+	}
+	v, _, _ = strings.Cut(v, ";")
+	a, b, found := strings.Cut(v, "-")
+	if !found {
+		return 0, 0, false
+	}
+	from, err1 := strconv.ParseInt(a, 10, 64)
+	to, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || from < 0 || to <= from {
+		return 0, 0, false
+	}
+	return from, to, true
+}
+
 // ParseMetadata reads what Metadata wrote, in either format; false when s
 // holds no position (absent or foreign).
 func ParseMetadata(s string) (pos int64, ok bool) {
+	s, _, _ = strings.Cut(s, ";") // what follows is not the position (WithSkipped)
 	v, found := strings.CutPrefix(s, MetadataPrefix)
 	if !found {
 		return 0, false

@@ -371,3 +371,21 @@ func TestSendRetriesATooLargeLetterWithoutItsValue(t *testing.T) {
 		}
 	}
 }
+
+func TestSkippedInMetadata(t *testing.T) {
+	md := WithSkipped(Metadata(Position(3, 1234)), 10, 100)
+	if md != "sluice:dlq=p3@1234;skipped=10-100" {
+		t.Fatalf("metadata %q", md)
+	}
+	if pos, ok := ParseMetadata(md); !ok || pos != Position(3, 1234) {
+		t.Fatalf("position of %q: %d %v", md, pos, ok)
+	}
+	if from, to, ok := Skipped(md); !ok || from != 10 || to != 100 {
+		t.Fatalf("skipped of %q: %d-%d %v", md, from, to, ok)
+	}
+	for _, bad := range []string{Metadata(7), "sluice:dlq=7;skipped=", "sluice:dlq=7;skipped=9-3", "sluice:dlq=7;skipped=a-b"} {
+		if _, _, ok := Skipped(bad); ok {
+			t.Errorf("%q reads as a skip", bad)
+		}
+	}
+}

@@ -27,6 +27,12 @@ type Options struct {
 	Group string
 	// Metadata encodes the dead-letter position stored with each commit.
 	Metadata DeadLetterMetadata
+	// RecordSkip adds to a commit's metadata the source offsets [from,
+	// to) a partition gave up (OutOfRangeResume), and ReadSkip reads them
+	// back, so that every later commit carries the record on and `sluice
+	// audit` reports it as an accepted gap. Nil: no record.
+	RecordSkip func(md string, from, to int64) string
+	ReadSkip   func(md string) (from, to int64, ok bool)
 	// InflightBytes bounds the bytes handed to workers and not committed.
 	InflightBytes int64
 	// ShutdownTimeout bounds the final flush and commit.
@@ -78,6 +84,9 @@ type Engine struct {
 
 	mu      sync.Mutex
 	workers map[tp]*worker
+	// skips are the source offsets [from, to) each partition gave up to
+	// retention, carried in its commits' metadata (Options.RecordSkip).
+	skips map[tp][2]int64
 
 	// slots holds one token per batch being processed (Options.Parallel).
 	slots chan struct{}
@@ -166,6 +175,7 @@ func New(o Options) (*Engine, error) {
 		m:            o.Metrics,
 		byTopic:      map[string]*Pipeline{},
 		workers:      map[tp]*worker{},
+		skips:        map[tp][2]int64{},
 		started:      make(chan struct{}),
 		clientClosed: make(chan struct{}),
 		slots:        make(chan struct{}, o.Parallel),
@@ -409,6 +419,11 @@ func (e *Engine) outOfRange(topic string, partition int32) {
 	w.log.Error("the partition's committed offset is no longer in the Kafka log: records were removed before they were loaded; resuming at the log start (kafka.on_offset_out_of_range: resume_from_log_start)",
 		"committed", committed, "log_start", start, "lost", lost)
 	e.m.SkippedOffsets.WithLabelValues(w.p.Name).Add(float64(lost))
+	if lost > 0 {
+		e.mu.Lock()
+		e.skips[k] = [2]int64{committed, start}
+		e.mu.Unlock()
+	}
 	e.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{topic: {partition: {Epoch: -1, Offset: start}}})
 	e.mu.Lock()
 	w.outOfRange = false // a later fall out of the log is a new event
@@ -511,6 +526,9 @@ func stopAll(ws []*worker, mode stopMode, flushTimeout time.Duration) {
 // forget drops what the engine keeps of a stopped worker's partition; the
 // one who removed the worker from the map calls it, once.
 func (w *worker) forget() {
+	w.e.mu.Lock()
+	delete(w.e.skips, tp{w.p.Topic, w.partition}) // the next owner reads it back
+	w.e.mu.Unlock()
 	if w.stalled.Load() {
 		w.e.stalled.Add(-1)
 		w.e.m.Stalled.Dec()
@@ -592,12 +610,18 @@ func (e *Engine) commit(topic string, partition int32, epoch int32, next, dlqNex
 	ctx, cancel := e.bounded(10 * time.Second)
 	defer cancel()
 	member := e.member.Load()
+	e.mu.Lock()
+	skip, skipped := e.skips[tp{topic, partition}]
+	e.mu.Unlock()
 	ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
 		if member == nil || req.MemberID != *member {
 			return errIdentityChanged
 		}
 		if e.opts.Metadata != nil {
 			md := e.opts.Metadata(dlqNext)
+			if skipped && e.opts.RecordSkip != nil {
+				md = e.opts.RecordSkip(md, skip[0], skip[1])
+			}
 			for i := range req.Topics {
 				if req.Topics[i].Topic != topic {
 					continue

@@ -978,8 +978,19 @@ func TestOffsetOutOfRangeResumesFromTheLogStart(t *testing.T) {
 	f.produceN(100, nil)
 	f.outOfRange("g31")
 	s := newMemSink()
-	r := f.startWith("g31", s, small, func(o *Options) { o.OnOutOfRange = OutOfRangeResume })
+	r := f.startWith("g31", s, small, func(o *Options) {
+		o.OnOutOfRange = OutOfRangeResume
+		o.RecordSkip, o.ReadSkip = dlq.WithSkipped, dlq.Skipped
+	})
 	waitFor(t, "commit at 100", 10*time.Second, func() bool { return f.committed("g31")[0] == 100 })
+	// The commits record what was given up, for the audit.
+	offs, err := f.adm.FetchOffsets(context.Background(), "g31")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := offs.Lookup(f.topic, 0); !strings.HasSuffix(o.Metadata, ";skipped=10-50") {
+		t.Errorf("commit metadata %q does not record the skipped offsets 10..49", o.Metadata)
+	}
 	if !r.engine.Ready() {
 		t.Errorf("not ready after resuming")
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/pkg/batch"
@@ -206,6 +209,9 @@ func (w *worker) resumePoint() bool {
 		if err != nil {
 			return err
 		}
+		if err := w.readSkip(); err != nil {
+			return err
+		}
 		w.dlqSeen, w.dlqNext = seen, next
 		if w.dlqSeen == nil {
 			w.dlqSeen = map[int64]int64{}
@@ -215,6 +221,34 @@ func (w *worker) resumePoint() bool {
 		}
 		return nil
 	})
+}
+
+// readSkip reads, from the partition's committed metadata, the source
+// offsets an earlier owner gave up to retention, so this worker's commits
+// carry the record on (Options.ReadSkip).
+func (w *worker) readSkip() error {
+	if w.e.opts.ReadSkip == nil {
+		return nil
+	}
+	offs, err := kadm.NewClient(w.e.cl).FetchOffsets(w.ctx, w.e.opts.Group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return nil // nothing committed yet
+	}
+	if err != nil {
+		return err
+	}
+	o, ok := offs.Lookup(w.p.Topic, w.partition)
+	if !ok || o.Err != nil {
+		return nil
+	}
+	if from, to, ok := w.e.opts.ReadSkip(o.Metadata); ok {
+		w.e.mu.Lock()
+		if _, known := w.e.skips[tp{w.p.Topic, w.partition}]; !known {
+			w.e.skips[tp{w.p.Topic, w.partition}] = [2]int64{from, to}
+		}
+		w.e.mu.Unlock()
+	}
+	return nil
 }
 
 // drain moves queued records into the batcher.

@@ -150,6 +150,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		OnOutOfRange:   pipeline.OutOfRangePolicy(cfg.Kafka.OnOffsetOutOfRange),
 		Group:          cfg.Kafka.Group,
 		Metadata:       dlq.Metadata,
+		RecordSkip:     dlq.WithSkipped,
+		ReadSkip:       dlq.Skipped,
 		Log:            log,
 		Metrics:        m,
 	})
