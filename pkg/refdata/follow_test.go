@@ -101,6 +101,9 @@ func TestFollowRetriesFailingFetches(t *testing.T) {
 	}
 
 	h := e.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: fxRatesTopic, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	// Produce only once a fetch was refused: a fetch sent before the
+	// fault may still be long-polling and would deliver the rate.
+	waitFor(t, "a fetch refused", func() bool { return h.Hits() > 0 })
 	e.produce(t, e.rateRec(t, rate("CHF", "0.90000000", 1000)))
 	authErrors := l.m.errors.WithLabelValues("topic_authorization_failed")
 	waitFor(t, "three failed fetches counted", func() bool { return counterValue(t, authErrors) >= 3 })

@@ -97,6 +97,12 @@ func (f *followed) customer(t *testing.T, id, name string) *kgo.Record {
 func (f *followed) failFetches(t *testing.T) (restore func()) {
 	t.Helper()
 	h := f.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	// A refused fetch, not only an unhealthy follower: Health also fails
+	// when the follower is merely late (a loaded machine), while a fetch
+	// sent before the fault may still be long-polling and would deliver
+	// what the test produces next. With one broker the client has one
+	// fetch in flight; once one was refused, none from before is left.
+	waitUntilTrue(t, "a fetch refused", func() bool { return h.Hits() > 0 })
 	waitUntilTrue(t, "the follower to report the failure", func() bool { return f.loader.Health() != nil })
 	return h.Remove
 }
