@@ -216,7 +216,8 @@ func TestPausedPartitionAssignedBackResumes(t *testing.T) {
 	px := newProxy(t, clickhouse)
 	group := w.name("g_paused")
 	small := func(cfg *config.Config) *config.Config {
-		cfg.Batch.MaxRows, cfg.Batch.MaxBytes, cfg.InflightBytes = 50, 8<<10, 64<<10
+		setBatch(cfg, func(b *config.Batch) { b.MaxRows, b.MaxBytes = 50, 8<<10 })
+		cfg.InflightBytes = 64 << 10
 		cfg.ClickHouse.InsertTimeout = 2 * time.Second
 		cfg.Kafka.RebalanceTimeout = 8 * time.Second
 		return cfg
@@ -292,18 +293,46 @@ func (c *delayedConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// logCounter is a slog handler that keeps every message and passes the
-// records on to next.
+// setBatch changes the batch limits of a loaded config: the global ones
+// and those each pipeline inherited from them when the config was read.
+func setBatch(cfg *config.Config, f func(*config.Batch)) {
+	f(&cfg.Batch)
+	for i := range cfg.Pipelines {
+		f(&cfg.Pipelines[i].Batch)
+	}
+}
+
+// logCounter is a slog handler that keeps every record, message and
+// attributes (those given by With included), and passes the records at
+// or above its next handler's level on to it.
 type logCounter struct {
-	next slog.Handler
-	mu   *sync.Mutex
-	msgs *[]string
+	next  slog.Handler
+	mu    *sync.Mutex
+	lines *[]logLine
+	attrs []slog.Attr
+}
+
+type logLine struct {
+	msg   string
+	attrs map[string]string
+}
+
+func newLogCounter(next slog.Handler) logCounter {
+	return logCounter{next: next, mu: &sync.Mutex{}, lines: &[]logLine{}}
 }
 
 func (h logCounter) Enabled(ctx context.Context, l slog.Level) bool { return true }
 func (h logCounter) Handle(ctx context.Context, r slog.Record) error {
+	l := logLine{msg: r.Message, attrs: map[string]string{}}
+	for _, a := range h.attrs {
+		l.attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		l.attrs[a.Key] = a.Value.String()
+		return true
+	})
 	h.mu.Lock()
-	*h.msgs = append(*h.msgs, r.Message)
+	*h.lines = append(*h.lines, l)
 	h.mu.Unlock()
 	if h.next.Enabled(ctx, r.Level) {
 		return h.next.Handle(ctx, r)
@@ -311,22 +340,31 @@ func (h logCounter) Handle(ctx context.Context, r slog.Record) error {
 	return nil
 }
 func (h logCounter) WithAttrs(as []slog.Attr) slog.Handler {
-	return logCounter{next: h.next.WithAttrs(as), mu: h.mu, msgs: h.msgs}
+	return logCounter{next: h.next.WithAttrs(as), mu: h.mu, lines: h.lines, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
 }
 func (h logCounter) WithGroup(g string) slog.Handler {
-	return logCounter{next: h.next.WithGroup(g), mu: h.mu, msgs: h.msgs}
+	return logCounter{next: h.next.WithGroup(g), mu: h.mu, lines: h.lines, attrs: h.attrs}
 }
 
-func (h logCounter) count(prefix string) int {
+// matching returns the records whose message starts with prefix.
+func (h logCounter) matching(prefix string) []logLine {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := 0
-	for _, m := range *h.msgs {
-		if strings.HasPrefix(m, prefix) {
-			n++
+	var out []logLine
+	for _, l := range *h.lines {
+		if strings.HasPrefix(l.msg, prefix) {
+			out = append(out, l)
 		}
 	}
-	return n
+	return out
+}
+
+func (h logCounter) count(prefix string) int { return len(h.matching(prefix)) }
+
+func (h logCounter) all() []logLine {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]logLine(nil), *h.lines...)
 }
 
 // TestExpelledMemberRejoiningUnderANewIDDoesNotFence: member A holds
@@ -336,8 +374,9 @@ func (h logCounter) count(prefix string) int {
 // A rejoins under a new member ID. franz-go then revokes (not loses) the
 // partition A no longer has, and A's flush of it must not fence: the
 // coordinator would accept the commit of the new ID for a partition A
-// does not own. Everything ends stored once. (A run whose next generation
-// hands A its partitions back is legitimate too; see the end.)
+// does not own. Everything ends stored once, and A's log shows the flush
+// of each partition revoked under the new ID fenced (A's batches are cut
+// only on revoke or shutdown, so it holds records of both).
 func TestExpelledMemberRejoiningUnderANewIDDoesNotFence(t *testing.T) {
 	w := newWorld(t)
 	topic := w.name("orders_expelled")
@@ -349,11 +388,9 @@ func TestExpelledMemberRejoiningUnderANewIDDoesNotFence(t *testing.T) {
 	}
 	// A cuts batches only on revoke or shutdown.
 	cfgA := timeouts(w.sluiceConfig(group, ordersPipeline(topic)))
-	cfgA.Batch.MaxWait, cfgA.Batch.MaxRows = time.Hour, 1_000_000
+	setBatch(cfgA, func(b *config.Batch) { b.MaxWait, b.MaxRows = time.Hour, 1_000_000 })
 	delayer := &joinDelayer{delay: 9 * time.Second}
-	var mu sync.Mutex
-	var msgs []string
-	logs := logCounter{next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), mu: &mu, msgs: &msgs}
+	logs := newLogCounter(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := service.New(ctx, cfgA, slog.New(logs), service.WithGroupClientOpts(kgo.Dialer(delayer.dial)))
 	if err != nil {
@@ -385,10 +422,39 @@ func TestExpelledMemberRejoiningUnderANewIDDoesNotFence(t *testing.T) {
 	}
 	aDone <- nil
 	w.exactlyOnce(topic)
-	// Whether A's flush is fenced depends on the balancer: in most runs
-	// the generation after A's rejoin gives A nothing and its flush must
-	// be (and is) fenced; in some it gives A its partitions back, and A
-	// then owns them and may commit. Which one happened is logged; the
-	// identity check itself is asserted by TestNoInsertUnderAChangedMemberID.
-	t.Logf("A's flush fenced %d times; A's log: %v", logs.count("fenced while stopping"), msgs)
+
+	// A's first member ID, and the partitions revoked from A once it was
+	// back under another: their flush must have been fenced, unless A had
+	// been assigned them under the new ID before (then it owned them).
+	assigned := logs.matching("partitions assigned")
+	if len(assigned) == 0 {
+		t.Fatal("A logged no assignment")
+	}
+	first := assigned[0].attrs["member"]
+	ownedUnder := map[string]bool{} // member + partition
+	fencedAt := map[string]bool{}   // partition
+	checked := 0
+	for _, l := range logs.all() {
+		switch {
+		case strings.HasPrefix(l.msg, "partitions assigned"):
+			for _, p := range strings.Fields(strings.Trim(l.attrs["partitions"], "[]")) {
+				ownedUnder[l.attrs["member"]+"/"+p] = true
+			}
+		case strings.HasPrefix(l.msg, "fenced while stopping"):
+			fencedAt[l.attrs["partition"]] = true
+		case strings.HasPrefix(l.msg, "partitions revoked") && l.attrs["member"] != first && checked == 0:
+			for _, p := range strings.Fields(strings.Trim(l.attrs["partitions"], "[]")) {
+				if ownedUnder[l.attrs["member"]+"/"+p] {
+					continue
+				}
+				checked++
+				if !fencedAt[p] {
+					t.Errorf("partition %s was revoked from A under its new member ID %s (first %s) without A's flush being fenced", p, l.attrs["member"], first)
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Errorf("no partition was revoked from A under a new member ID; A's log: %v", logs.all())
+	}
 }
