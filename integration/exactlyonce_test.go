@@ -25,13 +25,24 @@ import (
 // PARTITION BY toYYYYMM), round-robin over the topic's partitions.
 func (w *world) produceSpreadOrders(topic string, n int, step time.Duration) {
 	w.t.Helper()
+	w.produceSpreadOrdersAs("avro", topic, n, step)
+}
+
+// produceSpreadOrdersAs is produceSpreadOrders in the format given (avro
+// or json, the encodings ordersPipelineAs reads).
+func (w *world) produceSpreadOrdersAs(format, topic string, n int, step time.Duration) {
+	w.t.Helper()
 	g, err := gen.New(gen.Options{Seed: 7, Step: step, SchemaDir: filepath.Join(repoRoot(), "schemas", "avro")})
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	recs := make([]*kgo.Record, 0, n)
 	for seq := 0; seq < n; seq++ {
-		k, v, err := g.Codecs().EncodeOrder(g.Order(seq))
+		encode := g.Codecs().EncodeOrder
+		if format == "json" {
+			encode = gen.EncodeOrderJSON
+		}
+		k, v, err := encode(g.Order(seq))
 		if err != nil {
 			w.t.Fatal(err)
 		}
@@ -70,15 +81,21 @@ func (w *world) waitCommitted(group, topic string, d time.Duration) {
 // leaves every batch partly stored; a second group re-reads the topic from
 // the start and must load exactly the dropped rows.
 func TestPartlyStoredBatchesLoadOnlyWhatIsMissing(t *testing.T) {
+	for _, format := range []string{"avro", "json"} {
+		t.Run(format, func(t *testing.T) { partlyStored(t, format) })
+	}
+}
+
+func partlyStored(t *testing.T, format string) {
 	w := newWorld(t)
 	topic := w.name("orders_spread")
 	w.createTopic(topic, 2)
 	// 4,000 orders 1h apart: 167 days, six months; a 20,000-row batch
 	// holds a partition's whole backlog and so every month.
-	w.produceSpreadOrders(topic, 4000, time.Hour)
+	w.produceSpreadOrdersAs(format, topic, 4000, time.Hour)
 
 	g1 := w.name("g_first")
-	s := w.startSluice(w.sluiceConfig(g1, ordersPipeline(topic)))
+	s := w.startSluice(w.sluiceConfig(g1, ordersPipelineAs(format, topic)))
 	w.waitCommitted(g1, topic, 60*time.Second)
 	s.stop(t)
 	w.exactlyOnce(topic)
@@ -99,7 +116,7 @@ func TestPartlyStoredBatchesLoadOnlyWhatIsMissing(t *testing.T) {
 	}
 
 	g2 := w.name("g_second")
-	s = w.startSluice(w.sluiceConfig(g2, ordersPipeline(topic)))
+	s = w.startSluice(w.sluiceConfig(g2, ordersPipelineAs(format, topic)))
 	w.waitCommitted(g2, topic, 60*time.Second)
 	s.stop(t)
 	w.exactlyOnce(topic)
@@ -147,14 +164,20 @@ func TestInsertOutlivingItsTimeoutIsNotLoadedTwice(t *testing.T) {
 // data. Nothing may be committed while no INSERT can land, and once the
 // link heals every record is stored once.
 func TestCutLinkDuringInsertsLosesAndDuplicatesNothing(t *testing.T) {
+	for _, format := range []string{"avro", "json"} {
+		t.Run(format, func(t *testing.T) { cutLink(t, format) })
+	}
+}
+
+func cutLink(t *testing.T, format string) {
 	w := newWorld(t)
 	topic := w.name("orders_cut")
 	w.createTopic(topic, 2)
-	w.produceSpreadOrders(topic, 4000, 10*time.Minute)
+	w.produceSpreadOrdersAs(format, topic, 4000, 10*time.Minute)
 
 	px := newProxy(t, clickhouse)
 	g := w.name("g_cut")
-	cfg := w.sluiceConfig(g, ordersPipeline(topic))
+	cfg := w.sluiceConfig(g, ordersPipelineAs(format, topic))
 	cfg.ClickHouse.Addr = []string{px.Listen}
 	px.toxic(t, `{"name":"cut","type":"limit_data","stream":"upstream","attributes":{"bytes":65536}}`)
 	s := w.startSluice(cfg)

@@ -20,6 +20,12 @@ import (
 // by customer_id as sluice-gen does, and returns each order by id.
 func (w *world) produceOrders(topic string, seed int64, n int) map[string]gen.Order {
 	w.t.Helper()
+	return w.produceOrdersAs("avro", topic, seed, n)
+}
+
+// produceOrdersAs is produceOrders in the format given (avro or json).
+func (w *world) produceOrdersAs(format, topic string, seed int64, n int) map[string]gen.Order {
+	w.t.Helper()
 	g, err := gen.New(gen.Options{Seed: seed, SchemaDir: filepath.Join(repoRoot(), "schemas", "avro")})
 	if err != nil {
 		w.t.Fatal(err)
@@ -32,7 +38,11 @@ func (w *world) produceOrders(topic string, seed int64, n int) map[string]gen.Or
 	)
 	for seq := 0; seq < n; seq++ {
 		o := g.Order(seq)
-		k, v, err := g.Codecs().EncodeOrder(o)
+		encode := g.Codecs().EncodeOrder
+		if format == "json" {
+			encode = gen.EncodeOrderJSON
+		}
+		k, v, err := encode(o)
 		if err != nil {
 			w.t.Fatal(err)
 		}
@@ -59,14 +69,18 @@ func (w *world) produceOrders(topic string, seed int64, n int) map[string]gen.Or
 	return want
 }
 
-func ordersPipeline(topic string) string {
+func ordersPipeline(topic string) string { return ordersPipelineAs("avro", topic) }
+
+// ordersPipelineAs is ordersPipeline reading the format given: avro, or
+// json (the columnar path).
+func ordersPipelineAs(format, topic string) string {
 	return fmt.Sprintf(`  - name: orders
     topic: %s
-    format: avro
+    format: %s
     schema: %s
     table: orders
     transforms: [order_items]
-`, topic, filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"))
+`, topic, format, filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"))
 }
 
 // checkOrders compares every row of the orders table with what was
@@ -126,14 +140,21 @@ func (w *world) checkOrders(want map[string]gen.Order) {
 }
 
 // TestOrdersEndToEnd: 200,000 orders over 6 partitions, loaded exactly, with
-// the committed offsets at the log end.
+// the committed offsets at the log end, every column as produced; in Avro
+// (the row path) and in JSON (the columnar path).
 func TestOrdersEndToEnd(t *testing.T) {
+	for _, format := range []string{"avro", "json"} {
+		t.Run(format, func(t *testing.T) { ordersEndToEnd(t, format) })
+	}
+}
+
+func ordersEndToEnd(t *testing.T, format string) {
 	w := newWorld(t)
 	topic := w.name("orders")
 	w.createTopic(topic, 6)
 	const n = 200_000
 	start := time.Now()
-	want := w.produceOrders(topic, 1, n)
+	want := w.produceOrdersAs(format, topic, 1, n)
 	t.Logf("produced %d orders in %v", n, time.Since(start).Round(time.Millisecond))
 	end := w.endOffsets(topic)
 	var total int64
@@ -145,7 +166,7 @@ func TestOrdersEndToEnd(t *testing.T) {
 	}
 
 	group := w.name("g")
-	s := w.startSluice(w.sluiceConfig(group, ordersPipeline(topic)))
+	s := w.startSluice(w.sluiceConfig(group, ordersPipelineAs(format, topic)))
 	start = time.Now()
 	waitUntil(t, "committed offsets at the log end", 3*time.Minute, func() bool {
 		return itest.EqualOffsets(w.committed(group, topic), end)

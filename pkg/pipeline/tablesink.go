@@ -33,3 +33,7 @@ func (w *tableWriter) Prepare(b *record.Batch) int { return w.t.Prepare(w.bufs, 
 func (w *tableWriter) Send(ctx context.Context, b *record.Batch) error {
 	return w.t.Send(ctx, w.bufs, b)
 }
+
+// Block resets the writer's columns for the next batch's rows (the
+// columnar path, stage.Columnar).
+func (w *tableWriter) Block(needs []string) record.Block { return w.t.Block(w.bufs, needs) }

@@ -291,6 +291,11 @@ func (w *worker) process(b *record.Batch) bool {
 	start := time.Now()
 	p := w.p
 	b.TopicID = w.topicID
+	if bw, ok := w.writer.(interface{ Block([]string) record.Block }); ok {
+		if needs, ok := stage.Columnar(p.Decoder, w.stages); ok {
+			b.Block = bw.Block(needs)
+		}
+	}
 	if !stage.Run(w.ctx, b, p.Decoder, w.stages, w.retry) {
 		return false
 	}

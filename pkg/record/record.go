@@ -92,6 +92,10 @@ type Batch struct {
 	Items   []Item
 	// Bytes is the sum of key and value sizes, what max_bytes bounds.
 	Bytes int
+	// Block, when set, holds the items' rows in the table's columns (the
+	// columnar path; Row is then unused), Items[i] at row Base+i.
+	Block Block
+	Base  int
 }
 
 // Good counts the items still to load (Pending).
@@ -108,7 +112,8 @@ func (b *Batch) Good() int {
 // Slice returns the batch of items lo..hi-1, sharing their memory: marking
 // an item of the slice failed marks it in b too.
 func (b *Batch) Slice(lo, hi int) *Batch {
-	s := &Batch{Pipeline: b.Pipeline, Topic: b.Topic, Partition: b.Partition, Epoch: b.Epoch, TopicID: b.TopicID, Items: b.Items[lo:hi:hi]}
+	s := &Batch{Pipeline: b.Pipeline, Topic: b.Topic, Partition: b.Partition, Epoch: b.Epoch, TopicID: b.TopicID, Items: b.Items[lo:hi:hi],
+		Block: b.Block, Base: b.Base + lo}
 	if hi > lo {
 		s.First, s.Last = b.Items[lo].Rec.Offset, b.Items[hi-1].Rec.Offset
 	}

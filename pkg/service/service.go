@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-etl/sluice/pkg/refdata"
 	"github.com/sluice-etl/sluice/pkg/registry"
 	"github.com/sluice-etl/sluice/pkg/sink"
+	"github.com/sluice-etl/sluice/pkg/stage"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
 
@@ -275,6 +276,18 @@ func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc
 	}
 	if err := table.Bind(filledBy(schema, ts)); err != nil {
 		return nil, config.Errors{{Key: key + ".table", Problem: err.Error()}}, nil
+	}
+	if pc.Format == decode.FormatJSON {
+		// The columnar path, for JSON; the row path stays for Avro.
+		var needs []string
+		for _, tr := range ts {
+			if ct, ok := tr.(stage.ColumnTransform); ok {
+				needs = append(needs, ct.Needs()...)
+			}
+		}
+		if cd, ok := decode.NewColumnJSON(schema, table.Column, needs); ok {
+			dec = cd
+		}
 	}
 	return &pipeline.Pipeline{
 		Name:       pc.Name,

@@ -18,12 +18,64 @@ type colbuf interface {
 	// slice is what batch.Column(i).Append receives.
 	slice() any
 	reset()
+
+	// The columnar path (block.go): typed puts that convert exactly as
+	// add does, without boxing the value; set overwrites row i; view and
+	// gather hand over a range or a selection of rows.
+	putString(string) error
+	putInt(int64) error
+	putDecimal(unscaled int64, scale int32) error
+	putTime(time.Time) error
+	set(i int, v any) error
+	setInt(i int, v int64) error
+	view(lo, hi int) any
+	gather(rows []int) any
+	len() int
+}
+
+// typed holds a column's converters from unboxed values; a nil one falls
+// back to the boxed conversion.
+type typed[T any] struct {
+	str func(string) (T, error)
+	i64 func(int64) (T, error)
+	dec func(int64, int32) (T, error)
+	tm  func(time.Time) (T, error)
+}
+
+func (tc *typed[T]) fromString(s string, conv func(any) (T, error)) (T, error) {
+	if tc != nil && tc.str != nil {
+		return tc.str(s)
+	}
+	return conv(s)
+}
+
+func (tc *typed[T]) fromInt(v int64, conv func(any) (T, error)) (T, error) {
+	if tc != nil && tc.i64 != nil {
+		return tc.i64(v)
+	}
+	return conv(v)
+}
+
+func (tc *typed[T]) fromDecimal(u int64, scale int32, conv func(any) (T, error)) (T, error) {
+	if tc != nil && tc.dec != nil {
+		return tc.dec(u, scale)
+	}
+	return conv(decimal.New(u, -scale))
+}
+
+func (tc *typed[T]) fromTime(t time.Time, conv func(any) (T, error)) (T, error) {
+	if tc != nil && tc.tm != nil {
+		return tc.tm(t)
+	}
+	return conv(t)
 }
 
 type buf[T any] struct {
 	vals []T
 	conv func(any) (T, error)
 	zero T // stands for an absent value in a NOT NULL column
+	tc   *typed[T]
+	out  []T // gather's reused result
 }
 
 func (b *buf[T]) add(v any) error {
@@ -51,6 +103,8 @@ type nullBuf[T any] struct {
 	vals  []*T
 	chunk []T
 	conv  func(any) (T, error)
+	tc    *typed[T]
+	out   []*T
 }
 
 func (b *nullBuf[T]) add(v any) error {
@@ -62,11 +116,7 @@ func (b *nullBuf[T]) add(v any) error {
 	if err != nil {
 		return err
 	}
-	if len(b.chunk) == cap(b.chunk) {
-		b.chunk = make([]T, 0, max(64, 2*cap(b.chunk)))
-	}
-	b.chunk = append(b.chunk, x)
-	b.vals = append(b.vals, &b.chunk[len(b.chunk)-1])
+	b.vals = append(b.vals, b.hold(x))
 	return nil
 }
 func (b *nullBuf[T]) truncate(n int) { clear(b.vals[n:]); b.vals = b.vals[:n] }
@@ -82,49 +132,147 @@ func (b *nullBuf[T]) reset() {
 }
 
 func mk[T any](nullable bool, conv func(any) (T, error), zero T) colbuf {
-	if nullable {
-		return &nullBuf[T]{conv: conv}
-	}
-	return &buf[T]{conv: conv, zero: zero}
+	return mkTyped(nullable, conv, zero, nil)
 }
+
+func mkTyped[T any](nullable bool, conv func(any) (T, error), zero T, tc *typed[T]) colbuf {
+	if nullable {
+		return &nullBuf[T]{conv: conv, tc: tc}
+	}
+	return &buf[T]{conv: conv, zero: zero, tc: tc}
+}
+
+func (b *buf[T]) put(x T, err error) error {
+	if err != nil {
+		return err
+	}
+	b.vals = append(b.vals, x)
+	return nil
+}
+func (b *buf[T]) putString(s string) error { return b.put(b.tc.fromString(s, b.conv)) }
+func (b *buf[T]) putInt(v int64) error     { return b.put(b.tc.fromInt(v, b.conv)) }
+func (b *buf[T]) putDecimal(u int64, scale int32) error {
+	return b.put(b.tc.fromDecimal(u, scale, b.conv))
+}
+func (b *buf[T]) putTime(t time.Time) error { return b.put(b.tc.fromTime(t, b.conv)) }
+func (b *buf[T]) set(i int, v any) error {
+	if v == nil {
+		b.vals[i] = b.zero
+		return nil
+	}
+	x, err := b.conv(v)
+	if err == nil {
+		b.vals[i] = x
+	}
+	return err
+}
+func (b *buf[T]) setInt(i int, v int64) error {
+	x, err := b.tc.fromInt(v, b.conv)
+	if err == nil {
+		b.vals[i] = x
+	}
+	return err
+}
+func (b *buf[T]) view(lo, hi int) any { return b.vals[lo:hi:hi] }
+func (b *buf[T]) gather(rows []int) any {
+	clear(b.out)
+	b.out = b.out[:0]
+	for _, r := range rows {
+		b.out = append(b.out, b.vals[r])
+	}
+	return b.out
+}
+func (b *buf[T]) len() int { return len(b.vals) }
+
+func (b *nullBuf[T]) put(x T, err error) error {
+	if err != nil {
+		return err
+	}
+	b.vals = append(b.vals, b.hold(x))
+	return nil
+}
+
+// hold stores x in the chunk and returns where.
+func (b *nullBuf[T]) hold(x T) *T {
+	if len(b.chunk) == cap(b.chunk) {
+		b.chunk = make([]T, 0, max(64, 2*cap(b.chunk)))
+	}
+	b.chunk = append(b.chunk, x)
+	return &b.chunk[len(b.chunk)-1]
+}
+func (b *nullBuf[T]) putString(s string) error { return b.put(b.tc.fromString(s, b.conv)) }
+func (b *nullBuf[T]) putInt(v int64) error     { return b.put(b.tc.fromInt(v, b.conv)) }
+func (b *nullBuf[T]) putDecimal(u int64, scale int32) error {
+	return b.put(b.tc.fromDecimal(u, scale, b.conv))
+}
+func (b *nullBuf[T]) putTime(t time.Time) error { return b.put(b.tc.fromTime(t, b.conv)) }
+func (b *nullBuf[T]) set(i int, v any) error {
+	if v == nil {
+		b.vals[i] = nil
+		return nil
+	}
+	x, err := b.conv(v)
+	if err == nil {
+		b.vals[i] = b.hold(x)
+	}
+	return err
+}
+func (b *nullBuf[T]) setInt(i int, v int64) error {
+	x, err := b.tc.fromInt(v, b.conv)
+	if err == nil {
+		b.vals[i] = b.hold(x)
+	}
+	return err
+}
+func (b *nullBuf[T]) view(lo, hi int) any { return b.vals[lo:hi:hi] }
+func (b *nullBuf[T]) gather(rows []int) any {
+	clear(b.out)
+	b.out = b.out[:0]
+	for _, r := range rows {
+		b.out = append(b.out, b.vals[r])
+	}
+	return b.out
+}
+func (b *nullBuf[T]) len() int { return len(b.vals) }
 
 // newColbuf picks the buffer for a column type.
 func newColbuf(t *colType) (colbuf, error) {
 	n := t.nullable
 	switch t.base {
 	case "String", "FixedString":
-		return mk(n, toString, ""), nil
+		return mkTyped(n, toString, "", &typed[string]{str: func(s string) (string, error) { return s, nil }}), nil
 	case "Enum8", "Enum16":
 		if len(t.symbols) == 0 {
 			break
 		}
-		return mk(n, enumIn(t.symbols), t.symbols[0]), nil
+		return mkTyped(n, enumIn(t.symbols), t.symbols[0], &typed[string]{str: enumString(t.symbols)}), nil
 	case "UInt8":
-		return mk(n, intIn[uint8](0, math.MaxUint8), 0), nil
+		return mkInt[uint8](n, 0, math.MaxUint8), nil
 	case "UInt16":
-		return mk(n, intIn[uint16](0, math.MaxUint16), 0), nil
+		return mkInt[uint16](n, 0, math.MaxUint16), nil
 	case "UInt32":
-		return mk(n, intIn[uint32](0, math.MaxUint32), 0), nil
+		return mkInt[uint32](n, 0, math.MaxUint32), nil
 	case "UInt64":
-		return mk(n, intIn[uint64](0, -1), 0), nil
+		return mkInt[uint64](n, 0, -1), nil
 	case "Int8":
-		return mk(n, intIn[int8](math.MinInt8, math.MaxInt8), 0), nil
+		return mkInt[int8](n, math.MinInt8, math.MaxInt8), nil
 	case "Int16":
-		return mk(n, intIn[int16](math.MinInt16, math.MaxInt16), 0), nil
+		return mkInt[int16](n, math.MinInt16, math.MaxInt16), nil
 	case "Int32":
-		return mk(n, intIn[int32](math.MinInt32, math.MaxInt32), 0), nil
+		return mkInt[int32](n, math.MinInt32, math.MaxInt32), nil
 	case "Int64":
-		return mk(n, intIn[int64](math.MinInt64, math.MaxInt64), 0), nil
+		return mkInt[int64](n, math.MinInt64, math.MaxInt64), nil
 	case "Float32":
 		return mk(n, func(v any) (float32, error) { f, err := toFloat64(v); return float32(f), err }, 0), nil
 	case "Float64":
 		return mk(n, toFloat64, 0), nil
 	case "Decimal":
-		return mk(n, decimalIn(t.precision, t.scale), decimal.Zero), nil
+		conv := decimalIn(t.precision, t.scale)
+		return mkTyped(n, conv, decimal.Zero, &typed[decimal.Decimal]{dec: decimalFrom(t.precision, t.scale, conv)}), nil
 	case "DateTime":
-		return mk(n, timeIn(dateTimeMin, dateTimeMax), dateTimeMin), nil
+		return mkTime(n, dateTimeMin, dateTimeMax), nil
 	case "Date":
-		return mk(n, timeIn(dateTimeMin, dateMax), dateTimeMin), nil
+		return mkTime(n, dateTimeMin, dateMax), nil
 	case "Array":
 		switch t.elem.base {
 		case "String", "FixedString":
@@ -136,6 +284,66 @@ func newColbuf(t *colType) (colbuf, error) {
 	}
 	return nil, fmt.Errorf("column type %s is not supported by Sluice yet", t.base)
 }
+
+// mkInt makes an integer column; an int64 is range-checked as intIn does.
+func mkInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32 | uint64](nullable bool, lo, hi int64) colbuf {
+	return mkTyped(nullable, intIn[T](lo, hi), 0, &typed[T]{i64: func(v int64) (T, error) {
+		if v < lo || (hi >= 0 && v > hi) {
+			return 0, fmt.Errorf("%d is out of range %d..%d", v, lo, hi)
+		}
+		return T(v), nil
+	}})
+}
+
+func mkTime(nullable bool, lo, hi time.Time) colbuf {
+	conv := timeIn(lo, hi)
+	return mkTyped(nullable, conv, dateTimeMin, &typed[time.Time]{tm: func(t time.Time) (time.Time, error) {
+		if t.Before(lo) || !t.Before(hi) {
+			return conv(t) // the error
+		}
+		return t, nil
+	}})
+}
+
+// decimalFrom converts unscaled × 10^-scale to the column's scale with
+// integer arithmetic; what does not fit, and the rare value whose
+// rescaling would overflow an int64, goes through conv (the error, or the
+// exact big-number path).
+func decimalFrom(precision, colScale int32, conv func(any) (decimal.Decimal, error)) func(int64, int32) (decimal.Decimal, error) {
+	var limit int64 // 10^precision, 0 when it exceeds an int64
+	if precision <= 18 {
+		limit = pow10[precision]
+	}
+	return func(u int64, scale int32) (decimal.Decimal, error) {
+		v, ok := u, true
+		switch {
+		case scale > colScale:
+			if d := scale - colScale; d > 18 || v%pow10[d] != 0 {
+				ok = false
+			} else {
+				v /= pow10[d]
+			}
+		case scale < colScale:
+			if d := colScale - scale; d > 18 || v > math.MaxInt64/pow10[d] || v < math.MinInt64/pow10[d] {
+				ok = false
+			} else {
+				v *= pow10[d]
+			}
+		}
+		if !ok || v == math.MinInt64 || (limit != 0 && (v >= limit || -v >= limit)) {
+			return conv(decimal.New(u, -scale))
+		}
+		return decimal.New(v, -colScale), nil
+	}
+}
+
+var pow10 = func() (p [19]int64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return
+}()
 
 // Compile-time checks that the buffers serve the interface.
 var (

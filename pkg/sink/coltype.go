@@ -241,15 +241,23 @@ func enumSymbols(s string) []string {
 // enumIn accepts only the enum's own symbols: clickhouse-go would fail the
 // whole batch on an unknown one.
 func enumIn(symbols []string) func(any) (string, error) {
-	set := make(map[string]struct{}, len(symbols))
-	for _, s := range symbols {
-		set[s] = struct{}{}
-	}
+	in := enumString(symbols)
 	return func(v any) (string, error) {
 		s, err := toString(v)
 		if err != nil {
 			return "", err
 		}
+		return in(s)
+	}
+}
+
+// enumString is enumIn for a string, unboxed.
+func enumString(symbols []string) func(string) (string, error) {
+	set := make(map[string]struct{}, len(symbols))
+	for _, s := range symbols {
+		set[s] = struct{}{}
+	}
+	return func(s string) (string, error) {
 		if _, ok := set[s]; !ok {
 			return "", fmt.Errorf("%q is not a symbol of the column's enum", s)
 		}

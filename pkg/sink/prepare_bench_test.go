@@ -108,7 +108,7 @@ func firstFailure(b *record.Batch) string {
 
 // ordersTableFromDDL builds the orders Table from schemas/clickhouse's
 // CREATE TABLE, one column per line, without a server.
-func ordersTableFromDDL(b *testing.B) *Table {
+func ordersTableFromDDL(b testing.TB) *Table {
 	b.Helper()
 	ddl, err := fs.ReadFile(schemas.ClickHouse, "clickhouse/001_orders.sql")
 	if err != nil {
@@ -137,8 +137,8 @@ func ordersTableFromDDL(b *testing.B) *Table {
 		t.cols = append(t.cols, Column{Name: m[1], Type: typ, Nullable: ct.nullable, Default: m[3] != ""})
 		t.types = append(t.types, ct)
 	}
-	if len(t.cols) != 21 {
-		b.Fatalf("read %d columns from 001_orders.sql, want 21", len(t.cols))
+	if len(t.cols) != 22 {
+		b.Fatalf("read %d columns from 001_orders.sql, want 22", len(t.cols))
 	}
 	t.setInsert()
 	return t

@@ -220,6 +220,11 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "\\`"
 type Buffers struct {
 	cols []colbuf
 	rows int
+	// The columnar path (block.go): the block over cols, the rows picked
+	// for the INSERT and their columns.
+	block  *Block
+	picked []int
+	send   []any
 }
 
 // NewBuffers makes the column buffers for this table.
@@ -236,6 +241,10 @@ func (t *Table) NewBuffers() *Buffers {
 // left out, so they can be dead-lettered before the insert. It returns the
 // number of rows prepared.
 func (t *Table) Prepare(bufs *Buffers, b *record.Batch) int {
+	if b.Block != nil && b.Block == record.Block(bufs.block) {
+		return t.prepareBlock(bufs, b)
+	}
+	bufs.send = bufs.send[:0]
 	for _, c := range bufs.cols {
 		c.reset()
 	}
@@ -283,7 +292,13 @@ func (t *Table) Send(ctx context.Context, bufs *Buffers, b *record.Batch) error 
 		return fmt.Errorf("sink: %s %s[%d] %d..%d: prepare insert: %w", t.name, b.Topic, b.Partition, b.First, b.Last, err)
 	}
 	for i, c := range bufs.cols {
-		if err := bt.Column(i).Append(c.slice()); err != nil {
+		var vals any
+		if len(bufs.send) > 0 {
+			vals = bufs.send[i]
+		} else {
+			vals = c.slice()
+		}
+		if err := bt.Column(i).Append(vals); err != nil {
 			_ = bt.Abort()
 			return fmt.Errorf("sink: %s column %s: %w: %w", t.name, t.cols[i].Name, errAppend, err)
 		}
@@ -422,4 +437,15 @@ func (t *Table) Running(ctx context.Context, topic string, partition int32, kill
 		_ = t.conn.Exec(ctx, "KILL QUERY WHERE substring(query_id, 1, length(?)) = ? ASYNC", prefix, prefix)
 	}
 	return int(n), nil
+}
+
+// Column returns the index of the named column among those Send writes
+// (after Bind), -1 when it is not one of them.
+func (t *Table) Column(name string) int {
+	for i, c := range t.cols {
+		if c.Name == name {
+			return i
+		}
+	}
+	return -1
 }

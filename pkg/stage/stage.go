@@ -38,11 +38,55 @@ type Transform interface {
 // errors. The worker's retries until it is stopped; replay's a few times.
 type Retry func(what string, fn func() error) bool
 
+// ColumnDecoder decodes a record straight into a batch's Block (the
+// columnar path, decode.ColumnJSON): a decode error (stage decode) or an
+// error of a value that does not fit its column (stage load).
+type ColumnDecoder interface {
+	Needs() []string
+	DecodeInto(value []byte, blk record.Block) (decodeErr, loadErr error)
+}
+
+// ColumnTransform is a transform that also works on a Block.
+type ColumnTransform interface {
+	Needs() []string
+	ApplyBlock(ctx context.Context, b *record.Batch) error
+}
+
+// Columnar says whether dec and ts can run on a Block, and the side lists
+// the block must hold for them.
+func Columnar(dec Decoder, ts []Transform) ([]string, bool) {
+	cd, ok := dec.(ColumnDecoder)
+	if !ok {
+		return nil, false
+	}
+	have := map[string]bool{}
+	for _, n := range cd.Needs() {
+		have[n] = true
+	}
+	for _, t := range ts {
+		ct, ok := t.(ColumnTransform)
+		if !ok {
+			return nil, false
+		}
+		for _, n := range ct.Needs() {
+			if !have[n] {
+				return nil, false
+			}
+		}
+	}
+	return cd.Needs(), true
+}
+
 // Run decodes every item of b and applies ts in order, each step under
 // retry. Only the failing step is tried again: a transform that already
 // ran is not run twice (transforms may keep state, like fraud velocity).
 // It returns false when retry gave up, with b partly processed.
+//
+// When b has a Block (the caller checked Columnar), the rows go into it.
 func Run(ctx context.Context, b *record.Batch, dec Decoder, ts []Transform, retry Retry) bool {
+	if b.Block != nil {
+		return runColumns(ctx, b, dec.(ColumnDecoder), ts, retry)
+	}
 	cd, _ := dec.(decode.ContextDecoder)
 	for i := range b.Items {
 		it := &b.Items[i]
@@ -69,6 +113,26 @@ func Run(ctx context.Context, b *record.Batch, dec Decoder, ts []Transform, retr
 	}
 	for _, t := range ts {
 		if !retry("transform", func() error { return t.Apply(ctx, b) }) {
+			return false
+		}
+	}
+	return true
+}
+
+func runColumns(ctx context.Context, b *record.Batch, dec ColumnDecoder, ts []Transform, retry Retry) bool {
+	for i := range b.Items {
+		it := &b.Items[i]
+		derr, lerr := dec.DecodeInto(it.Rec.Value, b.Block)
+		switch {
+		case derr != nil:
+			it.Fail(record.StageDecode, derr.Error())
+		case lerr != nil:
+			it.Fail(record.StageLoad, lerr.Error())
+		}
+	}
+	for _, t := range ts {
+		ct := t.(ColumnTransform)
+		if !retry("transform", func() error { return ct.ApplyBlock(ctx, b) }) {
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/sluice-etl/sluice/pkg/record"
@@ -8,7 +9,7 @@ import (
 
 func init() {
 	Register("order_items", func(Env) (Transform, error) {
-		return rowFunc{outputs: []string{"item_count"}, fn: orderItems}, nil
+		return orderItemsT{rowFunc{outputs: []string{"item_count"}, fn: orderItems}}, nil
 	})
 	Register("payment_status", func(Env) (Transform, error) {
 		return rowFunc{outputs: []string{"succeeded"}, fn: paymentStatus}, nil
@@ -43,6 +44,41 @@ func orderItems(row record.Row) error {
 
 // paymentStatus derives succeeded: 1 for AUTHORIZED and CAPTURED, 0 for
 // FAILED and REFUNDED (a refund is not a successful payment attempt).
+// orderItemsT is order_items on both paths: the row path's orderItems,
+// and on a columnar batch the same rules over the quantities the decoder
+// listed per row (Block.Ints("items.quantity")).
+type orderItemsT struct{ rowFunc }
+
+func (orderItemsT) Needs() []string { return []string{"items.quantity"} }
+
+func (orderItemsT) ApplyBlock(_ context.Context, b *record.Batch) error {
+	qs := b.Block.Ints("items.quantity")
+	if qs == nil {
+		return fmt.Errorf("order_items: the block has no items.quantity list")
+	}
+	col := b.Block.Column("item_count")
+next:
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Failed != nil {
+			continue
+		}
+		r := b.Base + i
+		var n int64
+		for j, q := range qs.Row(r) {
+			if q <= 0 {
+				it.Fail(record.StageTransform, fmt.Sprintf("order_items: items[%d].quantity is %d, must be positive", j, q))
+				continue next
+			}
+			n += q
+		}
+		if err := b.Block.SetInt(col, r, n); err != nil {
+			it.Fail(record.StageLoad, err.Error())
+		}
+	}
+	return nil
+}
+
 func paymentStatus(row record.Row) error {
 	st, ok := row["status"].(string)
 	if !ok {

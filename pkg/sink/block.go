@@ -1,0 +1,220 @@
+package sink
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sluice-etl/sluice/pkg/record"
+)
+
+// The columnar path: a decoder writes a batch's rows straight into the
+// table's column buffers (a Block), transforms overwrite cells, and
+// Prepare only fills the source columns and picks the rows to send. Rows
+// are converted exactly as the row path's Prepare converts a Row (the same
+// range checks and messages), so the two paths store the same data.
+
+// Block is one partition writer's columns, implementing record.Block. It
+// is reset for every batch (Buffers.Block).
+type Block struct {
+	t      *Table
+	bufs   *Buffers
+	rows   int
+	rowErr error
+	errCol int // the column of rowErr: the first in table order is reported, as the row path does
+	ints   map[string]*record.IntList
+}
+
+// Block resets the buffers and returns them as the block of the next
+// batch; needs names the side lists its decoder fills (Block.Ints).
+func (t *Table) Block(bufs *Buffers, needs []string) *Block {
+	if bufs.block == nil || bufs.block.t != t {
+		bufs.block = &Block{t: t, bufs: bufs, ints: map[string]*record.IntList{}}
+	}
+	bl := bufs.block
+	for _, c := range bufs.cols {
+		c.reset()
+	}
+	bl.rows, bl.rowErr = 0, nil
+	for _, n := range needs {
+		l := bl.ints[n]
+		if l == nil {
+			l = &record.IntList{}
+			bl.ints[n] = l
+		}
+		l.Offsets, l.Vals = append(l.Offsets[:0], 0), l.Vals[:0]
+	}
+	return bl
+}
+
+func (b *Block) Rows() int { return b.rows }
+
+func (b *Block) Column(name string) int { return b.t.Column(name) }
+
+func (b *Block) fail(col int, err error) {
+	if err != nil && (b.rowErr == nil || col < b.errCol) {
+		c := b.t.cols[col]
+		b.rowErr, b.errCol = fmt.Errorf("column %s (%s): %w", c.Name, c.Type, err), col
+	}
+}
+
+func (b *Block) PutString(col int, s string) {
+	if col >= 0 {
+		b.fail(col, b.bufs.cols[col].putString(s))
+	}
+}
+
+func (b *Block) PutInt(col int, v int64) {
+	if col >= 0 {
+		b.fail(col, b.bufs.cols[col].putInt(v))
+	}
+}
+
+func (b *Block) PutDecimal(col int, unscaled int64, scale int32) {
+	if col >= 0 {
+		b.fail(col, b.bufs.cols[col].putDecimal(unscaled, scale))
+	}
+}
+
+func (b *Block) PutTime(col int, t time.Time) {
+	if col >= 0 {
+		b.fail(col, b.bufs.cols[col].putTime(t))
+	}
+}
+
+func (b *Block) PutNull(col int) {
+	if col >= 0 {
+		b.fail(col, b.bufs.cols[col].add(nil))
+	}
+}
+
+func (b *Block) PutValue(col int, v any) {
+	if col >= 0 {
+		b.fail(col, b.bufs.cols[col].add(v))
+	}
+}
+
+// EndRow pads the columns the row did not put (zero or NULL), or turns
+// the row into a placeholder when a value did not fit.
+func (b *Block) EndRow() error {
+	if err := b.rowErr; err != nil {
+		b.FailRow()
+		return err
+	}
+	for _, c := range b.bufs.cols {
+		if c.len() == b.rows {
+			_ = c.add(nil) // never fails
+		}
+	}
+	b.rows++
+	b.closeLists()
+	return nil
+}
+
+func (b *Block) FailRow() {
+	for _, c := range b.bufs.cols {
+		c.truncate(b.rows)
+		_ = c.add(nil)
+	}
+	for _, l := range b.ints {
+		l.Vals = l.Vals[:l.Offsets[b.rows]]
+	}
+	b.rows++
+	b.rowErr = nil
+	b.closeLists()
+}
+
+func (b *Block) closeLists() {
+	for _, l := range b.ints {
+		l.Offsets = append(l.Offsets, int32(len(l.Vals)))
+	}
+}
+
+func (b *Block) SetInt(col, row int, v int64) error {
+	if col < 0 {
+		return nil
+	}
+	if err := b.bufs.cols[col].setInt(row, v); err != nil {
+		c := b.t.cols[col]
+		return fmt.Errorf("column %s (%s): %w", c.Name, c.Type, err)
+	}
+	return nil
+}
+
+func (b *Block) Ints(name string) *record.IntList { return b.ints[name] }
+
+var _ record.Block = (*Block)(nil)
+
+// prepareBlock is Prepare for a batch whose rows are in bufs' block: it
+// fills the source columns of the pending rows and selects them; the
+// columns are sent as they are when every row of the batch's range is
+// pending, else gathered.
+func (t *Table) prepareBlock(bufs *Buffers, b *record.Batch) int {
+	ingested := t.now().UTC().Truncate(time.Second)
+	bufs.picked = bufs.picked[:0]
+	for i := range b.Items {
+		it := &b.Items[i]
+		if !it.Pending() {
+			continue
+		}
+		r := b.Base + i
+		if err := t.setSource(bufs, r, it, b.TopicID, ingested); err != nil {
+			it.Fail(record.StageLoad, err.Error())
+			continue
+		}
+		bufs.picked = append(bufs.picked, r)
+	}
+	n := len(bufs.picked)
+	bufs.send = bufs.send[:0]
+	if n > 0 {
+		lo, hi := bufs.picked[0], bufs.picked[n-1]+1
+		for _, c := range bufs.cols {
+			if hi-lo == n {
+				bufs.send = append(bufs.send, c.view(lo, hi))
+			} else {
+				bufs.send = append(bufs.send, c.gather(bufs.picked))
+			}
+		}
+	}
+	bufs.rows = n
+	return n
+}
+
+func (t *Table) setSource(bufs *Buffers, r int, it *record.Item, topicID string, ingested time.Time) error {
+	for j, c := range t.cols {
+		var v any
+		switch c.Name {
+		case ColTopicID, ColTopic:
+			s := topicID
+			if c.Name == ColTopic {
+				s = it.Rec.Topic
+			}
+			if sb, ok := bufs.cols[j].(*buf[string]); ok {
+				sb.vals[r] = s
+				continue
+			}
+			v = s
+		case ColPartition:
+			if err := bufs.cols[j].setInt(r, int64(it.Rec.Partition)); err != nil {
+				return fmt.Errorf("column %s (%s): %w", c.Name, c.Type, err)
+			}
+			continue
+		case ColOffset:
+			if err := bufs.cols[j].setInt(r, it.Rec.Offset); err != nil {
+				return fmt.Errorf("column %s (%s): %w", c.Name, c.Type, err)
+			}
+			continue
+		case ColIngestedAt:
+			if tb, ok := bufs.cols[j].(*buf[time.Time]); ok {
+				tb.vals[r] = ingested
+				continue
+			}
+			v = ingested
+		default:
+			continue
+		}
+		if err := bufs.cols[j].set(r, v); err != nil {
+			return fmt.Errorf("column %s (%s): %w", c.Name, c.Type, err)
+		}
+	}
+	return nil
+}
