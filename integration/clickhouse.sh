@@ -94,10 +94,51 @@ stop_system_clickhouse() {
   done
 }
 
+# Write our private users.xml: the package's, with what the default profile
+# needs added. input_format_skip_unknown_fields=1 lets the Kafka table engine
+# (make bench, case c) read JSON orders whose `items` array it has no column
+# for; it only affects JSON/TSKV input, which Sluice never sends. Idempotent:
+# the file is replaced (atomically) only when its content changes, and a
+# running 18.16 server reloads users.xml by itself within seconds.
+write_users() {
+  mkdir -p "$CH_CONF_DIR"
+  python3 - "$SYSTEM_CONF_DIR/users.xml" "$CH_USERS" <<'PY'
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+src, dst = sys.argv[1:3]
+tree = ET.parse(src)
+root = tree.getroot()
+profiles = root.find("profiles")
+if profiles is None:
+    profiles = ET.SubElement(root, "profiles")
+default = profiles.find("default")
+if default is None:
+    default = ET.SubElement(profiles, "default")
+for tag, text in (("input_format_skip_unknown_fields", "1"),):
+    el = default.find(tag)
+    if el is None:
+        el = ET.SubElement(default, tag)
+    el.text = text
+new = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+try:
+    with open(dst, "rb") as f:
+        if f.read() == new:
+            sys.exit(0)
+except FileNotFoundError:
+    pass
+tmp = dst + ".tmp"
+with open(tmp, "wb") as f:
+    f.write(new)
+os.replace(tmp, dst)
+PY
+}
+
 # Write our private config.xml / users.xml, derived from the package's files.
 write_config() {
   mkdir -p "$CH_CONF_DIR" "$CH_DATA" "$CH_LOGS"
-  cp "$SYSTEM_CONF_DIR/users.xml" "$CH_USERS"
+  write_users
   python3 - "$SYSTEM_CONF_DIR/config.xml" "$CH_CONF" "$CH_DATA" "$CH_LOGS" "$CH_USERS" \
     "$CH_TCP_PORT" "$CH_HTTP_PORT" "$CH_LOG_LEVEL" <<'PY'
 import sys
@@ -171,6 +212,8 @@ do_start() {
   mkdir -p "$CH_LOGS"
   install_clickhouse
   if running "$CH_PIDFILE" "$CH_NEEDLE"; then
+    # A server started before a users.xml setting was added gets it live.
+    write_users
     log "already running (pid $(read_pid "$CH_PIDFILE"), tcp 127.0.0.1:$CH_TCP_PORT, http 127.0.0.1:$CH_HTTP_PORT)"
     return 0
   fi
