@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,19 +73,63 @@ func ProcCPU(pid string) (time.Duration, bool) {
 	return time.Duration(u+st) * 10 * time.Millisecond, true
 }
 
-// ClickHouseCPU is the ClickHouse server's user+sys CPU so far, from the pid
-// file integration/clickhouse.sh writes under SLUICE_STATE_DIR (default
-// <repoRoot>/.state); false when it is unreadable.
+// ClickHouseCPU is the ClickHouse server's user+sys CPU so far (see
+// ClickHouseServerPID for which server); false when it cannot be read.
 func ClickHouseCPU(repoRoot string) (time.Duration, bool) {
+	pid, err := ClickHouseServerPID(repoRoot)
+	if err != nil {
+		return 0, false
+	}
+	return ProcCPU(pid)
+}
+
+// ClickHouseServerPID is the pid of the ClickHouse server the benchmarks
+// talk to: the one integration/clickhouse.sh started under SLUICE_STATE_DIR
+// (default <repoRoot>/.state), checked to be a live clickhouse-server whose
+// config listens on the port of itest.ClickHouseAddr(). The check matters
+// on a machine running two stacks: a bench pointed at an alternate server
+// (SLUICE_CLICKHOUSE_ADDR) but not at its state dir would otherwise read the
+// other server's CPU. The error says which of these does not hold.
+func ClickHouseServerPID(repoRoot string) (string, error) {
 	dir := os.Getenv("SLUICE_STATE_DIR")
 	if dir == "" {
 		dir = filepath.Join(repoRoot, ".state")
 	}
-	pid, err := os.ReadFile(filepath.Join(dir, "clickhouse", "clickhouse.pid"))
+	file := filepath.Join(dir, "clickhouse", "clickhouse.pid")
+	b, err := os.ReadFile(file)
 	if err != nil {
-		return 0, false
+		return "", fmt.Errorf("benchutil: ClickHouse pid file: %w", err)
 	}
-	return ProcCPU(strings.TrimSpace(string(pid)))
+	pid := strings.TrimSpace(string(b))
+	cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
+	if err != nil {
+		return "", fmt.Errorf("benchutil: ClickHouse pid %s from %s is not running: %w", pid, file, err)
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(args) == 0 || !strings.Contains(filepath.Base(args[0]), "clickhouse") {
+		return "", fmt.Errorf("benchutil: pid %s from %s is %q, not clickhouse-server", pid, file, args)
+	}
+	addr := itest.ClickHouseAddr()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("benchutil: ClickHouse address %q: %w", addr, err)
+	}
+	for _, a := range args[1:] {
+		conf, ok := strings.CutPrefix(a, "--config-file=")
+		if !ok {
+			continue
+		}
+		xml, err := os.ReadFile(conf)
+		if err != nil {
+			return "", fmt.Errorf("benchutil: config of ClickHouse pid %s: %w", pid, err)
+		}
+		if !strings.Contains(string(xml), "<tcp_port>"+port+"</tcp_port>") {
+			return "", fmt.Errorf("benchutil: the ClickHouse server of %s (pid %s, %s) does not listen on %s; set SLUICE_STATE_DIR to the state dir of the server at %s",
+				dir, pid, conf, port, addr)
+		}
+		return pid, nil
+	}
+	return "", fmt.Errorf("benchutil: ClickHouse pid %s has no --config-file argument: %q", pid, args)
 }
 
 // ScratchDatabase connects to the ClickHouse that `make up` starts and
