@@ -2,19 +2,30 @@
 
 // Package bench holds the benchmarks that need the real services `make up`
 // starts (Kafka at 127.0.0.1:9092, ClickHouse at 127.0.0.1:9000; override
-// with SLUICE_KAFKA_BROKERS and SLUICE_CLICKHOUSE_ADDR). `make bench` runs
-// them; a missing service fails the run.
+// with SLUICE_KAFKA_BROKERS and SLUICE_CLICKHOUSE_ADDR, and point
+// SLUICE_STATE_DIR at that stack's state dir so the server's CPU is read
+// from the right process). `make bench` runs them; a missing service fails
+// the run.
 //
-//	e2e_bench_test.go        `sluice run` as a subprocess loading 1M orders
-//	                         from the real broker: the figures comparable to
-//	                         clickhouse_sinker's (DESIGN.md, Performance budget)
+//	sidebyside_bench_test.go the side-by-side suite of issue 8 (make bench,
+//	                         first): Sluice, ClickHouse's Kafka engine, the
+//	                         insert-only and consume-only limits and the
+//	                         latency case on one data set; one table and
+//	                         bin/bench.json
+//	sidebyside_*_test.go     its cases: sluice (a, b, f), engine (c),
+//	                         limits (d, e), latency (f), measuring
+//	cmd/bench-limits         the loader processes of cases d and e
+//	e2e_bench_test.go        `sluice run` as a subprocess loading 1M orders,
+//	                         JSON, Avro and Avro enriched (make bench-e2e)
 //	maxoffset_bench_test.go  the highest-loaded-offset lookup on a 50M-row
 //	                         table, its variants and an offsets ledger
+//	                         (make bench-offsets)
+//	world_test.go            clients, unique names, building binaries
+//	dataset_test.go          producing sluice-gen's orders and reference data
 package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -23,23 +34,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/sluice-etl/sluice/internal/benchutil"
 	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/config"
-	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/gen"
 	"github.com/sluice-etl/sluice/pkg/migrate"
-	"github.com/sluice-etl/sluice/pkg/sink"
 	"github.com/sluice-etl/sluice/schemas"
 )
 
@@ -87,9 +90,9 @@ func BenchmarkE2E(b *testing.B) {
 	for _, t := range []string{customers, fxRates} {
 		w.createTopic(t, 1)
 	}
-	start := time.Now()
-	w.produce(g, jsonTopic, avroTopic, customers, fxRates)
-	b.Logf("produced %d JSON and %d Avro orders in %v", e2eOrders, e2eOrders, time.Since(start).Round(time.Millisecond))
+	p := w.produce(g, produceSpec{JSONTopic: jsonTopic, AvroTopic: avroTopic, JSON: e2eOrders, Avro: e2eOrders,
+		Customers: customers, FxRatesName: fxRates})
+	b.Logf("produced %d JSON and %d Avro orders in %v", e2eOrders, e2eOrders, p.Took.Round(time.Millisecond))
 
 	enriched := fmt.Sprintf(`reference:
   customers_topic: %s
@@ -229,182 +232,4 @@ log:
 	if chOK {
 		b.ReportMetric(float64((chCPU1-chCPU0).Microseconds())/e2eOrders, "ch-µs-cpu/row")
 	}
-}
-
-// jsonOrder is an order as the json format reads it: the .avsc's field
-// names, decimals as strings, timestamps as epoch millis.
-type jsonOrder struct {
-	OrderID         string     `json:"order_id"`
-	CustomerID      string     `json:"customer_id"`
-	CreatedAt       int64      `json:"created_at"`
-	Currency        string     `json:"currency"`
-	Total           string     `json:"total"`
-	Status          string     `json:"status"`
-	Channel         string     `json:"channel"`
-	ShippingCountry string     `json:"shipping_country"`
-	Items           []jsonItem `json:"items"`
-	Coupon          *string    `json:"coupon"`
-}
-
-type jsonItem struct {
-	SKU       string `json:"sku"`
-	Quantity  int32  `json:"quantity"`
-	UnitPrice string `json:"unit_price"`
-}
-
-func encodeJSON(o gen.Order) ([]byte, error) {
-	j := jsonOrder{
-		OrderID: o.OrderID, CustomerID: o.CustomerID, CreatedAt: o.CreatedAt.UnixMilli(),
-		Currency: o.Currency, Total: o.Total.StringFixed(gen.MoneyScale), Status: string(o.Status),
-		Channel: string(o.Channel), ShippingCountry: o.ShippingCountry, Coupon: o.Coupon,
-		Items: make([]jsonItem, len(o.Items)),
-	}
-	for i, it := range o.Items {
-		j.Items[i] = jsonItem{SKU: it.SKU, Quantity: it.Quantity, UnitPrice: it.UnitPrice.StringFixed(gen.MoneyScale)}
-	}
-	return json.Marshal(j)
-}
-
-// produce writes the reference topics and every order once as JSON and
-// once as Avro.
-func (w *world) produce(g *gen.Generator, jsonTopic, avroTopic, customers, fxRates string) {
-	b := w.b
-	b.Helper()
-	jdec, err := decode.New(decode.FormatJSON, filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers()...), kgo.MaxBufferedRecords(250_000), kgo.ProducerLinger(10*time.Millisecond))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	var (
-		wg    sync.WaitGroup
-		fails atomic.Int64
-		first atomic.Value
-	)
-	send := func(r *kgo.Record) {
-		wg.Add(1)
-		cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				fails.Add(1)
-				first.CompareAndSwap(nil, err)
-			}
-		})
-	}
-	codecs := g.Codecs()
-	for _, c := range g.Customers() {
-		k, v, err := codecs.EncodeCustomer(c)
-		if err != nil {
-			b.Fatal(err)
-		}
-		send(&kgo.Record{Topic: customers, Key: k, Value: v})
-	}
-	for _, r := range g.FxRates() {
-		k, v, err := codecs.EncodeFxRate(r)
-		if err != nil {
-			b.Fatal(err)
-		}
-		send(&kgo.Record{Topic: fxRates, Key: k, Value: v})
-	}
-	for seq := range e2eOrders {
-		o := g.Order(seq)
-		k, av, err := codecs.EncodeOrder(o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		jv, err := encodeJSON(o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if seq == 0 {
-			if _, err := jdec.Decode(jv); err != nil {
-				b.Fatalf("the json decoder rejects %s: %v", jv, err)
-			}
-		}
-		send(&kgo.Record{Topic: jsonTopic, Key: k, Value: jv})
-		send(&kgo.Record{Topic: avroTopic, Key: k, Value: av})
-	}
-	wg.Wait()
-	if n := fails.Load(); n > 0 {
-		b.Fatalf("%d records not produced, first error: %v", n, first.Load())
-	}
-}
-
-// buildSluice compiles ./cmd/sluice into a temporary directory.
-func buildSluice(b *testing.B) string {
-	b.Helper()
-	bin := filepath.Join(b.TempDir(), "sluice")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
-	cmd.Dir = repoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build ./cmd/sluice: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// world is one benchmark's clients and unique names.
-type world struct {
-	b      *testing.B
-	suffix string
-	ch     driver.Conn
-	kcl    *kgo.Client
-	adm    *kadm.Client
-}
-
-func newWorld(b *testing.B) *world {
-	b.Helper()
-	w := &world{b: b, suffix: fmt.Sprintf("%d_%04d", time.Now().Unix()%1_000_000, rand.IntN(10000))}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ch, err := sink.Open(ctx, config.ClickHouse{Addr: []string{clickHouseAddr()}, Database: "default", Username: "default", DialTimeout: 5 * time.Second})
-	if err != nil {
-		b.Fatalf("ClickHouse is not reachable at %s (run `make up`): %v", clickHouseAddr(), err)
-	}
-	b.Cleanup(func() { ch.Close() })
-	kcl, err := kgo.NewClient(kgo.SeedBrokers(brokers()...))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(kcl.Close)
-	if err := kcl.Ping(ctx); err != nil {
-		b.Fatalf("Kafka is not reachable at %v (run `make up`): %v", brokers(), err)
-	}
-	w.ch, w.kcl, w.adm = ch, kcl, kadm.NewClient(kcl)
-	return w
-}
-
-func (w *world) name(base string) string { return "bench_" + base + "_" + w.suffix }
-
-func (w *world) createTopic(name string, partitions int32) {
-	w.b.Helper()
-	itest.CreateTopic(w.b, w.adm, name, partitions)
-}
-
-func (w *world) endOffsets(topic string) map[int32]int64 {
-	w.b.Helper()
-	return itest.EndOffsets(w.b, w.adm, topic)
-}
-
-func (w *world) committed(group, topic string) map[int32]int64 {
-	w.b.Helper()
-	return itest.Committed(w.b, w.adm, group, topic)
-}
-
-func env(k, def string) string { return itest.Env(k, def) }
-
-func brokers() []string      { return itest.Brokers() }
-func clickHouseAddr() string { return itest.ClickHouseAddr() }
-
-func repoRoot() string { return itest.RepoRoot() }
-
-// tail returns the end of a log file for a failure message.
-func tail(path string) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
 }
