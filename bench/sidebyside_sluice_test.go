@@ -1,0 +1,199 @@
+//go:build integration
+
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/sluice-etl/sluice/internal/benchutil"
+	"github.com/sluice-etl/sluice/internal/itest"
+	"github.com/sluice-etl/sluice/pkg/config"
+)
+
+// Cases (a) and (b): `sluice run` loading a topic produced beforehand. The
+// clock runs from starting the process (start-up, the reference topics'
+// bootstrap for b, and the group join included) to the last row visible to
+// a SELECT. The loader's CPU and VmHWM are read from /proc/<pid> at that
+// moment, before SIGTERM.
+
+func (s *suite) caseSluiceJSON() benchutil.Case {
+	return s.sluiceLoad(benchutil.CaseSluiceJSON, "Sluice, JSON, [order_items]", s.jsonTopic, "json", "[order_items]", "", s.orders)
+}
+
+func (s *suite) caseSluiceAvro() benchutil.Case {
+	extra := fmt.Sprintf(`reference:
+  customers_topic: %s
+  fx_rates_topic: %s
+  base_currency: USD
+`, s.customersTopic, s.fxTopic)
+	return s.sluiceLoad(benchutil.CaseSluiceAvro, "Sluice, Avro, all transforms", s.avroTopic, "avro",
+		"[order_items, currency, customer, fraud]", extra, s.avro)
+}
+
+func (s *suite) sluiceLoad(key, name, topic, format, transforms, extra string, want int) benchutil.Case {
+	c := benchutil.Case{Name: name}
+	if err := s.sluiceLoadInto(&c, key, topic, format, transforms, extra, want); err != nil {
+		c.Err = err.Error()
+	}
+	return c
+}
+
+func (s *suite) sluiceLoadInto(c *benchutil.Case, key, topic, format, transforms, extra string, want int) error {
+	ctx := context.Background()
+	db, err := s.newDB(key)
+	if err != nil {
+		return err
+	}
+	group := db + "_g"
+	ends := s.w.endOffsets(topic)
+	m := s.startMeter(db)
+	p, err := s.startSluice(db, group, topic, format, transforms, extra)
+	if err != nil {
+		return err
+	}
+	defer p.kill()
+	// Everything committed but rows missing: the rest was dead-lettered.
+	var lastCheck time.Time
+	n, err := m.waitRows(ctx, uint64(want), 10*time.Minute, func(uint64) (bool, error) {
+		if err := p.alive(); err != nil {
+			return false, err
+		}
+		if time.Since(lastCheck) < time.Second {
+			return false, nil
+		}
+		lastCheck = time.Now()
+		return itest.EqualOffsets(s.w.committed(group, topic), ends), nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, tail(p.log))
+	}
+	cpu, hwm, err := p.usage()
+	if err != nil {
+		return err
+	}
+	if err := m.loaded(ctx); err != nil {
+		return err
+	}
+	if err := p.stop(); err != nil {
+		return err
+	}
+	c.Rows = int64(n)
+	c.LoaderCPUUsPerRow = benchutil.F(float64(cpu.Microseconds()) / float64(n))
+	c.PeakRSSMB = benchutil.F(float64(hwm) / 1024)
+	if int(n) < want {
+		c.Note = fmt.Sprintf("%d of %d records loaded: the rest were dead-lettered (%s)", n, want, group+"_dlq")
+	}
+	if err := m.settle(ctx, c); err != nil {
+		return err
+	}
+	return s.checkExactlyOnce(ctx, db, n)
+}
+
+// checkExactlyOnce fails a case whose table holds a record twice.
+func (s *suite) checkExactlyOnce(ctx context.Context, db string, n uint64) error {
+	var rows, distinct uint64
+	if err := s.w.ch.QueryRow(ctx, fmt.Sprintf("SELECT count(), uniqExact(_topic, _partition, _offset) FROM `%s`.orders", db)).Scan(&rows, &distinct); err != nil {
+		return err
+	}
+	if rows != n || distinct != n {
+		return fmt.Errorf("%s.orders holds %d rows (%d distinct offsets), %d were visible at the end of the load", db, rows, distinct, n)
+	}
+	return nil
+}
+
+// sluiceProc is one `sluice run` subprocess.
+type sluiceProc struct {
+	cmd    *exec.Cmd
+	pid    string
+	exited chan error
+	done   bool
+	log    string
+	logf   *os.File
+}
+
+// startSluice writes a config for one pipeline and starts `sluice run`
+// with it; its output goes to a log file, quoted when the case fails.
+func (s *suite) startSluice(db, group, topic, format, transforms, extra string) (*sluiceProc, error) {
+	dir := s.w.b.TempDir()
+	path := s.writeConfig(dir, db, group, topic, format, transforms, extra, "")
+	if _, err := config.Load(path); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	p := &sluiceProc{log: filepath.Join(dir, "sluice.log"), exited: make(chan error, 1)}
+	var err error
+	if p.logf, err = os.Create(p.log); err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(s.sluice, "run", "-c", path)
+	p.cmd.Stdout, p.cmd.Stderr = p.logf, p.logf
+	if err := p.cmd.Start(); err != nil {
+		p.logf.Close()
+		return nil, err
+	}
+	p.pid = strconv.Itoa(p.cmd.Process.Pid)
+	go func() { p.exited <- p.cmd.Wait() }()
+	return p, nil
+}
+
+// alive is nil while the process runs.
+func (p *sluiceProc) alive() error {
+	if p.done {
+		return errors.New("sluice exited")
+	}
+	select {
+	case err := <-p.exited:
+		p.done = true
+		return fmt.Errorf("sluice exited early (%v):\n%s", err, tail(p.log))
+	default:
+		return nil
+	}
+}
+
+// usage is the process's CPU so far and its peak RSS in kB.
+func (p *sluiceProc) usage() (time.Duration, uint64, error) {
+	cpu, ok := benchutil.ProcCPU(p.pid)
+	hwm := benchutil.StatusKB("/proc/"+p.pid+"/status", "VmHWM:")
+	if !ok || hwm == 0 {
+		return 0, 0, fmt.Errorf("cannot read /proc/%s", p.pid)
+	}
+	return cpu, hwm, nil
+}
+
+// stop sends SIGTERM and waits for a clean exit (it flushes and commits).
+func (p *sluiceProc) stop() error {
+	if p.done {
+		return nil
+	}
+	defer p.logf.Close()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		p.done = true
+		if err != nil {
+			return fmt.Errorf("sluice exited with %v:\n%s", err, tail(p.log))
+		}
+		return nil
+	case <-time.After(60 * time.Second):
+		p.kill()
+		return fmt.Errorf("sluice did not stop within 60s of SIGTERM")
+	}
+}
+
+// kill ends a process the case gave up on; a no-op once it exited.
+func (p *sluiceProc) kill() {
+	if p.done {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+	p.done = true
+	p.logf.Close()
+}
