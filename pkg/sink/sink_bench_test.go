@@ -45,8 +45,8 @@ func BenchmarkSinkInsertNull(b *testing.B) {
 		if err := t.Bind(func(c string) bool { return filled[c] }); err != nil {
 			b.Fatal(err)
 		}
-		if len(t.Columns()) != 21 {
-			b.Fatalf("%s: %d insertable columns, want 21", name, len(t.Columns()))
+		if len(t.Columns()) != 22 {
+			b.Fatalf("%s: %d insertable columns, want 22", name, len(t.Columns()))
 		}
 		bufs := t.NewBuffers()
 		if n := t.Prepare(bufs, batch); n != len(batch.Items) {
