@@ -9,7 +9,7 @@ import (
 // This file is the one classification of the errors a worker meets, and
 // so of what it does about them. Each step of a batch (decode, transform,
 // dead letters, fence, the stored-offsets read, the INSERT) reports its
-// errors; classify says which of four things they mean. There is no
+// errors; classify says which of six things they mean. There is no
 // "fatal": nothing one partition meets ends the process (a stall is
 // visible in /readyz and the metrics; an exit would only move the stall to
 // the next owner). Which ClickHouse codes blame the rows is sink.Classify's
@@ -30,6 +30,16 @@ const (
 	// classSplit: the batch's shape is refused (more table partitions
 	// than one INSERT may write); no row is to blame. Load it in halves.
 	classSplit
+	// classMemory: the server ran out of memory for the INSERT; no row
+	// is to blame. Some parts may be stored. Load the batch in smaller
+	// pieces and cut the partition's next batches smaller (adapt.go);
+	// at the floor, retry with backoff.
+	classMemory
+	// classParts: the table has too many active parts; refused before a
+	// part was written (but a view's table refuses after the table's
+	// parts). Back off so merges catch up, send the same rows whole, and
+	// cut the next batches later rather than smaller (adapt.go).
+	classParts
 	// classFenced: the group refused this member's commit, or the
 	// member's identity changed: another member may own the partition.
 	// Never write. While the worker stops, give the batch up (the next
@@ -44,6 +54,10 @@ func (c errClass) String() string {
 		return "bad_record"
 	case classSplit:
 		return "split"
+	case classMemory:
+		return "memory"
+	case classParts:
+		return "too_many_parts"
 	case classFenced:
 		return "fenced"
 	}
@@ -60,6 +74,10 @@ func classify(err error) errClass {
 		return classBadRecord
 	case sink.Split:
 		return classSplit
+	case sink.Memory:
+		return classMemory
+	case sink.TooManyParts:
+		return classParts
 	}
 	return classRetry
 }

@@ -25,6 +25,21 @@ const (
 	// later). The same rows pass in smaller INSERTs, so send the batch in
 	// halves, in order, down to what passes; no row is to blame.
 	Split
+	// Memory: the server ran out of memory for the INSERT (241
+	// MEMORY_LIMIT_EXCEEDED). No row is to blame, and a smaller INSERT
+	// needs less: send the rows in smaller pieces. Some of them may be
+	// stored: the error can come while the parts of several table
+	// partitions are written one after the other (each committed when
+	// written), or from a materialized view after the table's parts.
+	Memory
+	// TooManyParts: the table has too many active parts in a partition
+	// (252 "Too many parts (N). Merges are processing significantly
+	// slower than inserts"; parts_to_throw_insert). The server refuses
+	// the INSERT before it writes a part, as it checks the count once per
+	// block and an INSERT is one block; from a materialized view's table
+	// it comes after the table's parts. Smaller INSERTs would make more
+	// parts: wait for merges, send the same rows again.
+	TooManyParts
 )
 
 func (c Class) String() string {
@@ -33,6 +48,10 @@ func (c Class) String() string {
 		return "bad_data"
 	case Split:
 		return "split"
+	case Memory:
+		return "memory"
+	case TooManyParts:
+		return "too_many_parts"
 	}
 	return "transient"
 }
@@ -68,7 +87,7 @@ var badDataCodes = map[int32]string{
 }
 
 // transientCodes are listed for the record (and the tests): server states
-// that pass. They are Transient like every code not in badDataCodes.
+// that pass. They are Transient like every code in none of the tables.
 var transientCodes = map[int32]string{
 	60:  "UNKNOWN_TABLE",
 	81:  "UNKNOWN_DATABASE",
@@ -77,19 +96,25 @@ var transientCodes = map[int32]string{
 	202: "TOO_MANY_SIMULTANEOUS_QUERIES",
 	209: "SOCKET_TIMEOUT",
 	210: "NETWORK_ERROR",
-	241: "MEMORY_LIMIT_EXCEEDED",
 	242: "TABLE_IS_READ_ONLY",
 	243: "NOT_ENOUGH_SPACE",
-	252: "TOO_MANY_PARTS", // unless byMessage says otherwise
 	279: "ALL_CONNECTION_TRIES_FAILED",
 	999: "KEEPER_EXCEPTION",
+}
+
+// pressureCodes are the server's refusals for its own load, not the rows'
+// content nor the batch's shape: the worker adapts its batches to them
+// (pkg/pipeline/adapt.go).
+var pressureCodes = map[int32]Class{
+	241: Memory,       // MEMORY_LIMIT_EXCEEDED
+	252: TooManyParts, // TOO_MANY_PARTS, unless byMessage says Split
 }
 
 // byMessage lists the codes that mean different things, told apart by the
 // server's message: the first rule whose text the message contains decides,
 // else the code tables above do. 252 TOO_MANY_PARTS is both "Too many parts
 // (N). Merges are processing significantly slower than inserts" (the table
-// is busy: back off, Transient) and "Too many partitions for single INSERT
+// is busy: back off, TooManyParts) and "Too many partitions for single INSERT
 // block (more than N)" (this batch spans too many PARTITION BY values: it
 // fails the same way every time, however long one waits, so Split).
 var byMessage = map[int32][]struct {
@@ -106,8 +131,10 @@ var byMessage = map[int32][]struct {
 var errAppend = errors.New("driver refused a value")
 
 // Classify decides what an error from Send calls for: retry the batch
-// (Transient), isolate the rows the server rejects (BadData), or send the
-// batch in smaller pieces without blaming a row (Split).
+// (Transient), isolate the rows the server rejects (BadData), send the
+// batch in halves without blaming a row (Split), send it in smaller pieces
+// and make the next batches smaller (Memory), or wait for merges before
+// sending it whole again (TooManyParts).
 func Classify(err error) Class {
 	if err == nil {
 		return Transient
@@ -124,6 +151,9 @@ func Classify(err error) Class {
 		}
 		if _, bad := badDataCodes[ex.Code]; bad {
 			return BadData
+		}
+		if c, ok := pressureCodes[ex.Code]; ok {
+			return c
 		}
 	}
 	return Transient
