@@ -6,6 +6,11 @@
 // or max_wait since its first record arrived. A record that would push a
 // non-empty batch past max_bytes starts the next batch instead, so a batch
 // exceeds max_bytes only when a single record does.
+//
+// The limits may change between batches (SetLimits): the partition's worker
+// lowers them while ClickHouse is short of memory for its INSERTs and
+// stretches max_wait while the table has too many parts (see
+// pkg/pipeline/adapt.go). Batches already cut keep their size.
 package batch
 
 import (
@@ -30,7 +35,10 @@ type Batcher struct {
 	partition int32
 	limits    Limits
 
-	cur      *record.Batch
+	cur *record.Batch
+	// opened is when the open batch's first record arrived, deadline
+	// when its max_wait expires (opened + MaxWait).
+	opened   time.Time
 	deadline time.Time
 	ready    []*record.Batch
 	// spare is a drained batch whose Items slice is reused, so a steady
@@ -59,6 +67,7 @@ func (b *Batcher) Add(r *kgo.Record, now time.Time) {
 			First: r.Offset, Items: b.spare[:0],
 		}
 		b.spare = nil
+		b.opened = now
 		b.deadline = now.Add(b.limits.MaxWait)
 	}
 	b.cur.Items = append(b.cur.Items, record.Item{Rec: r})
@@ -73,7 +82,26 @@ func (b *Batcher) Add(r *kgo.Record, now time.Time) {
 func (b *Batcher) cut() {
 	b.ready = append(b.ready, b.cur)
 	b.cur = nil
-	b.deadline = time.Time{}
+	b.opened, b.deadline = time.Time{}, time.Time{}
+}
+
+// Limits are the limits the next batches are cut at.
+func (b *Batcher) Limits() Limits { return b.limits }
+
+// SetLimits changes the limits from now on. The open batch is cut at once
+// when it already reached the new max_rows or max_bytes, and its max_wait
+// counts from its first record's arrival under the new value; batches
+// already cut (Ready) keep their size.
+func (b *Batcher) SetLimits(l Limits) {
+	b.limits = l
+	if b.cur == nil {
+		return
+	}
+	if len(b.cur.Items) >= l.MaxRows || b.cur.Bytes >= l.MaxBytes {
+		b.cut()
+		return
+	}
+	b.deadline = b.opened.Add(l.MaxWait)
 }
 
 // Ready returns the next batch that reached a limit (by rows or bytes, or by
@@ -130,5 +158,5 @@ func (b *Batcher) Recycle(done *record.Batch) {
 
 // Reset drops everything buffered (partition lost).
 func (b *Batcher) Reset() {
-	b.cur, b.ready, b.deadline = nil, nil, time.Time{}
+	b.cur, b.ready, b.opened, b.deadline = nil, nil, time.Time{}, time.Time{}
 }

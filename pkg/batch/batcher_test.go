@@ -424,3 +424,49 @@ func TestBatcherPending(t *testing.T) {
 		}
 	}
 }
+
+// TestBatcherSetLimits: new limits cut the next batches; an open batch that
+// already reached them is cut at once, one that has not keeps its records
+// and its first record's arrival as the start of the new max_wait; a batch
+// already cut keeps its size.
+func TestBatcherSetLimits(t *testing.T) {
+	b := newBatcher(batch.Limits{MaxRows: 4, MaxBytes: 1 << 20, MaxWait: time.Second})
+	for off := int64(0); off < 6; off++ { // 0..3 cut by rows, 4..5 open
+		b.Add(rec(off, 10, 1), t0)
+	}
+	b.SetLimits(batch.Limits{MaxRows: 2, MaxBytes: 1 << 20, MaxWait: time.Second})
+	if got := b.Limits().MaxRows; got != 2 {
+		t.Errorf("Limits().MaxRows = %d, want 2", got)
+	}
+	checkBatch(t, b.Ready(t0), shape{0, 3, 4, 40, 1}) // cut before: kept whole
+	checkBatch(t, b.Ready(t0), shape{4, 5, 2, 20, 1}) // open, at the new max_rows: cut
+	for off := int64(6); off < 9; off++ {             // 6..7 cut, 8 open
+		b.Add(rec(off, 10, 1), t0.Add(100*time.Millisecond))
+	}
+	checkBatch(t, b.Ready(t0), shape{6, 7, 2, 20, 1})
+	if r := b.Ready(t0); r != nil {
+		t.Fatalf("open batch ready early: %+v", shapeOf(r))
+	}
+
+	// A longer max_wait moves the open batch's deadline; a shorter one
+	// that has already passed makes it ready.
+	b.SetLimits(batch.Limits{MaxRows: 2, MaxBytes: 1 << 20, MaxWait: 4 * time.Second})
+	if d, want := b.Deadline(), t0.Add(4100*time.Millisecond); !d.Equal(want) {
+		t.Errorf("Deadline after stretching max_wait = %v, want %v", d, want)
+	}
+	b.SetLimits(batch.Limits{MaxRows: 2, MaxBytes: 1 << 20, MaxWait: 500 * time.Millisecond})
+	checkBatch(t, b.Ready(t0.Add(time.Second)), shape{8, 8, 1, 10, 1})
+
+	// Lower max_bytes cuts an open batch that reached it.
+	b.Add(rec(9, 10, 1), t0.Add(2*time.Second))
+	b.Add(rec(10, 10, 1), t0.Add(2*time.Second)) // cut by rows (2)
+	b.SetLimits(batch.Limits{MaxRows: 100, MaxBytes: 1 << 20, MaxWait: time.Second})
+	b.Add(rec(11, 10, 1), t0.Add(2*time.Second))
+	b.Add(rec(12, 10, 1), t0.Add(2*time.Second))
+	b.SetLimits(batch.Limits{MaxRows: 100, MaxBytes: 15, MaxWait: time.Second})
+	checkBatch(t, b.Ready(t0.Add(2*time.Second)), shape{9, 10, 2, 20, 1})
+	checkBatch(t, b.Ready(t0.Add(2*time.Second)), shape{11, 12, 2, 20, 1})
+	if b.Pending() != 0 {
+		t.Errorf("Pending = %d, want 0", b.Pending())
+	}
+}
