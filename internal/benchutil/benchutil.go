@@ -91,45 +91,104 @@ func ClickHouseCPU(repoRoot string) (time.Duration, bool) {
 // (SLUICE_CLICKHOUSE_ADDR) but not at its state dir would otherwise read the
 // other server's CPU. The error says which of these does not hold.
 func ClickHouseServerPID(repoRoot string) (string, error) {
+	return servicePID(repoRoot, "ClickHouse", "clickhouse/clickhouse.pid", itest.ClickHouseAddr(),
+		func(args []string) (string, bool) {
+			if !strings.Contains(filepath.Base(args[0]), "clickhouse") {
+				return "", false
+			}
+			for _, a := range args[1:] {
+				if conf, ok := strings.CutPrefix(a, "--config-file="); ok {
+					return conf, true
+				}
+			}
+			return "", false
+		},
+		func(conf, port string) bool { return strings.Contains(conf, "<tcp_port>"+port+"</tcp_port>") })
+}
+
+// KafkaBrokerPID is the pid of the Kafka broker integration/kafka.sh
+// started under SLUICE_STATE_DIR, checked like ClickHouseServerPID: a live
+// kafka.Kafka whose server.properties listens on the port of the first of
+// itest.Brokers().
+func KafkaBrokerPID(repoRoot string) (string, error) {
+	return servicePID(repoRoot, "Kafka", "kafka/kafka.pid", itest.Brokers()[0],
+		func(args []string) (string, bool) {
+			for i, a := range args {
+				if a == "kafka.Kafka" && i+1 < len(args) {
+					return args[i+1], true
+				}
+			}
+			return "", false
+		},
+		func(conf, port string) bool {
+			for _, l := range strings.Split(conf, "\n") {
+				if v, ok := strings.CutPrefix(l, "listeners="); ok && strings.Contains(v, ":"+port) {
+					return true
+				}
+			}
+			return false
+		})
+}
+
+// servicePID reads the pid file rel under the state dir, checks that the
+// pid's command line is the service's (confFile finds its config file in
+// the arguments) and that the config listens on addr's port.
+func servicePID(repoRoot, service, rel, addr string, confFile func(args []string) (string, bool), listens func(conf, port string) bool) (string, error) {
 	dir := os.Getenv("SLUICE_STATE_DIR")
 	if dir == "" {
 		dir = filepath.Join(repoRoot, ".state")
 	}
-	file := filepath.Join(dir, "clickhouse", "clickhouse.pid")
+	file := filepath.Join(dir, rel)
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("benchutil: ClickHouse pid file: %w", err)
+		return "", fmt.Errorf("benchutil: %s pid file: %w", service, err)
 	}
 	pid := strings.TrimSpace(string(b))
 	cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
 	if err != nil {
-		return "", fmt.Errorf("benchutil: ClickHouse pid %s from %s is not running: %w", pid, file, err)
+		return "", fmt.Errorf("benchutil: %s pid %s from %s is not running: %w", service, pid, file, err)
 	}
 	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if len(args) == 0 || !strings.Contains(filepath.Base(args[0]), "clickhouse") {
-		return "", fmt.Errorf("benchutil: pid %s from %s is %q, not clickhouse-server", pid, file, args)
+	conf, ok := confFile(args)
+	if !ok {
+		return "", fmt.Errorf("benchutil: pid %s from %s is %q, not the %s server of integration/", pid, file, args, service)
 	}
-	addr := itest.ClickHouseAddr()
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", fmt.Errorf("benchutil: ClickHouse address %q: %w", addr, err)
+		return "", fmt.Errorf("benchutil: %s address %q: %w", service, addr, err)
 	}
-	for _, a := range args[1:] {
-		conf, ok := strings.CutPrefix(a, "--config-file=")
-		if !ok {
-			continue
-		}
-		xml, err := os.ReadFile(conf)
+	text, err := os.ReadFile(conf)
+	if err != nil {
+		return "", fmt.Errorf("benchutil: config of %s pid %s: %w", service, pid, err)
+	}
+	if !listens(string(text), port) {
+		return "", fmt.Errorf("benchutil: the %s server of %s (pid %s, %s) does not listen on %s; set SLUICE_STATE_DIR to the state dir of the server at %s",
+			service, dir, pid, conf, port, addr)
+	}
+	return pid, nil
+}
+
+// MachineBusy is the CPU time every process of the machine has used since
+// boot (/proc/stat: user, nice, system, irq, softirq, steal).
+func MachineBusy() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, false
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		n, err := strconv.ParseInt(f[i], 10, 64)
 		if err != nil {
-			return "", fmt.Errorf("benchutil: config of ClickHouse pid %s: %w", pid, err)
+			return 0, false
 		}
-		if !strings.Contains(string(xml), "<tcp_port>"+port+"</tcp_port>") {
-			return "", fmt.Errorf("benchutil: the ClickHouse server of %s (pid %s, %s) does not listen on %s; set SLUICE_STATE_DIR to the state dir of the server at %s",
-				dir, pid, conf, port, addr)
-		}
-		return pid, nil
+		ticks += n
 	}
-	return "", fmt.Errorf("benchutil: ClickHouse pid %s has no --config-file argument: %q", pid, args)
+	return time.Duration(ticks) * 10 * time.Millisecond, true
 }
 
 // ScratchDatabase connects to the ClickHouse that `make up` starts and

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-etl/sluice/pkg/batch"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
 
@@ -52,6 +53,11 @@ type Options struct {
 	Metrics     *Metrics
 	// Backoff bounds the retry delays of a failing load (defaults 100ms..10s).
 	BackoffMin, BackoffMax time.Duration
+	// PartsBackoff is the first pause after an INSERT refused for too
+	// many parts (252), doubling per refusal in a row up to BackoffMax
+	// (default 1s): merges need seconds, not the 100 ms of a network
+	// retry.
+	PartsBackoff time.Duration
 	// OnOutOfRange says what a partition does when its committed offset
 	// is no longer in the Kafka log (retention removed records before they
 	// were loaded): OutOfRangeStop (the default) stops it, loudly, until an
@@ -90,6 +96,12 @@ type Engine struct {
 
 	// slots holds one token per batch being processed (Options.Parallel).
 	slots chan struct{}
+
+	// limits holds the effective batch limits of the partitions whose
+	// limits differ from their pipeline's configured ones (adapt.go), for
+	// the gauges.
+	limitsMu sync.Mutex
+	limits   map[*Pipeline]map[int32]batch.Limits
 
 	// started is closed by Run: workers the group assigns earlier (the
 	// client joins as soon as it is created) wait for it, so everything
@@ -147,6 +159,9 @@ func New(o Options) (*Engine, error) {
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = 10 * time.Second
 	}
+	if o.PartsBackoff <= 0 {
+		o.PartsBackoff = defaultPartsBackoff
+	}
 	if o.RevokeTimeout <= 0 {
 		o.RevokeTimeout = 30 * time.Second
 	}
@@ -179,12 +194,14 @@ func New(o Options) (*Engine, error) {
 		started:      make(chan struct{}),
 		clientClosed: make(chan struct{}),
 		slots:        make(chan struct{}, o.Parallel),
+		limits:       map[*Pipeline]map[int32]batch.Limits{},
 	}
 	for _, p := range o.Pipelines {
 		if _, dup := e.byTopic[p.Topic]; dup {
 			return nil, fmt.Errorf("pipeline: topic %s read by two pipelines", p.Topic)
 		}
 		e.byTopic[p.Topic] = p
+		e.publishLimits(p, -1, p.Limits, false) // the gauges start at the configured limits
 	}
 	e.hardCtx, e.hardCancel = context.WithCancel(context.Background())
 	return e, nil
@@ -535,6 +552,8 @@ func (w *worker) forget() {
 	}
 	w.e.m.Assigned.WithLabelValues(w.p.Name).Dec()
 	w.e.m.Lag.DeleteLabelValues(w.p.Name, strconv.Itoa(int(w.partition)))
+	// The next owner starts at the configured limits.
+	w.e.publishLimits(w.p, w.partition, w.p.Limits, false)
 	// Per-partition transform state (velocity) belongs to the
 	// partition's next owner now.
 	for _, t := range w.p.Transforms {

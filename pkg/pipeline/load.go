@@ -31,7 +31,9 @@ import (
 //     server rejects the rows' content, split the batch (bisect). On any
 //     other error the outcome is unknown: cancel and wait for the INSERT to
 //     end (abandon), then start again at 1 after a pause that lets bytes
-//     still on their way arrive.
+//     still on their way arrive. A refusal for the server's own load
+//     (memory, too many parts) is abandoned the same way, then adapted to
+//     (adapt.go): smaller pieces, or the same rows after a longer pause.
 
 // errStopped says a step gave up because the worker must stop (its
 // context ended, or it was fenced while stopping): the batch is not
@@ -46,6 +48,11 @@ var errFenced = errors.New("fenced: the group refused this member's commit")
 // returns the rows this worker inserted, and false when the worker must
 // stop with the batch not committed.
 func (w *worker) load(b *record.Batch) (int, bool) {
+	// A batch cut before the limits were lowered (adapt.go) goes in
+	// pieces that fit them.
+	if pieces := w.adapt.cut(b); pieces != nil {
+		return w.loadPieces(pieces)
+	}
 	failing := false
 	defer func() {
 		if failing {
@@ -63,6 +70,7 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 		}
 		if err == nil && good > 0 {
 			if err = w.writer.Send(w.ctx, b); err == nil {
+				w.inserted(b, good)
 				return good, true
 			}
 			w.e.m.InsertErrors.WithLabelValues(w.p.Name).Inc()
@@ -74,14 +82,42 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 				w.log.Error("a materialized view failed on the batch; rows the table stored are kept and not sent again, so the view's table lacks them",
 					"view", view, "first", b.First, "last", b.Last, "err", err)
 			}
-			switch classify(err) {
+			c := classify(err)
+			switch c {
 			case classBadRecord, classSplit:
 				return w.bisect(b, good, err)
 			}
 			// The outcome is unknown: the server may have stored some
-			// or all rows, or may still be storing them.
+			// or all rows, or may still be storing them. (A refusal for
+			// pressure is an answer, so nothing runs any more; some
+			// parts may be stored all the same.)
 			if !w.abandon(err) {
 				return 0, false
+			}
+			switch c {
+			case classMemory:
+				if pieces := w.refusedMemory(b, good, err); pieces != nil {
+					if !w.pause(c) {
+						return 0, false
+					}
+					return w.loadPieces(pieces)
+				}
+			case classParts:
+				w.refusedParts(b, good, err)
+			}
+			if c == classMemory || c == classParts {
+				// At the floor (memory) or whole (parts): the same
+				// rows again, after a pause that grows with the
+				// refusals in a row; logged once per episode.
+				if !failing {
+					failing = true
+					w.e.failing.Add(1)
+					w.st.failing.Add(1)
+				}
+				if !w.pause(c) {
+					return 0, false
+				}
+				continue
 			}
 		}
 		if err == nil {

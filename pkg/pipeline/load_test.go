@@ -19,14 +19,24 @@ import (
 // shapedSink wraps memSink with a writer that decides, per Send, whether
 // the server refuses the prepared rows (refuse returns the error) and
 // whether it stores them first (storeFirst: the table's parts were
-// committed before a view failed). It records the offsets of every Send.
+// committed before a view failed; firstPart: the part of the first table
+// partition was committed before the server failed on the next). It
+// records the offsets and the time of every Send.
 type shapedSink struct {
 	*memSink
 	refuse     func(rows []*record.Item) error
 	storeFirst bool
+	firstPart  bool
 
 	mu    sync.Mutex
 	sends [][]int64
+	times []time.Time
+}
+
+func (s *shapedSink) sentAt() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.times)
 }
 
 func (s *shapedSink) NewWriter() Writer { return &shapedWriter{memWriter{s: s.memSink}, s} }
@@ -49,14 +59,26 @@ func (w *shapedWriter) Send(ctx context.Context, b *record.Batch) error {
 	}
 	w.sh.mu.Lock()
 	w.sh.sends = append(w.sh.sends, offs)
+	w.sh.times = append(w.sh.times, time.Now())
 	w.sh.mu.Unlock()
 	err := w.sh.refuse(w.rows)
 	if err == nil {
 		return w.memWriter.Send(ctx, b)
 	}
-	if w.sh.storeFirst {
+	switch {
+	case w.sh.storeFirst:
 		w.s.mu.Lock()
 		w.s.store(w.rows)
+		w.s.mu.Unlock()
+	case w.sh.firstPart:
+		var part []*record.Item
+		for _, it := range w.rows {
+			if tablePartition(it.Rec.Offset) == tablePartition(w.rows[0].Rec.Offset) {
+				part = append(part, it)
+			}
+		}
+		w.s.mu.Lock()
+		w.s.store(part)
 		w.s.mu.Unlock()
 	}
 	return fmt.Errorf("sink: events insert: %w", err)
@@ -137,44 +159,6 @@ func TestBatchOverThePartitionLimitIsLoadedInHalves(t *testing.T) {
 	}
 	if refused == 0 || stored != 200 {
 		t.Fatalf("%d sends refused, %d rows in passing sends; want some refused and every row sent once in a passing one: %v", refused, stored, sends)
-	}
-}
-
-// The other meaning of 252, "Too many parts ... Merges are processing
-// significantly slower than inserts", is the table being busy: the batch
-// is retried whole, not split.
-func TestTooManyPartsIsRetriedWhole(t *testing.T) {
-	f := newFixture(t, 1)
-	f.produceN(100, nil)
-	var mu sync.Mutex
-	busy := 2
-	s := &shapedSink{memSink: newMemSink(), refuse: func([]*record.Item) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if busy == 0 {
-			return nil
-		}
-		busy--
-		return &clickhouse.Exception{Code: 252, Name: "DB::Exception", Message: "Too many parts (300). Merges are processing significantly slower than inserts."}
-	}}
-	r := f.startWith("g_busy", s, batch.Limits{MaxRows: 100, MaxBytes: 1 << 20, MaxWait: 50 * time.Millisecond},
-		func(o *Options) { o.OutcomeWait = 10 * time.Millisecond })
-	waitFor(t, "commit at 100", 10*time.Second, func() bool { return f.committed("g_busy")[0] == 100 })
-	r.stop(t)
-	if total, distinct := s.stats(); total != 100 || distinct != 100 {
-		t.Fatalf("stored %d rows, %d distinct; want 100 and 100", total, distinct)
-	}
-	sends := s.sent()
-	if len(sends) != 3 {
-		t.Fatalf("%d sends, want 3 (two refused, one stored)", len(sends))
-	}
-	for i, offs := range sends {
-		if len(offs) != 100 {
-			t.Fatalf("send %d held %d rows; a busy table is retried with the whole batch", i, len(offs))
-		}
-	}
-	if n := f.endOffset("dlq", 0); n != 0 {
-		t.Fatalf("%d dead letters for a busy table", n)
 	}
 }
 

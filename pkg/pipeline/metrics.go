@@ -32,6 +32,13 @@ type Metrics struct {
 	// TruncatedLetters counts dead letters whose value was cut to fit the
 	// dead-letter topic's max.message.bytes (also in DeadLetters).
 	TruncatedLetters *prometheus.CounterVec
+	// Pressure counts INSERTs refused for the server's own load, by code
+	// ("241" memory, "252" too many parts); the Effective* gauges are the
+	// limits the pipeline's batches are cut at now (adapt.go).
+	Pressure          *prometheus.CounterVec
+	EffectiveMaxRows  *prometheus.GaugeVec
+	EffectiveMaxBytes *prometheus.GaugeVec
+	EffectiveMaxWait  *prometheus.GaugeVec
 }
 
 // NewMetrics creates the series and registers them with reg (nil: not
@@ -94,6 +101,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SkippedOffsets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_offsets_skipped_total", Help: "Offsets given up by kafka.on_offset_out_of_range: resume_from_log_start (data loss).",
 		}, []string{"pipeline"}),
+		Pressure: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_insert_pressure_total", Help: "INSERTs ClickHouse refused for its own load, by code: 241 MEMORY_LIMIT_EXCEEDED (loaded in smaller pieces, later batches cut smaller) and 252 TOO_MANY_PARTS (sent whole again after a pause, later batches cut later).",
+		}, []string{"pipeline", "code"}),
+		EffectiveMaxRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_batch_effective_max_rows", Help: "The smallest max_rows a partition of the pipeline cuts its batches at now: below the configured value after ClickHouse ran short of memory (241).",
+		}, []string{"pipeline"}),
+		EffectiveMaxBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_batch_effective_max_bytes", Help: "The smallest max_bytes a partition of the pipeline cuts its batches at now: below the configured value after ClickHouse ran short of memory (241).",
+		}, []string{"pipeline"}),
+		EffectiveMaxWait: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_batch_effective_max_wait_seconds", Help: "The longest max_wait a partition of the pipeline cuts its batches at now: above the configured value after the table had too many parts (252).",
+		}, []string{"pipeline"}),
 		Stalled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_stalled_partitions", Help: "Partitions stopped because their position is out of the Kafka log (kafka.on_offset_out_of_range: stop).",
 		}),
@@ -101,6 +120,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.ViewFailures)
 		reg.MustRegister(m.TruncatedLetters)
+		reg.MustRegister(m.Pressure, m.EffectiveMaxRows, m.EffectiveMaxBytes, m.EffectiveMaxWait)
 		reg.MustRegister(m.Consumed, m.Loaded, m.DeadLetters, m.Batches, m.BatchSeconds, m.BatchRows,
 			m.InsertErrors, m.Skipped, m.CommitErrors, m.InflightBytes, m.Paused, m.Assigned, m.DataLoss, m.Lag,
 			m.OutOfRange, m.SkippedOffsets, m.Stalled)

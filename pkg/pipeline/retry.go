@@ -58,12 +58,21 @@ func (w *worker) releaseSlot() {
 // the worker's context ended (a stop during a flush keeps retrying until
 // its deadline).
 func (w *worker) sleep(attempt int, floor time.Duration) bool {
-	d := w.e.opts.BackoffMin << min(attempt, 16)
-	if d > w.e.opts.BackoffMax || d <= 0 {
-		d = w.e.opts.BackoffMax
+	return w.wait(max(w.backoff(w.e.opts.BackoffMin, w.e.opts.BackoffMax, attempt), floor))
+}
+
+// backoff is the delay before retry attempt (0 for the first): base
+// doubled per attempt, capped at limit, with jitter.
+func (w *worker) backoff(base, limit time.Duration, attempt int) time.Duration {
+	d := base << min(max(attempt, 0), 16)
+	if d > limit || d <= 0 {
+		d = limit
 	}
-	d = d/2 + rand.N(d/2+1) // jitter: spread retries of many partitions
-	d = max(d, floor)
+	return d/2 + rand.N(d/2+1) // jitter: spread retries of many partitions
+}
+
+// wait pauses for d; false when the worker's context ended first.
+func (w *worker) wait(d time.Duration) bool {
 	// A waiting worker lets others use its processing slot: one failing
 	// table must not stall the pipelines whose tables are fine.
 	held := w.hasSlot

@@ -45,6 +45,15 @@ type worker struct {
 	// lag is this partition's sluice_partition_lag series.
 	lag     prometheus.Gauge
 	batcher *batch.Batcher
+	// adapt holds the limits the batcher cuts at now, lowered or
+	// stretched while ClickHouse is under pressure (adapt.go); streak
+	// counts the INSERTs refused for pressure in a row, memEpisode and
+	// partsEpisode say a WARN for the episode was logged (until the
+	// limits are the configured ones again), floorLogged that the floor
+	// was reached in it.
+	adapt                                 *adaptive
+	streak                                int
+	memEpisode, partsEpisode, floorLogged bool
 
 	mu    sync.Mutex
 	queue []*kgo.Record
@@ -102,6 +111,7 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 		writer:  p.Sink.NewWriter(),
 		stages:  p.stages(),
 		batcher: batch.New(p.Name, p.Topic, partition, p.Limits),
+		adapt:   newAdaptive(p.Limits),
 		wake:    make(chan struct{}, 1),
 		stopCh:  make(chan stopMode, 1),
 		done:    make(chan struct{}),
