@@ -69,6 +69,7 @@ type suite struct {
 	w              *world
 	sluice, limits string // binaries
 	chPID          string // clickhouse-server, for its CPU
+	kafkaPID       string // the broker, to tell other processes' CPU apart
 	g              *gen.Generator
 	cases          string
 	orders, avro   int
@@ -94,8 +95,12 @@ func newSuite(b *testing.B) *suite {
 	if err != nil {
 		b.Fatalf("the suite needs the ClickHouse server's CPU: %v", err)
 	}
+	kpid, err := benchutil.KafkaBrokerPID(repoRoot())
+	if err != nil {
+		b.Fatalf("the suite needs the Kafka broker's CPU: %v", err)
+	}
 	s := &suite{
-		w: w, chPID: pid, partitions: 6,
+		w: w, chPID: pid, kafkaPID: kpid, partitions: 6,
 		cases:          env("SLUICE_BENCH_CASES", "abcdef"),
 		orders:         envInt(b, "SLUICE_BENCH_ORDERS", 3_000_000),
 		customers:      envInt(b, "SLUICE_BENCH_CUSTOMERS", 100_000),
@@ -188,6 +193,7 @@ func (s *suite) run() {
 		if !s.has(c.key) {
 			continue
 		}
+		s.quiesce()
 		t0 := time.Now()
 		r := c.run()
 		r.Key, r.WallSeconds = c.key, time.Since(t0).Seconds()

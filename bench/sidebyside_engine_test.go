@@ -93,7 +93,7 @@ func (s *suite) engineLoad(c *benchutil.Case) error {
 	if err != nil {
 		return err
 	}
-	if err := m.loaded(ctx); err != nil {
+	if err := m.loaded(ctx, 0); err != nil {
 		return err
 	}
 	// Stop consuming before the merges settle.

@@ -154,7 +154,7 @@ func (s *suite) latency(c *benchutil.Case) error {
 	if err != nil {
 		return err
 	}
-	if err := m.loaded(ctx); err != nil {
+	if err := m.loaded(ctx, cpu1-cpu0); err != nil {
 		return err
 	}
 	if err := p.stop(); err != nil {

@@ -81,7 +81,7 @@ func (s *suite) insertOnly(c *benchutil.Case) error {
 	if err != nil {
 		return err
 	}
-	if err := m.loaded(ctx); err != nil {
+	if err := m.loaded(ctx, cpu1-cpu0); err != nil {
 		return err
 	}
 	h.stop()
@@ -120,7 +120,7 @@ func (s *suite) consumeOnly(c *benchutil.Case) error {
 	if err != nil {
 		return err
 	}
-	if err := m.loaded(ctx); err != nil {
+	if err := m.loaded(ctx, cpu); err != nil {
 		return err
 	}
 	h.stop()

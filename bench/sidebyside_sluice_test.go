@@ -79,7 +79,7 @@ func (s *suite) sluiceLoadInto(c *benchutil.Case, key, topic, format, transforms
 	if err != nil {
 		return err
 	}
-	if err := m.loaded(ctx); err != nil {
+	if err := m.loaded(ctx, cpu); err != nil {
 		return err
 	}
 	if err := p.stop(); err != nil {

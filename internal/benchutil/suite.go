@@ -63,7 +63,11 @@ type Case struct {
 	// FirstVisibleSeconds runs from the same start as Seconds to the
 	// first row visible to a SELECT (consumed, for e).
 	FirstVisibleSeconds *float64 `json:"first_visible_seconds"`
-	Latency             *Latency `json:"latency,omitempty"`
+	// OtherCores is the CPU that processes other than the loader, the
+	// server, the broker and the bench used during the load, in cores:
+	// other sessions on a shared machine, and the kernel's writeback.
+	OtherCores *float64 `json:"other_processes_cores"`
+	Latency    *Latency `json:"latency,omitempty"`
 	// WallSeconds is the whole case: set-up, load, merges, checks.
 	WallSeconds float64 `json:"wall_seconds"`
 	Note        string  `json:"note,omitempty"`
@@ -254,7 +258,7 @@ func (r *Report) Format(w io.Writer, prev *Report) {
 		fmt.Fprintf(w, "prev: the run of %s, commit %s (bin/bench.json before this run)\n", prev.Date, prev.Commit)
 	}
 	header := []string{"case", "rows", "rows/s", "loader µs/row", "server µs/row", "(load only)", "peak RSS MB",
-		"parts", "parts/M rows", "first rows s", "latency p50/p95/p99/max ms"}
+		"parts", "parts/M rows", "first rows s", "latency p50/p95/p99/max ms", "others (cores)"}
 	var rows [][]string
 	for _, c := range r.Cases {
 		rows = append(rows, caseCells(c.Key+" "+c.Name, &c))
@@ -297,7 +301,7 @@ func (r *Report) Format(w io.Writer, prev *Report) {
 
 func caseCells(label string, c *Case) []string {
 	if c.Err != "" {
-		return []string{label, "failed", "", "", "", "", "", "", "", "", ""}
+		return []string{label, "failed", "", "", "", "", "", "", "", "", "", ""}
 	}
 	lat := ""
 	if l := c.Latency; l != nil {
@@ -308,7 +312,8 @@ func caseCells(label string, c *Case) []string {
 		parts = fmt.Sprint(*c.PartsCreated)
 	}
 	return []string{label, fmt.Sprint(c.Rows), rate(c.RowsPerSec), optNum(c.LoaderCPUUsPerRow), optNum(c.ServerCPUUsPerRow),
-		optNum(c.ServerLoadCPUUsPerRow), optNum(c.PeakRSSMB), parts, optNum(c.PartsPerMillion), optNum(c.FirstVisibleSeconds), lat}
+		optNum(c.ServerLoadCPUUsPerRow), optNum(c.PeakRSSMB), parts, optNum(c.PartsPerMillion), optNum(c.FirstVisibleSeconds), lat,
+		optNum(c.OtherCores)}
 }
 
 func rate(v float64) string {
