@@ -31,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -129,6 +130,9 @@ func insert(addr, src, dst string, block int, stdin *bufio.Scanner) error {
 	for _, p := range part.byPart {
 		total += len(p)
 	}
+	// The clock starts on a clean heap: reading's garbage is not collected
+	// on the INSERTs' time.
+	runtime.GC()
 	fmt.Println("ready", total)
 	if !stdin.Scan() || stdin.Text() != "go" {
 		return fmt.Errorf("expected \"go\" on stdin")
@@ -225,13 +229,57 @@ func (c *typed[T]) keep(p int) {
 }
 func (c *typed[T]) block(p, lo, hi int) any { return c.byPart[p][lo:hi] }
 
+// maxIntern bounds the values a string column interns: low-cardinality
+// columns (topic, currency, enums, countries, names) share their strings,
+// which keeps 3M rows in a few GB; ids stop being interned past it.
+const maxIntern = 10_000
+
+// strCol is a String or Enum column whose repeated values share one string.
+type strCol struct {
+	typed[string]
+	seen map[string]string
+}
+
+func (c *strCol) keep(p int) {
+	if c.seen != nil {
+		if v, ok := c.seen[c.cur]; ok {
+			c.cur = v
+		} else if len(c.seen) < maxIntern {
+			c.seen[c.cur] = c.cur
+		} else {
+			c.seen = nil
+		}
+	}
+	c.typed.keep(p)
+}
+
+// nullStrCol is a Nullable(String) column whose repeated values share one
+// pointer.
+type nullStrCol struct {
+	typed[*string]
+	seen map[string]*string
+}
+
+func (c *nullStrCol) keep(p int) {
+	if c.seen != nil && c.cur != nil {
+		if v, ok := c.seen[*c.cur]; ok {
+			c.cur = v
+		} else if len(c.seen) < maxIntern {
+			c.seen[*c.cur] = c.cur
+		} else {
+			c.seen = nil
+		}
+	}
+	c.typed.keep(p)
+}
+
 // newCol picks the Go type clickhouse-go scans and appends for a column.
 func newCol(typ string) (col, error) {
 	switch {
 	case typ == "String", strings.HasPrefix(typ, "Enum8("), strings.HasPrefix(typ, "Enum16("):
-		return &typed[string]{}, nil
+		return &strCol{seen: map[string]string{}}, nil
 	case typ == "Nullable(String)":
-		return &typed[*string]{}, nil
+		return &nullStrCol{seen: map[string]*string{}}, nil
 	case strings.HasPrefix(typ, "DateTime"):
 		return &typed[time.Time]{}, nil
 	case strings.HasPrefix(typ, "Decimal("):
