@@ -8,7 +8,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test test-unit test-integration bench demo up down deps lint fmt clean
+.PHONY: all build test test-unit test-integration bench bench-offsets bench-e2e demo up down deps lint fmt clean
 
 all: build
 
@@ -34,21 +34,38 @@ test-integration: up
 	$(GO) test -tags integration -count=1 -timeout 20m -v ./integration/... 2>&1 | tee $(BIN)/integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' ; exit $${PIPESTATUS[0]}
 
 ## bench: benchmarks; performance figures (README, DESIGN budget) come from here, never from
-## timed tests. Unit benchmarks first (no services), then the integration ones against the
-## services `make up` starts: sink into ENGINE = Null, the engine on kfake into ClickHouse,
-## `sluice run` loading 1M orders from the real Kafka, and the offset lookups on a 50M-row
-## table (built once in database sluice_bench, then reused). ~5 minutes on 2 cores; the
-## first run builds the 50M-row table (~1 minute more). Results also go to bin/bench.txt
-## (benchstat-friendly). `make test` never runs benchmarks (no -bench there).
+## timed tests. First issue 8's side-by-side suite (bench/sidebyside_bench_test.go): 3M orders
+## produced once, then Sluice on JSON and on Avro with every transform, ClickHouse's own Kafka
+## engine, the insert-only and consume-only limits and a 20,000 events/s latency case; it prints
+## one table with the targets' ratios and writes bin/bench.json, printing the previous run's
+## figures beside the new ones (~8 minutes on 2 cores). Then the unit benchmarks (no services)
+## and the integration ones: the sink into ENGINE = Null and the engine on kfake into ClickHouse
+## (~2 minutes). ~10 minutes in all. Slower ones are run on purpose: `make bench-offsets` (the
+## offset lookups on a 50M-row table, built once in database sluice_bench) and `make bench-e2e`
+## (`sluice run` loading 1M orders, JSON, Avro and Avro enriched). Results also go to
+## bin/bench.txt (benchstat-friendly). `make test` never runs benchmarks (no -bench there).
+## Another stack: SLUICE_STATE_DIR=/tmp/s CLICKHOUSE_TCP_PORT=19000 CLICKHOUSE_HTTP_PORT=18123
+## KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 make bench (the addresses follow the ports).
 BENCH_OUT := $(BIN)/bench.txt
+BENCH_ENV := SLUICE_KAFKA_BROKERS=$${SLUICE_KAFKA_BROKERS:-127.0.0.1:$${KAFKA_PORT:-9092}} \
+	SLUICE_CLICKHOUSE_ADDR=$${SLUICE_CLICKHOUSE_ADDR:-127.0.0.1:$${CLICKHOUSE_TCP_PORT:-9000}}
 bench: up
 	@mkdir -p $(BIN); : > $(BENCH_OUT)
+	set -o pipefail; $(BENCH_ENV) $(GO) test -tags integration -run '^$$' -bench 'SideBySide' -benchtime 1x -count 1 -timeout 30m ./bench/ 2>&1 | tee -a $(BENCH_OUT)
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 20m ./pkg/... 2>&1 | tee -a $(BENCH_OUT)
-	set -o pipefail; $(GO) test -tags integration -run '^$$' -bench 'SinkInsertNull' -benchmem -count 1 -timeout 10m ./pkg/sink/ 2>&1 | tee -a $(BENCH_OUT)
-	set -o pipefail; $(GO) test -tags integration -run '^$$' -bench 'PipelineOrders' -benchtime 1x -benchmem -count 1 -timeout 20m ./pkg/pipeline/ 2>&1 | tee -a $(BENCH_OUT)
-	set -o pipefail; $(GO) test -tags integration -run '^$$' -bench 'MaxOffsetLookup50M|StoredRead50M' -benchmem -count 1 -timeout 30m ./bench/ 2>&1 | tee -a $(BENCH_OUT)
-	set -o pipefail; $(GO) test -tags integration -run '^$$' -bench 'E2E' -benchtime 1x -count 1 -timeout 15m ./bench/ 2>&1 | tee -a $(BENCH_OUT)
-	@echo "bench: results in $(BENCH_OUT) (machine shared with other sessions: rerun and compare before quoting)"
+	set -o pipefail; $(BENCH_ENV) $(GO) test -tags integration -run '^$$' -bench 'SinkInsertNull' -benchmem -count 1 -timeout 10m ./pkg/sink/ 2>&1 | tee -a $(BENCH_OUT)
+	set -o pipefail; $(BENCH_ENV) $(GO) test -tags integration -run '^$$' -bench 'PipelineOrders' -benchtime 1x -benchmem -count 1 -timeout 20m ./pkg/pipeline/ 2>&1 | tee -a $(BENCH_OUT)
+	@echo "bench: results in $(BENCH_OUT) and $(BIN)/bench.json (machine shared with other sessions: rerun and compare before quoting)"
+
+## bench-offsets: the highest-loaded-offset lookups on a 50M-row table (the first run builds it, ~1 minute)
+bench-offsets: up
+	@mkdir -p $(BIN)
+	set -o pipefail; $(BENCH_ENV) $(GO) test -tags integration -run '^$$' -bench 'MaxOffsetLookup50M|StoredRead50M' -benchmem -count 1 -timeout 30m ./bench/ 2>&1 | tee $(BIN)/bench-offsets.txt
+
+## bench-e2e: `sluice run` loading 1M orders from the real Kafka, JSON, Avro and Avro enriched
+bench-e2e: up
+	@mkdir -p $(BIN)
+	set -o pipefail; $(BENCH_ENV) $(GO) test -tags integration -run '^$$' -bench 'E2E' -benchtime 1x -count 1 -timeout 15m ./bench/ 2>&1 | tee $(BIN)/bench-e2e.txt
 
 ## demo: start the stack, create tables, generate events, run Sluice, show where to look
 demo: deps up build
