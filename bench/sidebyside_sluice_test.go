@@ -124,6 +124,8 @@ type sluiceProc struct {
 func (s *suite) startSluice(db, group, topic, format, transforms, extra string) (*sluiceProc, error) {
 	dir := s.w.b.TempDir()
 	path := s.writeConfig(dir, db, group, topic, format, transforms, extra, "")
+	// Sluice creates the DLQ topic when it starts.
+	s.w.b.Cleanup(func() { _, _ = s.w.adm.DeleteTopics(context.Background(), group+"_dlq") })
 	if _, err := config.Load(path); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
