@@ -204,6 +204,49 @@ ch_exec_prefix() {
   fi
 }
 
+# Users the integration tests log in as, in users.d/ beside our users.xml
+# (the server merges the directory into it and reloads both by itself
+# within seconds, also while it runs). Loopback only, no password, like the
+# package's default user:
+#   sluice_lowmem  max_memory_usage 100 MB per query, so that a test can make
+#                  large INSERTs fail with 241 MEMORY_LIMIT_EXCEEDED
+#                  (integration/pressure_test.go).
+# Idempotent: the file is replaced (atomically) only when its content changes.
+write_test_users() {
+  local dir="$CH_CONF_DIR/users.d"
+  local file="$dir/sluice-tests.xml"
+  local want
+  want=$(cat <<'XML'
+<?xml version="1.0"?>
+<!-- Written by integration/clickhouse.sh: users of the integration tests. -->
+<yandex>
+  <profiles>
+    <sluice_lowmem>
+      <max_memory_usage>100000000</max_memory_usage>
+    </sluice_lowmem>
+  </profiles>
+  <users>
+    <sluice_lowmem>
+      <password></password>
+      <networks>
+        <ip>127.0.0.1</ip>
+        <ip>::1</ip>
+      </networks>
+      <profile>sluice_lowmem</profile>
+      <quota>default</quota>
+    </sluice_lowmem>
+  </users>
+</yandex>
+XML
+)
+  mkdir -p "$dir"
+  if [[ -f $file && $(<"$file") == "$want" ]]; then
+    return 0
+  fi
+  printf '%s\n' "$want" >"$file.tmp"
+  mv -f "$file.tmp" "$file"
+}
+
 ch_ready() {
   clickhouse-client --host 127.0.0.1 --port "$CH_TCP_PORT" -q 'SELECT 1' >/dev/null 2>&1
 }
@@ -211,6 +254,7 @@ ch_ready() {
 do_start() {
   mkdir -p "$CH_LOGS"
   install_clickhouse
+  write_test_users # before the start, or live into a running server
   if running "$CH_PIDFILE" "$CH_NEEDLE"; then
     # A server started before a users.xml setting was added gets it live.
     write_users
