@@ -22,7 +22,10 @@
 // the batch's offsets the table already holds: those are neither loaded nor
 // dead-lettered again. A crash, a lost acknowledgement, a cut link or an
 // INSERT committed only in some table partitions therefore re-delivers
-// records that are not loaded twice. On revoke a worker flushes and
+// records that are not loaded twice. An INSERT the server refuses for its
+// own load adapts the partition's batches (adapt.go): smaller pieces and
+// smaller batches when it is short of memory, the same rows after a pause
+// and later batches when the table has too many parts. On revoke a worker flushes and
 // commits; on loss it drops its state; on shutdown every worker flushes and
 // commits before the client leaves the group. docs/DESIGN.md lists the
 // invariants and the order they rely on.
