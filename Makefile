@@ -38,9 +38,9 @@ test-integration: up
 ## produced once, then Sluice on JSON and on Avro with every transform, ClickHouse's own Kafka
 ## engine, the insert-only and consume-only limits and a 20,000 events/s latency case; it prints
 ## one table with the targets' ratios and writes bin/bench.json, printing the previous run's
-## figures beside the new ones (~8 minutes on 2 cores). Then the unit benchmarks (no services)
+## figures beside the new ones (~4½ minutes on 2 cores). Then the unit benchmarks (no services)
 ## and the integration ones: the sink into ENGINE = Null and the engine on kfake into ClickHouse
-## (~2 minutes). ~10 minutes in all. Slower ones are run on purpose: `make bench-offsets` (the
+## (~1½ minutes). ~6 minutes in all (5:41 measured on 2026-12-02). Slower ones are run on purpose: `make bench-offsets` (the
 ## offset lookups on a 50M-row table, built once in database sluice_bench) and `make bench-e2e`
 ## (`sluice run` loading 1M orders, JSON, Avro and Avro enriched). Results also go to
 ## bin/bench.txt (benchstat-friendly). `make test` never runs benchmarks (no -bench there).
