@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -73,6 +74,14 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			cfg, log, err := load()
 			if err != nil {
 				return err
+			}
+			// The config's memory bound is the runtime's soft limit, so
+			// garbage is collected before it takes the process past the
+			// bound; GOMEMLIMIT, when set, wins.
+			if os.Getenv("GOMEMLIMIT") == "" {
+				p := runtime.GOMAXPROCS(0)
+				debug.SetMemoryLimit(config.GoMemoryLimit(cfg, p))
+				log.Info("memory bound", "mib", config.MemoryBound(cfg, p)>>20, "parallel", p)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -142,6 +151,8 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			}
 			svc.Close()
 			fmt.Fprintf(stdout, "config ok: %d pipelines; Kafka and ClickHouse reachable; tables match\n", len(cfg.Pipelines))
+			fmt.Fprintf(stdout, "memory bound: %d MiB with %d batches at once (inflight_bytes, batch.max_bytes; reference data on top)\n",
+				config.MemoryBound(cfg, runtime.GOMAXPROCS(0))>>20, runtime.GOMAXPROCS(0))
 			return nil
 		},
 	})

@@ -54,6 +54,15 @@ func New(pipeline, topic string, partition int32, l Limits) *Batcher {
 // Size is the bytes a record counts for against max_bytes.
 func Size(r *kgo.Record) int { return len(r.Key) + len(r.Value) }
 
+// RecordOverhead is what a fetched record occupies beyond its key and
+// value (its kgo.Record and its share of the decompressed fetch buffer):
+// the in-flight budget counts Held, so inflight_bytes bounds the memory
+// the records held take (docs/DESIGN.md, "Memory bound").
+const RecordOverhead = 192
+
+// Held is what a record counts against the in-flight budget.
+func Held(r *kgo.Record) int { return Size(r) + RecordOverhead }
+
 // Add appends r (records must come in offset order). now is the arrival
 // time, which starts the max_wait clock of a new batch.
 func (b *Batcher) Add(r *kgo.Record, now time.Time) {

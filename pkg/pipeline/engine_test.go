@@ -504,7 +504,7 @@ func TestRevokeFlushesAndCommits(t *testing.T) {
 	slow := batch.Limits{MaxRows: 100000, MaxBytes: 1 << 20, MaxWait: time.Minute}
 	a := f.start("g7", s, slow)
 	waitFor(t, "member A to buffer everything", 10*time.Second, func() bool {
-		return a.engine.inflight.Load() > 0 && a.engine.inflight.Load() == int64(80*len("v=0-00"))-int64(4*10)
+		return a.engine.inflight.Load() > 0 && a.engine.inflight.Load() == int64(80*len("v=0-00"))-int64(4*10)+int64(80*batch.RecordOverhead)
 	})
 	if total, _ := s.stats(); total != 0 {
 		t.Fatalf("loaded %d rows before any limit", total)

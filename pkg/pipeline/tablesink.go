@@ -2,17 +2,48 @@ package pipeline
 
 import (
 	"context"
+	"sync"
 
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/sink"
 )
 
 // TableSink adapts a ClickHouse table to the Sink the engine uses.
-func TableSink(t *sink.Table) Sink { return tableSink{t} }
+func TableSink(t *sink.Table) Sink { return tableSink{t, &bufPool{}} }
 
-type tableSink struct{ t *sink.Table }
+type tableSink struct {
+	t    *sink.Table
+	pool *bufPool
+}
 
-func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, bufs: s.t.NewBuffers()} }
+func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, pool: s.pool} }
+
+// bufPool holds the table's column buffers between batches. A writer
+// takes one for a batch and gives it back when the batch is done
+// (tableWriter.Done), so there are as many as batches processed at once
+// (the engine's processing slots), not one per partition: their memory is
+// bounded by the parallelism (config.MemoryBound).
+type bufPool struct {
+	mu   sync.Mutex
+	free []*sink.Buffers
+}
+
+func (p *bufPool) get(t *sink.Table) *sink.Buffers {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		return b
+	}
+	return t.NewBuffers()
+}
+
+func (p *bufPool) put(b *sink.Buffers) {
+	p.mu.Lock()
+	p.free = append(p.free, b)
+	p.mu.Unlock()
+}
 
 func (s tableSink) Stored(ctx context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
 	return s.t.Stored(ctx, topic, partition, topicID, from, to)
@@ -22,18 +53,37 @@ func (s tableSink) Running(ctx context.Context, topic string, partition int32, k
 	return s.t.Running(ctx, topic, partition, kill)
 }
 
-// tableWriter keeps one partition's column buffers across its batches.
+// tableWriter holds column buffers from the pool while a batch of its
+// partition is processed.
 type tableWriter struct {
 	t    *sink.Table
+	pool *bufPool
 	bufs *sink.Buffers
 }
 
-func (w *tableWriter) Prepare(b *record.Batch) int { return w.t.Prepare(w.bufs, b) }
+func (w *tableWriter) buffers() *sink.Buffers {
+	if w.bufs == nil {
+		w.bufs = w.pool.get(w.t)
+	}
+	return w.bufs
+}
+
+func (w *tableWriter) Prepare(b *record.Batch) int { return w.t.Prepare(w.buffers(), b) }
 
 func (w *tableWriter) Send(ctx context.Context, b *record.Batch) error {
-	return w.t.Send(ctx, w.bufs, b)
+	return w.t.Send(ctx, w.buffers(), b)
+}
+
+// Done empties the buffers (they point into the batch's records) and
+// gives them back to the pool.
+func (w *tableWriter) Done() {
+	if w.bufs != nil {
+		w.t.Release(w.bufs)
+		w.pool.put(w.bufs)
+		w.bufs = nil
+	}
 }
 
 // Block resets the writer's columns for the next batch's rows (the
 // columnar path, stage.Columnar).
-func (w *tableWriter) Block(needs []string) record.Block { return w.t.Block(w.bufs, needs) }
+func (w *tableWriter) Block(needs []string) record.Block { return w.t.Block(w.buffers(), needs) }

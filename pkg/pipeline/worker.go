@@ -128,7 +128,7 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 func (w *worker) enqueue(recs []*kgo.Record, topicID string, _ time.Time) {
 	n := 0
 	for _, r := range recs {
-		n += batch.Size(r)
+		n += batch.Held(r)
 	}
 	w.held.Add(int64(n))
 	w.e.inflight.Add(int64(n))
@@ -320,7 +320,10 @@ func (w *worker) process(b *record.Batch) bool {
 	end := time.Now()
 	w.e.m.BatchSeconds.WithLabelValues(p.Name).Observe(end.Sub(start).Seconds())
 	w.st.batchDone(loaded, end.Sub(start), end)
-	w.release(int64(b.Bytes))
+	w.release(int64(b.Bytes + len(b.Items)*batch.RecordOverhead))
+	if d, ok := w.writer.(interface{ Done() }); ok {
+		d.Done()
+	}
 	w.batcher.Recycle(b)
 	return true
 }

@@ -371,6 +371,11 @@ func (s *Service) Run(ctx context.Context) error {
 		// would refuse the whole batch (MESSAGE_TOO_LARGE), and a
 		// single letter over it is cut by the writer instead.
 		kgo.ProducerBatchMaxBytes(int32(s.dlqLetterBytes)),
+		// Fetched records not yet handed to a worker are outside the
+		// in-flight budget: a quarter of it per fetch response, one
+		// response buffered at a time (config.MemoryBound).
+		kgo.FetchMaxBytes(int32(min(int64(cfg.InflightBytes)/4, 1<<30))),
+		kgo.MaxConcurrentFetches(1),
 	)
 	if cfg.Kafka.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.Kafka.InstanceID))

@@ -46,6 +46,19 @@ func (t *Table) Block(bufs *Buffers, needs []string) *Block {
 	return bl
 }
 
+// Release empties bufs (the columnar path's strings point into the
+// batch's records, which must not outlive it), keeping their capacity.
+func (t *Table) Release(bufs *Buffers) {
+	for _, c := range bufs.cols {
+		c.reset()
+	}
+	clear(bufs.send)
+	bufs.send, bufs.picked, bufs.rows = bufs.send[:0], bufs.picked[:0], 0
+	if bufs.block != nil {
+		bufs.block.rows, bufs.block.rowErr = 0, nil
+	}
+}
+
 func (b *Block) Rows() int { return b.rows }
 
 func (b *Block) Column(name string) int { return b.t.Column(name) }

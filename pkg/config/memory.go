@@ -1,0 +1,40 @@
+package config
+
+// Memory: the resident memory a running Sluice needs, derived from its
+// limits (docs/DESIGN.md, "Memory bound"). `sluice check` prints it and
+// `sluice run` gives it to the Go runtime as its soft memory limit, so
+// garbage never pushes the process past it.
+const (
+	// MemoryBase covers the runtime, the binary, the Kafka and ClickHouse
+	// clients and their connection buffers.
+	MemoryBase = 48 << 20
+	// NotGoMemory is the part of the resident memory the Go runtime does
+	// not manage (the binary's mapped text and data): the runtime's soft
+	// limit is the bound less this.
+	NotGoMemory = 24 << 20
+)
+
+// GoMemoryLimit is the soft limit `sluice run` gives the Go runtime.
+func GoMemoryLimit(c *Config, parallel int) int64 { return MemoryBound(c, parallel) - NotGoMemory }
+
+// MemoryBound is the resident memory bound for the config with parallel
+// batches processed at once (the engine's processing slots):
+//
+//	MemoryBase + inflight_bytes (records held, their overhead counted:
+//	    pkg/batch's Held)
+//	  + inflight_bytes / 4 (fetch responses not yet polled, FetchMaxBytes)
+//	  + inflight_bytes / 2 (room for the garbage of the records' turnover,
+//	    so the collector does not run back to back)
+//	  + parallel × 3 × max_bytes (a batch's column buffers and the
+//	    INSERT's copy of them, for the largest max_bytes of a pipeline)
+//
+// Reference data (customers, FX rates) comes on top: it is sized by the
+// reference topics, not by the config.
+func MemoryBound(c *Config, parallel int) int64 {
+	maxBytes := int64(c.Batch.MaxBytes)
+	for _, p := range c.Pipelines {
+		maxBytes = max(maxBytes, int64(p.Batch.MaxBytes))
+	}
+	in := int64(c.InflightBytes)
+	return MemoryBase + in + in/4 + in/2 + int64(parallel)*3*maxBytes
+}
