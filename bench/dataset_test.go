@@ -4,7 +4,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -15,38 +14,10 @@ import (
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
 
-// jsonOrder is an order as the json format reads it: the .avsc's field
-// names, decimals as strings, timestamps as epoch millis.
-type jsonOrder struct {
-	OrderID         string     `json:"order_id"`
-	CustomerID      string     `json:"customer_id"`
-	CreatedAt       int64      `json:"created_at"`
-	Currency        string     `json:"currency"`
-	Total           string     `json:"total"`
-	Status          string     `json:"status"`
-	Channel         string     `json:"channel"`
-	ShippingCountry string     `json:"shipping_country"`
-	Items           []jsonItem `json:"items"`
-	Coupon          *string    `json:"coupon"`
-}
-
-type jsonItem struct {
-	SKU       string `json:"sku"`
-	Quantity  int32  `json:"quantity"`
-	UnitPrice string `json:"unit_price"`
-}
-
+// encodeJSON is an order as the json format reads it (gen.EncodeOrderJSON).
 func encodeJSON(o gen.Order) ([]byte, error) {
-	j := jsonOrder{
-		OrderID: o.OrderID, CustomerID: o.CustomerID, CreatedAt: o.CreatedAt.UnixMilli(),
-		Currency: o.Currency, Total: o.Total.StringFixed(gen.MoneyScale), Status: string(o.Status),
-		Channel: string(o.Channel), ShippingCountry: o.ShippingCountry, Coupon: o.Coupon,
-		Items: make([]jsonItem, len(o.Items)),
-	}
-	for i, it := range o.Items {
-		j.Items[i] = jsonItem{SKU: it.SKU, Quantity: it.Quantity, UnitPrice: it.UnitPrice.StringFixed(gen.MoneyScale)}
-	}
-	return json.Marshal(j)
+	_, v, err := gen.EncodeOrderJSON(o)
+	return v, err
 }
 
 // produceSpec says what produce writes: the first JSON orders of the
