@@ -146,6 +146,10 @@ func (d *ColumnJSON) DecodeInto(value []byte, blk record.Block) (decodeErr, load
 				blk.PutNull(f.col)
 			case sl.kind == slotString:
 				blk.PutString(f.col, sl.s)
+			case sl.kind == slotInt && f.plan.t.Kind == KindInt:
+				// An int is an int32 in a Row: boxed as one, a column
+				// that refuses it says so as the row path does.
+				blk.PutValue(f.col, int32(sl.i))
 			case sl.kind == slotInt:
 				blk.PutInt(f.col, sl.i)
 			case sl.kind == slotDecimal:

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -258,4 +259,113 @@ func orderJSON(t testing.TB, o gen.Order, edit func(map[string]any)) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestBlockPathMatchesRowPathMixedTypes is TestBlockPathMatchesRowPath for
+// every kind of field the fast parser handles, each into a column of its
+// own type and into one that converts or refuses it.
+func TestBlockPathMatchesRowPathMixedTypes(t *testing.T) {
+	schema, err := decode.ParseSchema([]byte(`{"type": "record", "name": "Mixed", "fields": [
+		{"name": "id", "type": "string"},
+		{"name": "n", "type": "int"},
+		{"name": "n_text", "type": ["null", "int"], "default": null},
+		{"name": "l", "type": "long"},
+		{"name": "small", "type": "long"},
+		{"name": "b", "type": "boolean"},
+		{"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+		{"name": "us", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+		{"name": "day", "type": {"type": "int", "logicalType": "date"}},
+		{"name": "d", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+		{"name": "d_wide", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+		{"name": "d_narrow", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 4}},
+		{"name": "d_small", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+		{"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B", "C"]}},
+		{"name": "e_text", "type": {"type": "enum", "name": "E2", "symbols": ["A", "B", "C"]}},
+		{"name": "opt", "type": ["null", "string"], "default": null},
+		{"name": "opt_n", "type": ["null", "long"], "default": null},
+		{"name": "skipped", "type": "string"}
+	]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := &Table{name: "mixed", now: func() time.Time { return time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC) }}
+	for _, c := range [][2]string{
+		{"id", "String"}, {"n", "Int32"}, {"n_text", "String"}, {"l", "Int64"}, {"small", "UInt8"},
+		{"b", "UInt8"}, {"ts", "DateTime('UTC')"}, {"us", "DateTime('UTC')"}, {"day", "Date"},
+		{"d", "Decimal(9, 2)"}, {"d_wide", "Decimal(18, 4)"}, {"d_narrow", "Decimal(9, 2)"}, {"d_small", "Decimal(4, 2)"},
+		{"e", "Enum8('A' = 1, 'B' = 2)"}, {"e_text", "String"}, {"opt", "Nullable(String)"}, {"opt_n", "Nullable(Int64)"},
+		{ColTopic, "String"}, {ColPartition, "UInt32"}, {ColOffset, "UInt64"}, {ColTopicID, "String"}, {ColIngestedAt, "DateTime('UTC')"},
+	} {
+		ct, err := parseType(c[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab.cols = append(tab.cols, Column{Name: c[0], Type: c[1], Nullable: ct.nullable})
+		tab.types = append(tab.types, ct)
+	}
+	tab.setInsert()
+	row := func(over string) []byte {
+		base := map[string]string{
+			"id": `"x1"`, "n": `-7`, "n_text": `null`, "l": `9007199254740993`, "small": `200`, "b": `true`,
+			"ts": `1767225600123`, "us": `1767225600123456`, "day": `20454`, "d": `"12.34"`, "d_wide": `"-0.50"`,
+			"d_narrow": `"1.2300"`, "d_small": `"99.99"`, "e": `"B"`, "e_text": `"C"`, "opt": `"o"`, "opt_n": `5`, "skipped": `"s"`,
+		}
+		k, v, _ := strings.Cut(over, "=")
+		if over != "" {
+			if v == "<absent>" {
+				delete(base, k)
+			} else {
+				base[k] = v
+			}
+		}
+		var parts []string
+		for _, name := range []string{"id", "n", "n_text", "l", "small", "b", "ts", "us", "day", "d", "d_wide", "d_narrow", "d_small", "e", "e_text", "opt", "opt_n", "skipped"} {
+			if x, ok := base[name]; ok {
+				parts = append(parts, fmt.Sprintf("%q:%s", name, x))
+			}
+		}
+		return []byte("{" + strings.Join(parts, ",") + "}")
+	}
+	var values [][]byte
+	for _, over := range []string{"", "small=255", "small=256", "small=-1", "b=false", "n=2147483648", "l=-9223372036854775808",
+		"ts=-1", "ts=4294967296000", "us=0", "day=-1", "day=65535", "d=\"9999999.99\"", "d=\"10000000.00\"", "d=12.3",
+		"d_narrow=\"1.2345\"", "d_small=\"100.00\"", "d_small=\"-99.99\"", "d_small=\"-100\"", "d_narrow=\"-0.0001\"", "d_wide=\"99999999999999.9999\"", "e=\"C\"", "e=\"D\"", "e_text=\"A\"",
+		"opt=null", "opt=<absent>", "opt_n=null", "opt_n=-1", "skipped=1", "id=\"\"", "id=\"é\"", "b=1", "n_text=8", "n_text=300"} {
+		values = append(values, row(over))
+	}
+	rowDec, err := decode.NewFromSchema(decode.FormatJSON, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	colDec, ok := decode.NewColumnJSON(schema, tab.Column, nil)
+	if !ok {
+		t.Fatal("NewColumnJSON refused the schema")
+	}
+	mk := func() *record.Batch {
+		b := &record.Batch{Pipeline: "mixed", Topic: "mixed", Partition: 0, First: 0, Last: int64(len(values) - 1)}
+		for i, v := range values {
+			b.Items = append(b.Items, record.Item{Rec: &kgo.Record{Topic: "mixed", Offset: int64(i), Value: v}})
+		}
+		return b
+	}
+	retry := func(_ string, fn func() error) bool { return fn() == nil }
+	rowB, colB := mk(), mk()
+	rowBufs, colBufs := tab.NewBuffers(), tab.NewBuffers()
+	stage.Run(context.Background(), rowB, rowDec, nil, retry)
+	colB.Block = tab.Block(colBufs, nil)
+	stage.Run(context.Background(), colB, colDec, nil, retry)
+	nRow, nCol := tab.Prepare(rowBufs, rowB), tab.Prepare(colBufs, colB)
+	if nRow != nCol || nRow < 10 {
+		t.Fatalf("prepared %d rows on the row path, %d on the columnar path; first failure %s", nRow, nCol, firstFailure(rowB))
+	}
+	for i := range values {
+		if rf, cf := fmt.Sprint(rowB.Items[i].Failed), fmt.Sprint(colB.Items[i].Failed); rf != cf {
+			t.Errorf("value %d %s: row path failed %v, columnar %v", i, values[i], rf, cf)
+		}
+	}
+	for j, c := range tab.cols {
+		if want, got := rowBufs.cols[j].slice(), colBufs.send[j]; !reflect.DeepEqual(want, got) {
+			t.Errorf("column %s differs:\nrow path %v\ncolumnar %v", c.Name, want, got)
+		}
+	}
 }

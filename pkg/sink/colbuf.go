@@ -333,7 +333,8 @@ func decimalFrom(precision, colScale int32, conv func(any) (decimal.Decimal, err
 		if !ok || v == math.MinInt64 || (limit != 0 && (v >= limit || -v >= limit)) {
 			return conv(decimal.New(u, -scale))
 		}
-		return decimal.New(v, -colScale), nil
+		// Fits: the value as the row path holds it (the driver rescales).
+		return decimal.New(u, -scale), nil
 	}
 }
 
