@@ -19,22 +19,34 @@ import (
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
 
-// TestMemoryStaysUnderItsBound drains a backlog of JSON orders over 12
+// TestMemoryStaysUnderItsBound drains a backlog of orders over 12
 // partitions, several times inflight_bytes, with `sluice run` at the
 // default limits, and samples the process's resident memory: it must stay
 // under the bound the config implies (`sluice check` prints it).
 func TestMemoryStaysUnderItsBound(t *testing.T) {
+	// JSON takes the columnar path, Avro the row path: the bound holds
+	// for both.
+	t.Run("json", func(t *testing.T) { memoryStaysUnderItsBound(t, "json", 400_000) })
+	t.Run("avro", func(t *testing.T) { memoryStaysUnderItsBound(t, "avro", 1_000_000) })
+}
+
+// memoryStaysUnderItsBound drains n orders in format, several times
+// inflight_bytes (346 B as JSON, 100 B as Avro).
+func memoryStaysUnderItsBound(t *testing.T, format string, n int) {
 	w := newWorld(t)
 	topic := w.name("orders_mem")
 	w.createTopic(topic, 12)
-	const n = 400_000 // ~140 MB of JSON, twice the default inflight_bytes
 	g, err := gen.New(gen.Options{Seed: 3, SchemaDir: filepath.Join(repoRoot(), "schemas", "avro")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	recs := make([]*kgo.Record, 0, 10_000)
 	for seq := range n {
-		k, v, err := gen.EncodeOrderJSON(g.Order(seq))
+		encode := g.Codecs().EncodeOrder
+		if format == "json" {
+			encode = gen.EncodeOrderJSON
+		}
+		k, v, err := encode(g.Order(seq))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,11 +75,11 @@ log:
 pipelines:
   - name: orders
     topic: %s
-    format: json
+    format: %s
     schema: %s
     table: orders
     transforms: [order_items]
-`, strings.Join(brokers, ", "), group, w.name("dlq"), clickhouse, w.db, topic, filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"))
+`, strings.Join(brokers, ", "), group, w.name("dlq"), clickhouse, w.db, topic, format, filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"))
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -103,7 +115,7 @@ pipelines:
 		time.Sleep(50 * time.Millisecond)
 	}
 	peak = max(peak, benchutil.StatusKB(status, "VmHWM:")<<10)
-	t.Logf("peak RSS %d MiB while draining %d orders over 12 partitions in %v; bound %d MiB", peak>>20, n, time.Since(start).Round(100*time.Millisecond), bound>>20)
+	t.Logf("peak RSS %d MiB while draining %d %s orders over 12 partitions in %v; bound %d MiB", peak>>20, n, format, time.Since(start).Round(100*time.Millisecond), bound>>20)
 	if peak > bound {
 		log, _ := os.ReadFile(logPath)
 		t.Fatalf("peak RSS %d MiB over the config's bound of %d MiB\n%s", peak>>20, bound>>20, log)

@@ -75,14 +75,6 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			if err != nil {
 				return err
 			}
-			// The config's memory bound is the runtime's soft limit, so
-			// garbage is collected before it takes the process past the
-			// bound; GOMEMLIMIT, when set, wins.
-			if os.Getenv("GOMEMLIMIT") == "" {
-				p := runtime.GOMAXPROCS(0)
-				debug.SetMemoryLimit(config.GoMemoryLimit(cfg, p))
-				log.Info("memory bound", "mib", config.MemoryBound(cfg, p)>>20, "parallel", p)
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			svc, err := service.New(ctx, cfg, log)
@@ -95,6 +87,14 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 				return err
 			}
 			defer svc.Close()
+			// The memory bound is the runtime's soft limit, so garbage
+			// is collected before it takes the process past the bound;
+			// GOMEMLIMIT, when set, wins.
+			if os.Getenv("GOMEMLIMIT") == "" {
+				p := runtime.GOMAXPROCS(0)
+				debug.SetMemoryLimit(svc.GoMemoryLimit(p))
+				log.Info("memory bound", "mib", svc.MemoryBound(p)>>20, "parallel", p)
+			}
 			return svc.Run(ctx)
 		},
 	})
@@ -151,8 +151,8 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			}
 			svc.Close()
 			fmt.Fprintf(stdout, "config ok: %d pipelines; Kafka and ClickHouse reachable; tables match\n", len(cfg.Pipelines))
-			fmt.Fprintf(stdout, "memory bound: %d MiB with %d batches at once (inflight_bytes, batch.max_bytes; reference data on top)\n",
-				config.MemoryBound(cfg, runtime.GOMAXPROCS(0))>>20, runtime.GOMAXPROCS(0))
+			fmt.Fprintf(stdout, "memory bound: %d MiB with %d batches at once (inflight_bytes, batch limits, the pipelines' paths; reference data on top)\n",
+				svc.MemoryBound(runtime.GOMAXPROCS(0))>>20, runtime.GOMAXPROCS(0))
 			return nil
 		},
 	})

@@ -11,11 +11,18 @@ const (
 	// NotGoMemory is the part of the resident memory the Go runtime does
 	// not manage (the binary's mapped text and data): the runtime's soft
 	// limit is the bound less this.
-	NotGoMemory = 24 << 20
+	NotGoMemory = 64 << 20
+	// RowPathBytes is what a decoded row costs on the row path (its Row
+	// map and boxed values, ~2 KiB for an order), per row of a batch in
+	// process. The columnar path has no such cost: its rows are the
+	// column buffers, counted in the max_bytes term.
+	RowPathBytes = 2 << 10
 )
 
 // GoMemoryLimit is the soft limit `sluice run` gives the Go runtime.
-func GoMemoryLimit(c *Config, parallel int) int64 { return MemoryBound(c, parallel) - NotGoMemory }
+func GoMemoryLimit(c *Config, parallel int, rowPath bool) int64 {
+	return MemoryBound(c, parallel, rowPath) - NotGoMemory
+}
 
 // MemoryBound is the resident memory bound for the config with parallel
 // batches processed at once (the engine's processing slots):
@@ -27,14 +34,20 @@ func GoMemoryLimit(c *Config, parallel int) int64 { return MemoryBound(c, parall
 //	    so the collector does not run back to back)
 //	  + parallel × 3 × max_bytes (a batch's column buffers and the
 //	    INSERT's copy of them, for the largest max_bytes of a pipeline)
+//	  + parallel × max_rows × RowPathBytes when a pipeline takes the row
+//	    path (Avro, or a transform without a columnar form)
 //
 // Reference data (customers, FX rates) comes on top: it is sized by the
 // reference topics, not by the config.
-func MemoryBound(c *Config, parallel int) int64 {
-	maxBytes := int64(c.Batch.MaxBytes)
+func MemoryBound(c *Config, parallel int, rowPath bool) int64 {
+	maxBytes, maxRows := int64(c.Batch.MaxBytes), int64(c.Batch.MaxRows)
 	for _, p := range c.Pipelines {
-		maxBytes = max(maxBytes, int64(p.Batch.MaxBytes))
+		maxBytes, maxRows = max(maxBytes, int64(p.Batch.MaxBytes)), max(maxRows, int64(p.Batch.MaxRows))
 	}
 	in := int64(c.InflightBytes)
-	return MemoryBase + in + in/4 + in/2 + int64(parallel)*3*maxBytes
+	b := MemoryBase + in + in/4 + in/2 + int64(parallel)*3*maxBytes
+	if rowPath {
+		b += int64(parallel) * maxRows * RowPathBytes
+	}
+	return b
 }

@@ -56,6 +56,21 @@ type Service struct {
 	// dlqLetterBytes bounds a dead letter: the dead-letter topic's
 	// max.message.bytes, at most maxRecordBytes (ensureDLQTopic).
 	dlqLetterBytes int
+
+	// rowPath says a pipeline decodes into Rows (not the columnar path).
+	rowPath bool
+}
+
+// MemoryBound is the resident memory bound of this service's config and
+// pipelines with parallel batches at once (config.MemoryBound).
+func (s *Service) MemoryBound(parallel int) int64 {
+	return config.MemoryBound(s.cfg, parallel, s.rowPath)
+}
+
+// GoMemoryLimit is the soft limit for the Go runtime that keeps the
+// process under MemoryBound.
+func (s *Service) GoMemoryLimit(parallel int) int64 {
+	return config.GoMemoryLimit(s.cfg, parallel, s.rowPath)
 }
 
 // Option adjusts what New builds.
@@ -122,6 +137,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		s.conn = conn
 		return nil
 	})
+	for _, p := range pipes {
+		ts := make([]stage.Transform, len(p.Transforms))
+		for i, t := range p.Transforms {
+			ts[i] = t
+		}
+		if _, ok := stage.Columnar(p.Decoder, ts); !ok {
+			s.rowPath = true
+		}
+	}
 	if err != nil {
 		return nil, clickHouseError(cfg.ClickHouse, err)
 	}
