@@ -8,9 +8,10 @@ const (
 	// MemoryBase covers the runtime, the binary, the Kafka and ClickHouse
 	// clients and their connection buffers.
 	MemoryBase = 48 << 20
-	// NotGoMemory is the part of the resident memory the Go runtime does
-	// not manage (the binary's mapped text and data): the runtime's soft
-	// limit is the bound less this.
+	// NotGoMemory is kept between the bound and the runtime's soft limit:
+	// the binary's mapped text and data, what else the runtime does not
+	// count, and a live heap that outgrows the limit for a while (measured
+	// up to 38 MiB above it).
 	NotGoMemory = 64 << 20
 	// RowPathBytes is what a decoded row costs on the row path (its Row
 	// map and boxed values, ~2 KiB for an order), per row of a batch in
