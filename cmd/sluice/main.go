@@ -90,7 +90,7 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			// The memory bound is the runtime's soft limit, so garbage
 			// is collected before it takes the process past the bound;
 			// GOMEMLIMIT, when set, wins.
-			if os.Getenv("GOMEMLIMIT") == "" {
+			if os.Getenv("GOMEMLIMIT") == "" && config.Sized(cfg) {
 				p := runtime.GOMAXPROCS(0)
 				debug.SetMemoryLimit(svc.GoMemoryLimit(p))
 				log.Info("memory bound", "mib", svc.MemoryBound(p)>>20, "parallel", p)
@@ -151,8 +151,12 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			}
 			svc.Close()
 			fmt.Fprintf(stdout, "config ok: %d pipelines; Kafka and ClickHouse reachable; tables match\n", len(cfg.Pipelines))
-			fmt.Fprintf(stdout, "memory bound: %d MiB with %d batches at once (inflight_bytes, batch limits, the pipelines' paths; reference data on top)\n",
-				svc.MemoryBound(runtime.GOMAXPROCS(0))>>20, runtime.GOMAXPROCS(0))
+			if config.Sized(cfg) {
+				fmt.Fprintf(stdout, "memory bound: %d MiB with %d batches at once (inflight_bytes, batch limits, the pipelines' paths)\n",
+					svc.MemoryBound(runtime.GOMAXPROCS(0))>>20, runtime.GOMAXPROCS(0))
+			} else {
+				fmt.Fprintln(stdout, "memory bound: none (the currency, customer and fraud transforms are not sized by it yet)")
+			}
 			return nil
 		},
 	})

@@ -20,6 +20,24 @@ const (
 	RowPathBytes = 2 << 10
 )
 
+// Sized says whether MemoryBound covers the config's pipelines: their
+// transforms' memory must be sized by it. currency, customer and fraud
+// add values to every row and keep state (reference data, velocity
+// windows) that it does not size yet; for them there is no bound, and
+// `sluice run` sets no soft limit (one under the live heap has the
+// collector run back to back: measured, 40 µs instead of 15 µs per row).
+func Sized(c *Config) bool {
+	for _, p := range c.Pipelines {
+		for _, t := range p.Transforms {
+			switch t {
+			case "currency", "customer", "fraud":
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // GoMemoryLimit is the soft limit `sluice run` gives the Go runtime.
 func GoMemoryLimit(c *Config, parallel int, rowPath bool) int64 {
 	return MemoryBound(c, parallel, rowPath) - NotGoMemory
