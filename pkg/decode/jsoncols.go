@@ -348,17 +348,8 @@ func (s *jsonParser) fastValue(p *plan, sl *slot) bool {
 	}
 	switch p.op {
 	case opDecimal:
-		var text []byte
-		var err *Error
-		switch {
-		case c == '"':
-			text, err = s.str()
-		case isNumberStart(c):
-			text, err = s.number()
-		default:
-			return false
-		}
-		if err != nil {
+		text, ok, err := s.decimalText(c)
+		if !ok || err != nil {
 			return false
 		}
 		v, ok := p.smallUnscaled(text)

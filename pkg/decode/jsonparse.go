@@ -442,6 +442,20 @@ func (s *jsonParser) wrong(p *plan, c byte, as string) *Error {
 
 func isNumberStart(c byte) bool { return c == '-' || c >= '0' && c <= '9' }
 
+// decimalText reads a decimal's text at pos, whose first byte is c: a
+// JSON string's content or a number's; ok is false when it is neither.
+func (s *jsonParser) decimalText(c byte) (text []byte, ok bool, err *Error) {
+	switch {
+	case c == '"':
+		text, err = s.str()
+	case isNumberStart(c):
+		text, err = s.number()
+	default:
+		return nil, false, nil
+	}
+	return text, true, err
+}
+
 // value parses one JSON value into p's Row type.
 func (s *jsonParser) value(p *plan) (any, *Error) {
 	s.ws()
@@ -460,14 +474,8 @@ func (s *jsonParser) value(p *plan) (any, *Error) {
 	}
 	switch p.op {
 	case opDecimal:
-		var text []byte
-		var err *Error
-		switch {
-		case c == '"':
-			text, err = s.str()
-		case isNumberStart(c):
-			text, err = s.number()
-		default:
+		text, ok, err := s.decimalText(c)
+		if !ok {
 			return nil, s.wrong(p, c, "as a string or number")
 		}
 		if err != nil {
