@@ -33,7 +33,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -129,26 +128,7 @@ func (parent *world) run(b *testing.B, bin, topic, format, transforms, extra str
 	b.Cleanup(func() { _ = w.ch.Exec(context.Background(), "DROP DATABASE IF EXISTS `"+db+"`") })
 	group, dlq := db+"_g", db+"_dlq"
 	b.Cleanup(func() { _, _ = w.adm.DeleteTopics(context.Background(), dlq) })
-	cfg := fmt.Sprintf(`kafka:
-  brokers: [%s]
-  group: %s
-  dlq_topic: %s
-clickhouse:
-  addr: [%s]
-  database: %s
-admin:
-  listen: 127.0.0.1:0
-log:
-  level: warn
-%spipelines:
-  - name: orders
-    topic: %s
-    format: %s
-    schema: %s
-    table: orders
-    transforms: %s
-`, strings.Join(brokers(), ", "), group, dlq, clickHouseAddr(), db, extra, topic, format,
-		filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"), transforms)
+	cfg := ordersConfig(db, group, dlq, topic, format, transforms, extra)
 	dir := b.TempDir()
 	path := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {

@@ -249,26 +249,7 @@ func (s *suite) writeConfig(dir, db, group, topic, format, transforms, extra, dl
 	if dlq == "" {
 		dlq = group + "_dlq"
 	}
-	cfg := fmt.Sprintf(`kafka:
-  brokers: [%s]
-  group: %s
-  dlq_topic: %s
-clickhouse:
-  addr: [%s]
-  database: %s
-admin:
-  listen: 127.0.0.1:0
-log:
-  level: warn
-%spipelines:
-  - name: orders
-    topic: %s
-    format: %s
-    schema: %s
-    table: orders
-    transforms: %s
-`, strings.Join(brokers(), ", "), group, dlq, clickHouseAddr(), db, extra, topic, format,
-		filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"), transforms)
+	cfg := ordersConfig(db, group, dlq, topic, format, transforms, extra)
 	path := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		s.w.b.Fatal(err)

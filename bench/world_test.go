@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,4 +103,30 @@ func tail(path string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// ordersConfig is a sluice.yaml with one orders pipeline at the default
+// limits, against this package's services; extra goes before `pipelines:`
+// (reference data, batch limits).
+func ordersConfig(db, group, dlq, topic, format, transforms, extra string) string {
+	return fmt.Sprintf(`kafka:
+  brokers: [%s]
+  group: %s
+  dlq_topic: %s
+clickhouse:
+  addr: [%s]
+  database: %s
+admin:
+  listen: 127.0.0.1:0
+log:
+  level: warn
+%spipelines:
+  - name: orders
+    topic: %s
+    format: %s
+    schema: %s
+    table: orders
+    transforms: %s
+`, strings.Join(brokers(), ", "), group, dlq, clickHouseAddr(), db, extra, topic, format,
+		filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"), transforms)
 }
