@@ -42,6 +42,10 @@ type worker struct {
 	writer    Writer
 	// stages are the pipeline's transforms as the stage runner takes them.
 	stages []stage.Transform
+	// columnar says the decoder and the stages run on a Block, with the
+	// side lists needs (stage.Columnar, asked once).
+	columnar bool
+	needs    []string
 	// lag is this partition's sluice_partition_lag series.
 	lag     prometheus.Gauge
 	batcher *batch.Batcher
@@ -118,6 +122,7 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 		ctx:     ctx,
 		cancel:  cancel,
 	}
+	w.needs, w.columnar = stage.Columnar(p.Decoder, w.stages)
 	w.committed.Store(-1)
 	w.st.hwm.Store(-1)
 	w.lag = e.m.Lag.WithLabelValues(p.Name, strconv.Itoa(int(partition)))
@@ -301,10 +306,8 @@ func (w *worker) process(b *record.Batch) bool {
 	start := time.Now()
 	p := w.p
 	b.TopicID = w.topicID
-	if bw, ok := w.writer.(interface{ Block([]string) record.Block }); ok {
-		if needs, ok := stage.Columnar(p.Decoder, w.stages); ok {
-			b.Block = bw.Block(needs)
-		}
+	if bw, ok := w.writer.(interface{ Block([]string) record.Block }); ok && w.columnar {
+		b.Block = bw.Block(w.needs)
 	}
 	if !stage.Run(w.ctx, b, p.Decoder, w.stages, w.retry) {
 		return false
