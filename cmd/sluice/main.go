@@ -163,6 +163,7 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 
 	root.AddCommand(newDLQCommand(&cfgPath, stdout, stderr))
 	root.AddCommand(newAuditCommand(&cfgPath, stdout, stderr))
+	root.AddCommand(newConfigCommand(&cfgPath, stdout))
 
 	root.AddCommand(&cobra.Command{
 		Use:   "version",

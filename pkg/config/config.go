@@ -65,15 +65,25 @@ type Kafka struct {
 	// restart within the session timeout takes the same partitions back
 	// without a rebalance. Unique per process (a StatefulSet pod name).
 	InstanceID string `mapstructure:"instance_id"`
+	// TLS and SASL apply to every Kafka client Sluice makes: the group
+	// consumer, the dead-letter producer, the reference-data readers, the
+	// admin requests and `sluice dlq` (see security.go).
+	TLS  TLS  `mapstructure:"tls"`
+	SASL SASL `mapstructure:"sasl"`
 }
 
 // ClickHouse is the connection to the ClickHouse server (native protocol).
 type ClickHouse struct {
-	Addr        []string      `mapstructure:"addr"`
-	Database    string        `mapstructure:"database"`
-	Username    string        `mapstructure:"username"`
-	Password    string        `mapstructure:"password"`
-	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	Addr     []string `mapstructure:"addr"`
+	Database string   `mapstructure:"database"`
+	Username string   `mapstructure:"username"`
+	Password Secret   `mapstructure:"password"`
+	// PasswordFile holds the password instead of Password.
+	PasswordFile string        `mapstructure:"password_file"`
+	DialTimeout  time.Duration `mapstructure:"dial_timeout"`
+	// TLS is for the secure native port (tcp_port_secure, 9440 by
+	// ClickHouse's convention).
+	TLS TLS `mapstructure:"tls"`
 	// InsertTimeout bounds one INSERT; a slower one is cancelled and,
 	// once it is known to have ended, retried.
 	InsertTimeout time.Duration `mapstructure:"insert_timeout"`
@@ -87,6 +97,12 @@ type ClickHouse struct {
 // Admin is the HTTP endpoint for metrics, health and the dashboard.
 type Admin struct {
 	Listen string `mapstructure:"listen"`
+	// Token, when set, is required as "Authorization: Bearer <token>"
+	// (or as the password of HTTP basic auth, for a browser) on every
+	// endpoint but /healthz and /readyz.
+	Token Secret `mapstructure:"token"`
+	// TokenFile holds the token instead of Token.
+	TokenFile string `mapstructure:"token_file"`
 }
 
 // Log configures the process's structured log.

@@ -43,7 +43,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		{"clickhouse.addr", cfg.ClickHouse.Addr, []string{"127.0.0.1:9000"}},
 		{"clickhouse.database", cfg.ClickHouse.Database, "sluice"},
 		{"clickhouse.username (default)", cfg.ClickHouse.Username, "default"},
-		{"clickhouse.password (default)", cfg.ClickHouse.Password, ""},
+		{"clickhouse.password (default)", string(cfg.ClickHouse.Password), ""},
 		{"clickhouse.dial_timeout (default)", cfg.ClickHouse.DialTimeout, 5 * time.Second},
 		{"clickhouse.insert_timeout (default)", cfg.ClickHouse.InsertTimeout, 60 * time.Second},
 		{"admin.listen", cfg.Admin.Listen, "127.0.0.1:8080"},
@@ -238,6 +238,18 @@ func TestLoadBadConfigs(t *testing.T) {
 		"unknown_outcome_wait_zero.bad.yml": {"clickhouse.unknown_outcome_wait", "must be a positive duration"},
 		"instance_id_invalid.bad.yml":       {"kafka.instance_id", `"pod 1/a" may hold only letters`},
 		"max_staleness_too_small.bad.yml":   {"reference.max_staleness", "must be at least 2s (the follower confirms every second that it is current), got 500ms"},
+		"sasl_mechanism_unknown.bad.yml":    {"kafka.sasl.mechanism", `"GSSAPI" is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512`},
+		"sasl_without_mechanism.bad.yml":    {"kafka.sasl.mechanism", "missing: kafka.sasl.username or password is set"},
+		"sasl_without_password.bad.yml":     {"kafka.sasl.password", "missing: kafka.sasl.mechanism SCRAM-SHA-512 needs a password"},
+		"sasl_password_and_file.bad.yml":    {"kafka.sasl.password_file", "set either kafka.sasl.password or kafka.sasl.password_file, not both"},
+		"password_file_missing.bad.yml":     {"clickhouse.password_file", "no-such-password.txt: no such file or directory"},
+		"password_file_empty.bad.yml":       {"admin.token_file", "empty.secret is empty"},
+		"tls_without_enabled.bad.yml":       {"kafka.tls.enabled", "is false but kafka.tls.ca_file is set"},
+		"tls_ca_missing.bad.yml":            {"clickhouse.tls.ca_file", "no-such-ca.pem: no such file or directory"},
+		"tls_ca_not_pem.bad.yml":            {"kafka.tls.ca_file", "order.avsc holds no PEM certificate"},
+		"tls_cert_without_key.bad.yml":      {"kafka.tls.key_file", "missing: a client certificate needs both kafka.tls.cert_file and kafka.tls.key_file"},
+		"admin_token_short.bad.yml":         {"admin.token", "must be at least 16 characters, got 7"},
+		"secret_wrong_type.bad.yml":         {"clickhouse.password", "wrong type"},
 	}
 
 	// Every bad file has an expectation and every expectation a file.

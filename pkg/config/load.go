@@ -89,6 +89,25 @@ var defaults = map[string]any{
 	// election, and a slower answer holds the batch for a retry.
 	"schema_registry.url":     "",
 	"schema_registry.timeout": "5s",
+	// Plaintext, no SASL, no admin token: the loopback demo. Every key is
+	// listed so that its SLUICE_* variable is seen (security.go).
+	"kafka.tls.enabled":          false,
+	"kafka.tls.ca_file":          "",
+	"kafka.tls.cert_file":        "",
+	"kafka.tls.key_file":         "",
+	"kafka.tls.server_name":      "",
+	"kafka.sasl.mechanism":       "",
+	"kafka.sasl.username":        "",
+	"kafka.sasl.password":        "",
+	"kafka.sasl.password_file":   "",
+	"clickhouse.password_file":   "",
+	"clickhouse.tls.enabled":     false,
+	"clickhouse.tls.ca_file":     "",
+	"clickhouse.tls.cert_file":   "",
+	"clickhouse.tls.key_file":    "",
+	"clickhouse.tls.server_name": "",
+	"admin.token":                "",
+	"admin.token_file":           "",
 }
 
 // Load reads the YAML file at path (empty: defaults and environment only),
@@ -126,6 +145,8 @@ func Load(path string) (*Config, error) {
 		ErrorUnused:      false, // unknownKeys reports these with their path
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			byteSizeHook,
+			secretHook,
+			stringToBoolHook,
 			stringToIntHook,
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
@@ -142,7 +163,8 @@ func Load(path string) (*Config, error) {
 	}
 	cfg.Dir = dir
 	cfg.resolve()
-	if errs := cfg.Validate(); len(errs) > 0 {
+	errs = cfg.resolveSecurity()
+	if errs = append(errs, cfg.Validate()...); len(errs) > 0 {
 		return nil, errs.sorted()
 	}
 	return &cfg, nil
@@ -191,7 +213,24 @@ func (c *Config) resolve() {
 	}
 }
 
-var byteSizeType = reflect.TypeOf(ByteSize(0))
+var (
+	byteSizeType = reflect.TypeOf(ByteSize(0))
+	secretType   = reflect.TypeOf(Secret(""))
+)
+
+// secretHook lets a password that YAML reads as a number (password: 1234)
+// be a Secret; anything else that is not a string is left for the decoder
+// to refuse (keyedLine keeps its value out of the message).
+func secretHook(from, to reflect.Type, data any) (any, error) {
+	if to != secretType {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Uint64, reflect.Float64:
+		return fmt.Sprint(data), nil
+	}
+	return data, nil
+}
 
 // byteSizeHook lets a ByteSize be written as a number or "16MiB".
 func byteSizeHook(from, to reflect.Type, data any) (any, error) {
@@ -225,6 +264,18 @@ func stringToIntHook(from, to reflect.Type, data any) (any, error) {
 	}
 	if n, err := strconv.Atoi(strings.TrimSpace(data.(string))); err == nil {
 		return n, nil
+	}
+	return data, nil
+}
+
+// stringToBoolHook is stringToIntHook for bool keys
+// (SLUICE_KAFKA_TLS_ENABLED=true).
+func stringToBoolHook(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String || to.Kind() != reflect.Bool {
+		return data, nil
+	}
+	if b, err := strconv.ParseBool(strings.TrimSpace(data.(string))); err == nil {
+		return b, nil
 	}
 	return data, nil
 }
@@ -333,6 +384,12 @@ func keyedLine(line string) *Error {
 	if m := quotedKey.FindStringSubmatchIndex(line); m != nil {
 		key := line[m[2]:m[3]]
 		rest := strings.TrimSpace(line[m[1]:])
+		if IsSecretKey(key) {
+			// mapstructure quotes the value it could not convert.
+			if i := strings.Index(rest, ", value:"); i >= 0 {
+				rest = rest[:i]
+			}
+		}
 		return &Error{Key: key, Problem: "wrong type: " + rest}
 	}
 	return &Error{Key: "?", Problem: line}

@@ -87,6 +87,7 @@ func (c *Config) Validate() Errors {
 
 	errs = append(errs, c.validateEnrichment()...)
 	errs = append(errs, c.validateRegistry()...)
+	errs = append(errs, c.validateSecurity()...)
 
 	if len(c.Pipelines) == 0 {
 		add("pipelines", "must list at least one pipeline")

@@ -48,11 +48,17 @@ var SourceColumns = []string{ColTopic, ColPartition, ColOffset, ColIngestedAt}
 // creates it).
 const ColTopicID = "_topic_id"
 
-// Open connects to ClickHouse over the native protocol and pings it.
+// Open connects to ClickHouse over the native protocol and pings it, over
+// TLS when clickhouse.tls is enabled. An error never holds the password.
 func Open(ctx context.Context, c config.ClickHouse) (driver.Conn, error) {
+	tc, err := c.TLS.ClientConfig("clickhouse.tls")
+	if err != nil {
+		return nil, err
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr: c.Addr,
-		Auth: clickhouse.Auth{Database: c.Database, Username: c.Username, Password: c.Password},
+		Auth: clickhouse.Auth{Database: c.Database, Username: c.Username, Password: string(c.Password)},
+		TLS:  tc,
 		// The Debian 18.16 server speaks only the native protocol to
 		// clickhouse-go (the HTTP interface rejects its settings).
 		Protocol:    clickhouse.Native,
