@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/dlq"
+	"github.com/sluice-etl/sluice/pkg/kafkaconn"
 	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/refdata"
@@ -284,7 +285,7 @@ func (ff *filterFlags) filter(cmd *cobra.Command) (dlq.Filter, error) {
 // dlqClient is a plain Kafka client (no group) that Read consumes with,
 // once a broker answered (waited for up to startup_timeout).
 func dlqClient(ctx context.Context, cfg *config.Config, log *slog.Logger) (*kgo.Client, error) {
-	return service.NewStartup(cfg.StartupTimeout, log).DialKafka(ctx, cfg.Kafka.Brokers,
+	return service.NewStartup(cfg.StartupTimeout, log).DialKafka(ctx, cfg.Kafka,
 		kgo.ClientID(cfg.Kafka.ClientID+"-dlq"),
 		// franz-go narrates connections at info; keep its warnings.
 		kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelWarn)).With("stage", "kafka"))),
@@ -300,6 +301,10 @@ func referenceStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 		return nil, nil
 	}
 	store := refdata.NewStore(cfg.Reference.BaseCurrency)
+	sec, err := kafkaconn.Security(cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
 	ld, err := refdata.NewLoader(refdata.LoaderConfig{
 		Brokers:          cfg.Kafka.Brokers,
 		CustomersTopic:   cfg.Reference.CustomersTopic,
@@ -308,6 +313,7 @@ func referenceStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 		FxRatesSchema:    cfg.Reference.FxRatesSchema,
 		BootstrapTimeout: cfg.Reference.BootstrapTimeout,
 		Log:              log,
+		ExtraOpts:        sec,
 	}, store)
 	if err != nil {
 		return nil, config.Errors{{Key: "reference", Problem: err.Error()}}

@@ -10,11 +10,14 @@ package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +59,49 @@ func New(addr string, reg *prometheus.Registry, ready func() error, log *slog.Lo
 		ln:  ln, log: log, mux: mux,
 	}
 	return s, nil
+}
+
+// RequireToken protects every endpoint but /healthz and /readyz with
+// token: a request must carry "Authorization: Bearer <token>" (Prometheus'
+// authorization.credentials, curl -H) or HTTP basic auth with the token as
+// its password, any user name (what a browser prompts for; the dashboard's
+// own requests then carry it too). Anything else is 401 with the
+// challenges. The probes stay open: an orchestrator's liveness and
+// readiness checks carry no credentials, and they say nothing but ok or
+// why not ready. Call it before Serve; an empty token changes nothing.
+func (s *Server) RequireToken(token string) {
+	if token == "" {
+		return
+	}
+	s.srv.Handler = tokenAuth(token, s.mux)
+}
+
+func tokenAuth(token string, next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	matches := func(got string) bool {
+		// Hashing first makes the comparison constant-time whatever the
+		// length of what was sent.
+		h := sha256.Sum256([]byte(got))
+		return subtle.ConstantTimeCompare(h[:], want[:]) == 1
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		auth := r.Header.Get("Authorization")
+		if scheme, cred, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") && matches(strings.TrimSpace(cred)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if _, pass, ok := r.BasicAuth(); ok && matches(pass) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("WWW-Authenticate", `Bearer realm="sluice admin"`)
+		w.Header().Add("WWW-Authenticate", `Basic realm="sluice admin", charset="UTF-8"`)
+		http.Error(w, "unauthorized: this endpoint needs admin.token (Authorization: Bearer <token>)", http.StatusUnauthorized)
+	})
 }
 
 // Handle adds a handler (e.g. the dashboard) before Serve.

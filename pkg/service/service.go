@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/dlq"
+	"github.com/sluice-etl/sluice/pkg/kafkaconn"
 	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/pipeline"
 	"github.com/sluice-etl/sluice/pkg/refdata"
@@ -59,6 +61,10 @@ type Service struct {
 
 	// rowPath says a pipeline decodes into Rows (not the columnar path).
 	rowPath bool
+
+	// kafkaSecurity is the TLS and SASL of every Kafka client
+	// (kafkaconn.Security).
+	kafkaSecurity []kgo.Opt
 }
 
 // MemoryBound is the resident memory bound of this service's config and
@@ -116,6 +122,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 	}()
 
+	warnInsecure(cfg, log)
 	// One budget for every service start-up waits for.
 	st := NewStartup(cfg.StartupTimeout, log)
 	if cfg.UsesReference() {
@@ -126,7 +133,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// too, not reported as a missing table.
 	var pipes []*pipeline.Pipeline
 	err := st.reach(ctx, clickHouseTarget(cfg.ClickHouse), func(actx context.Context) error {
-		conn, err := sink.Open(actx, cfg.ClickHouse)
+		conn, err := openClickHouse(actx, cfg.ClickHouse)
 		if err != nil {
 			return err
 		}
@@ -189,9 +196,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// dead-letter topic exists; the group client is created by Run, after
 	// the reference data is loaded, so this member never holds partitions
 	// it cannot yet transform.
-	probe, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelError)))))
+	probe, err := newKafkaClient(cfg.Kafka, kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelError)))))
 	if err != nil {
-		return nil, config.Errors{{Key: "kafka.brokers", Problem: err.Error()}}
+		return nil, err
 	}
 	err = st.reach(ctx, kafkaTarget(cfg.Kafka.Brokers), func(actx context.Context) error {
 		if err := probe.Ping(actx); err != nil {
@@ -203,7 +210,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	})
 	probe.Close()
 	if err != nil {
-		return nil, kafkaError(cfg.Kafka.Brokers, err)
+		return nil, kafkaError(cfg.Kafka, err)
+	}
+	// TLS and SASL of the clients that are given the brokers apart: the
+	// reference readers here, the dead-letter writer's in Run.
+	if s.kafkaSecurity, err = kafkaconn.Security(cfg.Kafka); err != nil {
+		return nil, err
 	}
 	if s.store != nil {
 		r := cfg.Reference
@@ -217,7 +229,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			MaxStaleness:     r.MaxStaleness,
 			Log:              log,
 			Registerer:       s.reg,
-			ExtraOpts:        o.referenceOpts,
+			ExtraOpts:        append(slices.Clone(s.kafkaSecurity), o.referenceOpts...),
 		}, s.store)
 		if err != nil {
 			return nil, config.Errors{{Key: "reference", Problem: err.Error()}}
@@ -230,6 +242,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		if err != nil {
 			return nil, config.Errors{{Key: "admin.listen", Problem: err.Error()}}
 		}
+		a.RequireToken(string(cfg.Admin.Token))
 		a.Handle("GET /", admin.NewDashboard(admin.DashboardOptions{
 			Engine: engine, Metrics: s.reg, Ready: s.Ready, Log: log.With("stage", "admin"),
 			KPI: admin.NewClickHouseKPI(conn, cfg.ClickHouse.Database),
@@ -380,7 +393,6 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cfg := s.cfg
 	opts := append(s.engine.ClientOpts(cfg.Kafka.Group),
-		kgo.SeedBrokers(cfg.Kafka.Brokers...),
 		kgo.ClientID(cfg.Kafka.ClientID),
 		kgo.SessionTimeout(cfg.Kafka.SessionTimeout),
 		kgo.RebalanceTimeout(cfg.Kafka.RebalanceTimeout),
@@ -405,11 +417,11 @@ func (s *Service) Run(ctx context.Context) error {
 		opts = append(opts, kgo.InstanceID(cfg.Kafka.InstanceID))
 	}
 	opts = append(opts, s.groupOpts...)
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kafkaconn.NewClient(cfg.Kafka, opts...)
 	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+		return err
 	}
-	dw := dlq.New(cl, cfg.Kafka.DLQTopic, cfg.Kafka.Brokers)
+	dw := dlq.New(cl, cfg.Kafka.DLQTopic, cfg.Kafka.Brokers, s.kafkaSecurity...)
 	dw.SetProducerMaxBytes(s.dlqLetterBytes)
 	s.engine.SetDeadLetters(dw)
 	s.log.Info("consuming", "topics", s.engine.Topics(), "group", cfg.Kafka.Group)

@@ -45,8 +45,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/kafkaconn"
 	"github.com/sluice-etl/sluice/pkg/registry"
-	"github.com/sluice-etl/sluice/pkg/sink"
 )
 
 // ErrInterrupted: ctx ended while start-up was waiting for a service.
@@ -270,6 +270,9 @@ func clickHouseError(c config.ClickHouse, err error) error {
 	if passThrough(err) {
 		return err
 	}
+	if e := explainTLS("ClickHouse", strings.Join(c.Addr, ","), "clickhouse.tls", c.TLS, err); e != nil {
+		return config.Errors{e}
+	}
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
 		switch ex.Code {
@@ -284,23 +287,29 @@ func clickHouseError(c config.ClickHouse, err error) error {
 	return config.Errors{{Key: "clickhouse.addr", Problem: err.Error()}}
 }
 
-// kafkaError is clickHouseError for Kafka: a broker that answered, but not
-// as a usable Kafka broker, is kafka.brokers' problem.
-func kafkaError(brokers []string, err error) error {
+// kafkaError is clickHouseError for Kafka: a TLS or SASL mismatch names
+// its kafka.tls or kafka.sasl key (security.go); any other answer that is
+// not a usable Kafka broker's is kafka.brokers' problem.
+func kafkaError(k config.Kafka, err error) error {
 	if passThrough(err) {
 		return err
 	}
-	return config.Errors{{Key: "kafka.brokers", Problem: fmt.Sprintf("%s: %v", strings.Join(brokers, ","), err)}}
+	if e := explainKafka(k, err); e != nil {
+		return config.Errors{e}
+	}
+	return config.Errors{{Key: "kafka.brokers", Problem: fmt.Sprintf("%s: %v", strings.Join(k.Brokers, ","), err)}}
 }
 
-// OpenClickHouse opens and pings ClickHouse (sink.Open), waiting within the
-// budget while it is unreachable. Errors: ErrInterrupted, *UnreachableError,
-// or config.Errors naming clickhouse.addr, .database, .username or .password.
+// OpenClickHouse opens and pings ClickHouse (sink.Open, over TLS when
+// clickhouse.tls is enabled), waiting within the budget while it is
+// unreachable. Errors: ErrInterrupted, *UnreachableError, or config.Errors
+// naming clickhouse.addr, .database, .username, .password or a
+// clickhouse.tls key.
 func (s *Startup) OpenClickHouse(ctx context.Context, c config.ClickHouse) (driver.Conn, error) {
 	var conn driver.Conn
 	err := s.reach(ctx, clickHouseTarget(c), func(actx context.Context) error {
 		var err error
-		conn, err = sink.Open(actx, c)
+		conn, err = openClickHouse(actx, c)
 		return err
 	})
 	if err != nil {
@@ -309,18 +318,32 @@ func (s *Startup) OpenClickHouse(ctx context.Context, c config.ClickHouse) (driv
 	return conn, nil
 }
 
-// DialKafka creates a client of the seed brokers with opts and waits,
-// within the budget, until a broker answers a metadata request. Errors:
-// ErrInterrupted, *UnreachableError, or config.Errors naming kafka.brokers.
+// DialKafka creates a client of k's cluster (seed brokers, TLS, SASL:
+// kafkaconn.Opts) with opts and waits, within the budget, until a broker
+// answers a metadata request. Errors: ErrInterrupted, *UnreachableError,
+// or config.Errors naming kafka.brokers or a kafka.tls or kafka.sasl key.
 // The caller closes the client.
-func (s *Startup) DialKafka(ctx context.Context, brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+func (s *Startup) DialKafka(ctx context.Context, k config.Kafka, opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := newKafkaClient(k, opts...)
 	if err != nil {
-		return nil, config.Errors{{Key: "kafka.brokers", Problem: err.Error()}}
+		return nil, err
 	}
-	if err := s.reach(ctx, kafkaTarget(brokers), cl.Ping); err != nil {
+	if err := s.reach(ctx, kafkaTarget(k.Brokers), cl.Ping); err != nil {
 		cl.Close()
-		return nil, kafkaError(brokers, err)
+		return nil, kafkaError(k, err)
+	}
+	return cl, nil
+}
+
+// newKafkaClient is kafkaconn.NewClient with its errors as config.Errors
+// (a bad option is the config's).
+func newKafkaClient(k config.Kafka, opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kafkaconn.NewClient(k, opts...)
+	if err != nil {
+		if passThrough(err) {
+			return nil, err
+		}
+		return nil, config.Errors{{Key: "kafka.brokers", Problem: err.Error()}}
 	}
 	return cl, nil
 }

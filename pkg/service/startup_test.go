@@ -125,12 +125,12 @@ func TestClickHouseErrorNamesTheKey(t *testing.T) {
 		if got := clickHouseError(c, err); fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", err, err) {
 			t.Errorf("clickHouseError(%v) = %v, want it unchanged", err, got)
 		}
-		if got := kafkaError([]string{"b:9092"}, err); fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", err, err) {
+		if got := kafkaError(config.Kafka{Brokers: []string{"b:9092"}}, err); fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", err, err) {
 			t.Errorf("kafkaError(%v) = %v, want it unchanged", err, got)
 		}
 	}
 	var cerrs config.Errors
-	if !errors.As(kafkaError([]string{"b:9092"}, errors.New("invalid large response size")), &cerrs) || cerrs[0].Key != "kafka.brokers" {
+	if !errors.As(kafkaError(config.Kafka{Brokers: []string{"b:9092"}}, errors.New("invalid large response size")), &cerrs) || cerrs[0].Key != "kafka.brokers" {
 		t.Errorf("kafkaError: %v, want kafka.brokers", cerrs)
 	}
 }
