@@ -9,6 +9,9 @@
 #   SLUICE_STATE_DIR       state root (default <repo>/.state)
 #   CLICKHOUSE_TCP_PORT    native protocol port (default 9000)
 #   CLICKHOUSE_HTTP_PORT   HTTP port (default 8123)
+#   CLICKHOUSE_TCP_SECURE_PORT  native protocol over TLS (tcp_port_secure,
+#                          default 9440), serving the certificate of
+#                          ensure_test_certs (common.sh)
 #   CLICKHOUSE_LOG_LEVEL   server log level (default information)
 #   CLICKHOUSE_START_TIMEOUT  seconds to wait for readiness (default 60)
 #   CLICKHOUSE_RUN_AS      run the server as this user (e.g. clickhouse, the
@@ -22,6 +25,7 @@ SERVICE_NAME=clickhouse
 
 CH_TCP_PORT="${CLICKHOUSE_TCP_PORT:-9000}"
 CH_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-8123}"
+CH_TCP_SECURE_PORT="${CLICKHOUSE_TCP_SECURE_PORT:-9440}"
 CH_LOG_LEVEL="${CLICKHOUSE_LOG_LEVEL:-information}"
 CH_START_TIMEOUT="${CLICKHOUSE_START_TIMEOUT:-60}"
 
@@ -29,6 +33,7 @@ CH_DIR="$SLUICE_STATE_DIR/clickhouse"
 CH_CONF_DIR="$CH_DIR/etc"
 CH_CONF="$CH_CONF_DIR/config.xml"
 CH_USERS="$CH_CONF_DIR/users.xml"
+CH_TLS="$CH_CONF_DIR/tls"
 CH_DATA="$CH_DIR/data"
 CH_LOGS="$CH_DIR/logs"
 CH_PIDFILE="$CH_DIR/clickhouse.pid"
@@ -135,16 +140,26 @@ os.replace(tmp, dst)
 PY
 }
 
+# The secure port's certificate and key, copied from $SLUICE_TLS_DIR into
+# our config directory (CLICKHOUSE_RUN_AS chowns that one).
+copy_certs() {
+  ensure_test_certs
+  mkdir -p "$CH_TLS"
+  install -m 644 "$SLUICE_TLS_DIR/server.pem" "$CH_TLS/server.pem"
+  install -m 600 "$SLUICE_TLS_DIR/server.key" "$CH_TLS/server.key"
+}
+
 # Write our private config.xml / users.xml, derived from the package's files.
 write_config() {
   mkdir -p "$CH_CONF_DIR" "$CH_DATA" "$CH_LOGS"
   write_users
+  copy_certs
   python3 - "$SYSTEM_CONF_DIR/config.xml" "$CH_CONF" "$CH_DATA" "$CH_LOGS" "$CH_USERS" \
-    "$CH_TCP_PORT" "$CH_HTTP_PORT" "$CH_LOG_LEVEL" <<'PY'
+    "$CH_TCP_PORT" "$CH_HTTP_PORT" "$CH_LOG_LEVEL" "$CH_TCP_SECURE_PORT" "$CH_TLS" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
 
-src, dst, data, logs, users, tcp_port, http_port, level = sys.argv[1:9]
+src, dst, data, logs, users, tcp_port, http_port, level, secure_port, tls_dir = sys.argv[1:11]
 tree = ET.parse(src)
 root = tree.getroot()
 
@@ -174,11 +189,30 @@ drop(root, "listen_host")
 ET.SubElement(root, "listen_host").text = "127.0.0.1"
 put(root, "tcp_port", tcp_port)
 put(root, "http_port", http_port)
-for tag in ("https_port", "tcp_port_secure", "interserver_http_port",
+put(root, "tcp_port_secure", secure_port)
+for tag in ("https_port", "interserver_http_port",
             "interserver_https_port", "interserver_http_host",
             "mysql_port", "postgresql_port", "grpc_port",
             "prometheus", "graphite"):
     drop(root, tag)
+
+# The secure native port's TLS: the test certificate; clients are not
+# asked for one. No dhParamsFile: the package's points at a file it does
+# not ship, and ECDHE needs none.
+ossl = root.find("openSSL")
+if ossl is None:
+    ossl = ET.SubElement(root, "openSSL")
+server = ossl.find("server")
+if server is None:
+    server = ET.SubElement(ossl, "server")
+put(server, "certificateFile", f"{tls_dir}/server.pem")
+put(server, "privateKeyFile", f"{tls_dir}/server.key")
+drop(server, "dhParamsFile")
+put(server, "verificationMode", "none")
+put(server, "loadDefaultCAFile", "false")
+put(server, "cacheSessions", "true")
+put(server, "disableProtocols", "sslv2,sslv3,tlsv1,tlsv1_1")
+put(server, "preferServerCiphers", "true")
 
 # Private data directories.
 put(root, "path", f"{data}/")
@@ -211,12 +245,15 @@ ch_exec_prefix() {
 #   sluice_lowmem  max_memory_usage 100 MB per query, so that a test can make
 #                  large INSERTs fail with 241 MEMORY_LIMIT_EXCEEDED
 #                  (integration/pressure_test.go).
+#   sluice_secure  password secure-test-password (stored as its SHA-256),
+#                  for the TLS and password tests (integration/security_test.go).
 # Idempotent: the file is replaced (atomically) only when its content changes.
 write_test_users() {
   local dir="$CH_CONF_DIR/users.d"
   local file="$dir/sluice-tests.xml"
-  local want
-  want=$(cat <<'XML'
+  local want secure_sha
+  secure_sha=$(printf '%s' 'secure-test-password' | sha256sum | cut -d' ' -f1)
+  want=$(cat <<XML
 <?xml version="1.0"?>
 <!-- Written by integration/clickhouse.sh: users of the integration tests. -->
 <yandex>
@@ -235,6 +272,15 @@ write_test_users() {
       <profile>sluice_lowmem</profile>
       <quota>default</quota>
     </sluice_lowmem>
+    <sluice_secure>
+      <password_sha256_hex>${secure_sha}</password_sha256_hex>
+      <networks>
+        <ip>127.0.0.1</ip>
+        <ip>::1</ip>
+      </networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </sluice_secure>
   </users>
 </yandex>
 XML
@@ -259,14 +305,17 @@ do_start() {
     # A server started before a users.xml setting was added gets it live.
     write_users
     log "already running (pid $(read_pid "$CH_PIDFILE"), tcp 127.0.0.1:$CH_TCP_PORT, http 127.0.0.1:$CH_HTTP_PORT)"
+    if ! grep -q '<tcp_port_secure>' "$CH_CONF" 2>/dev/null; then
+      log "WARNING: this server was started without its secure port (tcp_port_secure); '$0 restart' adds it"
+    fi
     return 0
   fi
   rm -f "$CH_PIDFILE"
   stop_system_clickhouse
   local p
-  for p in "$CH_TCP_PORT" "$CH_HTTP_PORT"; do
+  for p in "$CH_TCP_PORT" "$CH_HTTP_PORT" "$CH_TCP_SECURE_PORT"; do
     if port_open "$p"; then
-      die "port 127.0.0.1:$p is already in use (not by the server of this state dir); set CLICKHOUSE_TCP_PORT/CLICKHOUSE_HTTP_PORT or stop it"
+      die "port 127.0.0.1:$p is already in use (not by the server of this state dir); set CLICKHOUSE_TCP_PORT/CLICKHOUSE_HTTP_PORT/CLICKHOUSE_TCP_SECURE_PORT or stop it"
     fi
   done
   write_config
@@ -290,8 +339,8 @@ do_start() {
       rm -f "$CH_PIDFILE"
       die "clickhouse-server exited during startup"
     fi
-    if ch_ready; then
-      log "ready after $((SECONDS - t0))s: pid $pid, tcp 127.0.0.1:$CH_TCP_PORT, http 127.0.0.1:$CH_HTTP_PORT, version $(clickhouse-client --host 127.0.0.1 --port "$CH_TCP_PORT" -q 'SELECT version()' 2>/dev/null)"
+    if ch_ready && port_open "$CH_TCP_SECURE_PORT"; then
+      log "ready after $((SECONDS - t0))s: pid $pid, tcp 127.0.0.1:$CH_TCP_PORT, tls 127.0.0.1:$CH_TCP_SECURE_PORT, http 127.0.0.1:$CH_HTTP_PORT, version $(clickhouse-client --host 127.0.0.1 --port "$CH_TCP_PORT" -q 'SELECT version()' 2>/dev/null)"
       return 0
     fi
     sleep 0.3

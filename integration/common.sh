@@ -5,11 +5,15 @@
 # Environment:
 #   SLUICE_STATE_DIR  where services keep jars, data, logs and pid files
 #                     (default: <repo>/.state, git-ignored)
+#   SLUICE_TLS_DIR    the test certificates the services' TLS ports serve
+#                     (default: $SLUICE_STATE_DIR/tls; see ensure_test_certs)
 
 INTEGRATION_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$INTEGRATION_DIR/.." && pwd)"
 SLUICE_STATE_DIR="${SLUICE_STATE_DIR:-$REPO_ROOT/.state}"
 export SLUICE_STATE_DIR
+SLUICE_TLS_DIR="${SLUICE_TLS_DIR:-$SLUICE_STATE_DIR/tls}"
+export SLUICE_TLS_DIR
 
 # log MSG... : one short progress line on stderr, prefixed by the service name.
 log() { printf '[%s] %s\n' "${SERVICE_NAME:-integration}" "$*" >&2; }
@@ -105,4 +109,13 @@ tail_log() {
     log "last $n lines of $f:"
     tail -n "$n" "$f" >&2 || true
   fi
+}
+
+# ensure_test_certs : make sure $SLUICE_TLS_DIR holds the test CA, the
+# server certificate (127.0.0.1, localhost) and a client certificate
+# (integration/certgen: Go's crypto/x509; kept while valid, so running
+# servers and earlier test runs keep trusting the same CA). Needs go.
+ensure_test_certs() {
+  command -v go >/dev/null 2>&1 || die "go not found: it makes the test certificates (integration/certgen)"
+  (cd "$REPO_ROOT" && go run ./integration/certgen -dir "$SLUICE_TLS_DIR") || die "integration/certgen failed"
 }

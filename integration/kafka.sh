@@ -9,6 +9,10 @@
 #   SLUICE_STATE_DIR        state root (default <repo>/.state)
 #   KAFKA_PORT              PLAINTEXT listener port (default 9092)
 #   KAFKA_CONTROLLER_PORT   KRaft controller port (default 9093)
+#   KAFKA_SCRAM_PORT        SASL_SSL listener, SCRAM-SHA-256 and -512 (default 9094)
+#   KAFKA_PLAIN_PORT        SASL_SSL listener, PLAIN (default 9095)
+#   KAFKA_MTLS_PORT         SSL listener that requires a client certificate
+#                           (default 9096)
 #   KAFKA_LIB_DIR           jar cache (default $SLUICE_STATE_DIR/kafka/lib)
 #   KAFKA_HEAP_OPTS         JVM heap (default "-Xmx1g -Xms256m")
 #   KAFKA_CLUSTER_ID        cluster id used when formatting (fixed default)
@@ -16,6 +20,13 @@
 #   KAFKA_EXTRA_CONFIG      extra server.properties lines (newline separated)
 #   KAFKA_START_TIMEOUT     seconds to wait for readiness (default 90)
 #   JAVA                    java binary (default: java on PATH; needs 17+)
+#
+# The three secure listeners serve the certificate of ensure_test_certs
+# (common.sh; CA in $SLUICE_TLS_DIR/ca.pem). SCRAM users have no fixed
+# list: the tests create them through the admin API on the PLAINTEXT
+# listener (AlterUserScramCredentials). The PLAIN listener knows one user,
+# sluice_plain with password plain-test-password (a test broker on
+# loopback; integration/security_test.go uses it).
 set -euo pipefail
 
 SERVICE_NAME=kafka
@@ -26,6 +37,9 @@ KAFKA_POM="$INTEGRATION_DIR/kafka/pom.xml"
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM" | head -n1)"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_SCRAM_PORT="${KAFKA_SCRAM_PORT:-9094}"
+KAFKA_PLAIN_PORT="${KAFKA_PLAIN_PORT:-9095}"
+KAFKA_MTLS_PORT="${KAFKA_MTLS_PORT:-9096}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx1g -Xms256m}"
 KAFKA_CLUSTER_ID="${KAFKA_CLUSTER_ID:-B7CRcC6ySoSIXaiNVECusw}"
 KAFKA_LOG_LEVEL="${KAFKA_LOG_LEVEL:-INFO}"
@@ -96,9 +110,24 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:${KAFKA_CONTROLLER_PORT}
-listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}
-advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT},SCRAM_SSL://127.0.0.1:${KAFKA_SCRAM_PORT},PLAIN_SSL://127.0.0.1:${KAFKA_PLAIN_PORT},MTLS://127.0.0.1:${KAFKA_MTLS_PORT}
+advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},SCRAM_SSL://127.0.0.1:${KAFKA_SCRAM_PORT},PLAIN_SSL://127.0.0.1:${KAFKA_PLAIN_PORT},MTLS://127.0.0.1:${KAFKA_MTLS_PORT}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SCRAM_SSL:SASL_SSL,PLAIN_SSL:SASL_SSL,MTLS:SSL
+# TLS of the secure listeners: PEM key store and trust store from
+# ensure_test_certs. Clients are asked for a certificate on MTLS only.
+ssl.keystore.type=PEM
+ssl.keystore.location=${SLUICE_TLS_DIR}/server-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=${SLUICE_TLS_DIR}/ca.pem
+ssl.client.auth=none
+listener.name.mtls.ssl.client.auth=required
+# SCRAM_SSL: the users the tests create through the admin API.
+listener.name.scram_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.scram_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.scram_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# PLAIN_SSL: one fixed user.
+listener.name.plain_ssl.sasl.enabled.mechanisms=PLAIN
+listener.name.plain_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_sluice_plain="plain-test-password";
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=${K_DATA}
@@ -179,18 +208,22 @@ api_versions_ok() {
 do_start() {
   if running "$K_PIDFILE" "$K_NEEDLE"; then
     log "already running (pid $(read_pid "$K_PIDFILE"), 127.0.0.1:$KAFKA_PORT)"
+    if ! grep -q '^listener.name.scram_ssl' "$K_CONF" 2>/dev/null; then
+      log "WARNING: this broker was started without the SCRAM_SSL, PLAIN_SSL and MTLS listeners; '$0 restart' adds them"
+    fi
     return 0
   fi
   rm -f "$K_PIDFILE"
   local p
-  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SCRAM_PORT" "$KAFKA_PLAIN_PORT" "$KAFKA_MTLS_PORT"; do
     if port_open "$p"; then
-      die "port 127.0.0.1:$p is already in use (not by the server of this state dir); set KAFKA_PORT/KAFKA_CONTROLLER_PORT or stop it"
+      die "port 127.0.0.1:$p is already in use (not by the server of this state dir); set KAFKA_PORT/KAFKA_CONTROLLER_PORT/KAFKA_SCRAM_PORT/KAFKA_PLAIN_PORT/KAFKA_MTLS_PORT or stop it"
     fi
   done
   local t0=$SECONDS
   check_java
   fetch_jars
+  ensure_test_certs
   write_config
   format_storage
   [[ -f $K_LOG ]] && mv -f "$K_LOG" "$K_LOG.prev"
@@ -211,8 +244,9 @@ do_start() {
       rm -f "$K_PIDFILE"
       die "broker exited during startup"
     fi
-    if grep -q 'Kafka Server started' "$K_LOG" 2>/dev/null && port_open "$KAFKA_PORT" && api_versions_ok; then
-      log "ready after $((SECONDS - t0))s: pid $pid, bootstrap 127.0.0.1:$KAFKA_PORT (log $K_LOG)"
+    if grep -q 'Kafka Server started' "$K_LOG" 2>/dev/null && port_open "$KAFKA_PORT" && api_versions_ok \
+      && port_open "$KAFKA_SCRAM_PORT" && port_open "$KAFKA_PLAIN_PORT" && port_open "$KAFKA_MTLS_PORT"; then
+      log "ready after $((SECONDS - t0))s: pid $pid, bootstrap 127.0.0.1:$KAFKA_PORT; SASL_SSL SCRAM :$KAFKA_SCRAM_PORT, SASL_SSL PLAIN :$KAFKA_PLAIN_PORT, SSL with client certificates :$KAFKA_MTLS_PORT (log $K_LOG)"
       return 0
     fi
     sleep 0.5

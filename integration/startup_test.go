@@ -129,6 +129,13 @@ type sluiceProc struct {
 
 func startSluiceBinary(t *testing.T, args ...string) *sluiceProc {
 	t.Helper()
+	return startSluiceBinaryEnv(t, nil, args...)
+}
+
+// startSluiceBinaryEnv is startSluiceBinary with env (KEY=value) added to
+// the process's environment.
+func startSluiceBinaryEnv(t *testing.T, env []string, args ...string) *sluiceProc {
+	t.Helper()
 	p := &sluiceProc{t: t, out: filepath.Join(t.TempDir(), "sluice.log"), done: make(chan struct{})}
 	f, err := os.Create(p.out)
 	if err != nil {
@@ -136,7 +143,7 @@ func startSluiceBinary(t *testing.T, args ...string) *sluiceProc {
 	}
 	p.cmd = exec.Command(sluiceBinary(t), args...)
 	// The test's addresses, not the developer's overrides.
-	p.cmd.Env = append(os.Environ(), "SLUICE_KAFKA_BROKERS=", "SLUICE_CLICKHOUSE_ADDR=")
+	p.cmd.Env = append(append(os.Environ(), "SLUICE_KAFKA_BROKERS=", "SLUICE_CLICKHOUSE_ADDR="), env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
