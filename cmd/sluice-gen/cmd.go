@@ -19,13 +19,17 @@ import (
 // Exit codes.
 const (
 	exitOK          = 0
-	exitFailure     = 1   // Kafka unreachable, a produce failed, ...
+	exitFailure     = 1   // Kafka or the registry unreachable, a produce failed, ...
 	exitUsage       = 2   // bad flags or options (DESIGN.md: wrong config exits 2)
 	exitInterrupted = 130 // SIGINT/SIGTERM, as shells report 128+SIGINT
 )
 
 // brokersEnv overrides the --brokers default, as in `sluice` itself.
 const brokersEnv = "SLUICE_KAFKA_BROKERS"
+
+// registryEnv is the --registry default, the variable that sets
+// schema_registry.url in `sluice` itself.
+const registryEnv = "SLUICE_SCHEMA_REGISTRY_URL"
 
 // usageError marks errors in the command line; they exit with exitUsage.
 type usageError struct{ err error }
@@ -60,6 +64,9 @@ type config struct {
 	noReference     bool
 	noPayments      bool
 	noShipments     bool
+	format          string
+	registry        string
+	registryFlag    bool // --registry was given (not just the environment)
 }
 
 // run executes sluice-gen with args and returns the exit code. Output goes
@@ -90,9 +97,10 @@ func newRootCmd(getenv func(string) string, stdout, stderr io.Writer, tty bool) 
 	var cfg config
 	cmd := &cobra.Command{
 		Use:   "sluice-gen [flags]",
-		Short: "Produce realistic e-commerce test data (Avro) to Kafka for Sluice",
+		Short: "Produce realistic e-commerce test data (Avro or JSON) to Kafka for Sluice",
 		Long: `sluice-gen produces a deterministic, referentially consistent e-commerce data
-set to Kafka as plain Avro (the writer schemas are the .avsc files in --schemas):
+set to Kafka, by default as plain Avro (the writer schemas are the .avsc files
+in --schemas):
 
   customers  (compacted, key customer_id)            --customers records
   fx-rates   (compacted, key <CURRENCY>@<millis>)    a rate history per currency
@@ -107,6 +115,16 @@ do not collide. A share of orders names customers that are never produced
 (--unknown-customer-ratio) and, if asked, a currency without any rate
 (--no-rate-ratio), which Sluice must dead-letter.
 
+--format sets the wire format of orders, payments and shipments, one of the
+formats a Sluice pipeline reads:
+  avro            plain Avro binary (the default)
+  avro-confluent  magic byte 0, 4-byte schema id, Avro body; the three .avsc
+                  schemas are first registered with the schema registry at
+                  --registry under the subjects <topic>-value
+  json            one JSON object per record, decimals as strings, times in
+                  epoch milliseconds
+Customers and fx rates are plain Avro in every format (Sluice reads them so).
+
 By default missing topics are created (orders, payments, shipments with
 --partitions partitions; customers and fx-rates compacted with 1 partition);
 existing topics are left as they are.
@@ -114,13 +132,17 @@ existing topics are left as they are.
 Progress is drawn on stderr (a bar on a terminal, otherwise a line every few
 seconds); a summary of records per topic is printed on stdout at the end.
 
-Exit status: 0 on success, 1 when Kafka is unreachable or a record could not be
-produced, 2 for invalid flags, 130 when interrupted.`,
+Exit status: 0 on success, 1 when Kafka or the schema registry is unreachable,
+the registry refuses a schema or a record could not be produced, 2 for invalid
+flags, 130 when interrupted.`,
 		Example: `  # 10,000 orders as fast as the broker takes them, to a local broker
   sluice-gen
 
   # a live demo: 200 events/s with event times starting now
   sluice-gen --count 1000000 --rate 200 --start now
+
+  # Confluent-framed Avro, schemas registered with a registry
+  sluice-gen --format avro-confluent --registry http://127.0.0.1:8081
 
   # another data set into other topics, including 1% orders Sluice must dead-letter
   SLUICE_KAFKA_BROKERS=kafka-1:9092,kafka-2:9092 sluice-gen --seed 7 \
@@ -138,6 +160,10 @@ produced, 2 for invalid flags, 130 when interrupted.`,
 				if env := getenv(brokersEnv); env != "" {
 					cfg.brokers = splitList(env)
 				}
+			}
+			cfg.registryFlag = cmd.Flags().Changed("registry")
+			if !cfg.registryFlag {
+				cfg.registry = strings.TrimSpace(getenv(registryEnv))
 			}
 			return runGen(cmd.Context(), cfg, stdout, stderr, tty)
 		},
@@ -175,6 +201,8 @@ produced, 2 for invalid flags, 130 when interrupted.`,
 	f.BoolVar(&cfg.noReference, "no-reference", false, "do not produce customers and fx rates")
 	f.BoolVar(&cfg.noPayments, "no-payments", false, "do not produce payments")
 	f.BoolVar(&cfg.noShipments, "no-shipments", false, "do not produce shipments")
+	f.StringVar(&cfg.format, "format", string(gen.FormatAvro), "wire format of orders, payments and shipments: "+formatNames())
+	f.StringVar(&cfg.registry, "registry", "", "schema registry URL for --format avro-confluent, e.g. http://127.0.0.1:8081 (env "+registryEnv+" when the flag is not given)")
 	return cmd
 }
 
@@ -241,6 +269,9 @@ func (c config) validate() error {
 	case c.maxInFlight <= 0:
 		return usagef("--max-in-flight must be positive, got %d", c.maxInFlight)
 	}
+	if err := c.validateFormat(); err != nil {
+		return err
+	}
 	for name, t := range map[string]string{
 		"--topic-orders": c.topics.Orders, "--topic-payments": c.topics.Payments, "--topic-shipments": c.topics.Shipments,
 		"--topic-customers": c.topics.Customers, "--topic-fx-rates": c.topics.FxRates,
@@ -281,6 +312,10 @@ func runGen(ctx context.Context, cfg config, stdout, stderr io.Writer, tty bool)
 	if err := ping(ctx, cl, cfg); err != nil {
 		return err
 	}
+	events, err := eventEncoder(ctx, cfg, g, stderr)
+	if err != nil {
+		return err
+	}
 	if cfg.createTopics {
 		tctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 		err := ensureTopics(tctx, kadm.NewClient(cl), cfg, func(msg string) {
@@ -302,6 +337,7 @@ func runGen(ctx context.Context, cfg config, stdout, stderr io.Writer, tty bool)
 		SkipReference: cfg.noReference,
 		SkipPayments:  cfg.noPayments,
 		SkipShipments: cfg.noShipments,
+		Encoder:       events,
 	}
 	var onProgress func(gen.Progress)
 	var ui *progressUI
@@ -319,7 +355,7 @@ func runGen(ctx context.Context, cfg config, stdout, stderr io.Writer, tty bool)
 		if err != nil {
 			w = stderr // partial counts belong with the error
 		}
-		printSummary(w, g, sum, cfg.seed)
+		printSummary(w, g, sum, cfg.seed, cfg.format)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -345,7 +381,7 @@ func ping(ctx context.Context, cl *kgo.Client, cfg config) error {
 	return nil
 }
 
-func printSummary(w io.Writer, g *gen.Generator, s gen.Summary, seed int64) {
+func printSummary(w io.Writer, g *gen.Generator, s gen.Summary, seed int64, format string) {
 	t := s.Topics
 	rows := []struct {
 		topic string
@@ -368,7 +404,7 @@ func printSummary(w io.Writer, g *gen.Generator, s gen.Summary, seed int64) {
 		fmt.Fprintf(w, "%-*s  %10d\n", width, "failed", s.Failed)
 	}
 	if s.EndSeq > s.FirstSeq {
-		fmt.Fprintf(w, "seed %d, orders %s .. %s\n", seed, g.OrderID(s.FirstSeq), g.OrderID(s.EndSeq-1))
+		fmt.Fprintf(w, "seed %d, format %s, orders %s .. %s\n", seed, format, g.OrderID(s.FirstSeq), g.OrderID(s.EndSeq-1))
 	}
 }
 

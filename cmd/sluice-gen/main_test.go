@@ -71,6 +71,7 @@ func TestHelp(t *testing.T) {
 		"--brokers", "SLUICE_KAFKA_BROKERS", "--count", "--rate", "--seed", "--customers", "--schemas",
 		"--create-topics", "--partitions", "--topic-orders", "--topic-fx-rates", "--quiet",
 		"compacted", "key customer_id", "Exit status", "Examples:",
+		"--format", "avro-confluent", "--registry", "SLUICE_SCHEMA_REGISTRY_URL", "<topic>-value",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("--help does not mention %q", want)

@@ -103,6 +103,12 @@ func (c *Codecs) EncodeFxRate(r FxRate) (key, value []byte, err error) {
 
 // EncodeOrder returns the orders-topic key (customer_id) and value.
 func (c *Codecs) EncodeOrder(o Order) (key, value []byte, err error) {
+	return c.appendOrder(nil, o)
+}
+
+// appendOrder is EncodeOrder with the value appended to buf (a wire
+// format's header, see ConfluentEncoder).
+func (c *Codecs) appendOrder(buf []byte, o Order) (key, value []byte, err error) {
 	total, err := toRat(o.Total, MoneyScale)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gen: encode order %s: total: %w", o.OrderID, err)
@@ -115,7 +121,7 @@ func (c *Codecs) EncodeOrder(o Order) (key, value []byte, err error) {
 		}
 		items[i] = map[string]any{"sku": it.SKU, "quantity": it.Quantity, "unit_price": price}
 	}
-	value, err = c.order.BinaryFromNative(nil, map[string]any{
+	value, err = c.order.BinaryFromNative(buf, map[string]any{
 		"order_id":         o.OrderID,
 		"customer_id":      o.CustomerID,
 		"created_at":       o.CreatedAt,
@@ -135,11 +141,16 @@ func (c *Codecs) EncodeOrder(o Order) (key, value []byte, err error) {
 
 // EncodePayment returns the payments-topic key (order_id) and value.
 func (c *Codecs) EncodePayment(p Payment) (key, value []byte, err error) {
+	return c.appendPayment(nil, p)
+}
+
+// appendPayment is EncodePayment with the value appended to buf.
+func (c *Codecs) appendPayment(buf []byte, p Payment) (key, value []byte, err error) {
 	amount, err := toRat(p.Amount, MoneyScale)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gen: encode payment %s: amount: %w", p.PaymentID, err)
 	}
-	value, err = c.payment.BinaryFromNative(nil, map[string]any{
+	value, err = c.payment.BinaryFromNative(buf, map[string]any{
 		"payment_id":     p.PaymentID,
 		"order_id":       p.OrderID,
 		"created_at":     p.CreatedAt,
@@ -157,7 +168,12 @@ func (c *Codecs) EncodePayment(p Payment) (key, value []byte, err error) {
 
 // EncodeShipment returns the shipments-topic key (order_id) and value.
 func (c *Codecs) EncodeShipment(s Shipment) (key, value []byte, err error) {
-	value, err = c.shipment.BinaryFromNative(nil, map[string]any{
+	return c.appendShipment(nil, s)
+}
+
+// appendShipment is EncodeShipment with the value appended to buf.
+func (c *Codecs) appendShipment(buf []byte, s Shipment) (key, value []byte, err error) {
+	value, err = c.shipment.BinaryFromNative(buf, map[string]any{
 		"shipment_id":     s.ShipmentID,
 		"order_id":        s.OrderID,
 		"event_time":      s.EventTime,

@@ -7,7 +7,10 @@
 // # Contract
 //
 // Every value follows DESIGN.md and is encoded as plain Avro with the
-// repository's .avsc files (see [LoadCodecs]). Output is a pure function of
+// repository's .avsc files (see [LoadCodecs]), or, for the event records,
+// in another [Format] Sluice reads: JSON ([JSONEncoder]) or Confluent's
+// wire format with the schemas registered in a schema registry
+// ([ConfluentEncoder], [Codecs.RegisterEventSchemas]). Output is a pure function of
 // [Options]: the same options (in particular the same Seed) give the same
 // customers, fx rates and orders, byte for byte. Orders are random-access:
 // [Generator.Order] (seq) is the order at position seq whatever was asked
@@ -30,5 +33,8 @@
 //	tables.go    static reference tables: countries, currencies, names, carriers, ...
 //	generator.go Generator: customers, fx history, orders, payments, shipments
 //	codec.go     Codecs: Avro encoding/decoding and the Kafka keys of each type
+//	format.go    Format and EventEncoder: the event records' wire formats
+//	json.go      the json format of orders, payments and shipments
+//	confluent.go the avro-confluent format and the schema registration it needs
 //	produce.go   Produce: writes a Plan to Kafka with franz-go, bounded in flight
 package gen

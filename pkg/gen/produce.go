@@ -82,6 +82,10 @@ type Plan struct {
 	// SkipPayments and SkipShipments leave those events out; orders are
 	// produced regardless.
 	SkipPayments, SkipShipments bool
+	// Encoder writes the event records (orders, payments, shipments) in
+	// its format; nil is plain Avro with the generator's Codecs. Reference
+	// data is plain Avro in every case (Sluice reads it so).
+	Encoder EventEncoder
 }
 
 // Counts are records per kind.
@@ -229,9 +233,14 @@ func Produce(ctx context.Context, cl *kgo.Client, g *Generator, plan Plan, progr
 		plan.ProgressInterval = DefaultProgressInterval
 	}
 	topics := plan.Topics.WithDefaults()
+	events := plan.Encoder
+	if events == nil {
+		events = g.codecs
+	}
 	p := &producer{
 		cl:      cl,
 		codecs:  g.codecs,
+		encoder: events,
 		sem:     make(chan struct{}, plan.MaxInFlight),
 		start:   time.Now(),
 		planned: plan.Orders,
@@ -276,7 +285,8 @@ func (g *Generator) reserve(n int) int {
 // producer is the state of one Produce call.
 type producer struct {
 	cl      *kgo.Client
-	codecs  *Codecs
+	codecs  *Codecs      // reference data
+	encoder EventEncoder // orders, payments, shipments
 	topics  [numKinds]string
 	sem     chan struct{}
 	wg      sync.WaitGroup
@@ -328,7 +338,7 @@ func (p *producer) events(ctx context.Context, g *Generator, plan Plan, first in
 	for seq := first; seq < first+plan.Orders; seq++ {
 		o := g.Order(seq)
 		*end = seq + 1
-		k, v, err := p.codecs.EncodeOrder(o)
+		k, v, err := p.encoder.EncodeOrder(o)
 		if err != nil {
 			return err
 		}
@@ -337,7 +347,7 @@ func (p *producer) events(ctx context.Context, g *Generator, plan Plan, first in
 		}
 		if !plan.SkipPayments {
 			for _, pay := range g.Payments(o) {
-				k, v, err := p.codecs.EncodePayment(pay)
+				k, v, err := p.encoder.EncodePayment(pay)
 				if err != nil {
 					return err
 				}
@@ -348,7 +358,7 @@ func (p *producer) events(ctx context.Context, g *Generator, plan Plan, first in
 		}
 		if !plan.SkipShipments {
 			for _, s := range g.Shipments(o) {
-				k, v, err := p.codecs.EncodeShipment(s)
+				k, v, err := p.encoder.EncodeShipment(s)
 				if err != nil {
 					return err
 				}
