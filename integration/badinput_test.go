@@ -7,8 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,8 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/dlq"
@@ -161,19 +161,11 @@ func TestBadInputCatalog(t *testing.T) {
 		{name: "Confluent: no magic byte", topic: "confluent", value: valid, stage: "decode", reason: "Confluent"},
 	}
 
-	// A schema registry that knows id 1 = the order schema.
-	registry := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/schemas/ids/1":
-			_ = json.NewEncoder(rw).Encode(map[string]string{"schema": string(orderSchema)})
-		case "/subjects":
-			_, _ = rw.Write([]byte(`["orders-value"]`))
-		default:
-			rw.WriteHeader(http.StatusNotFound)
-			_, _ = rw.Write([]byte(`{"error_code": 40403, "message": "Schema not found"}`))
-		}
-	}))
+	// A schema registry that knows id 1 = the order schema (franz-go's
+	// in-memory one); every other id is its 404 with error code 40403.
+	registry := srfake.New()
 	defer registry.Close()
+	registry.SeedSchema(topics["confluent"]+"-value", 1, 1, sr.Schema{Schema: string(orderSchema)})
 
 	// Produce: a good record before and after every bad one, per topic.
 	var recs []*kgo.Record
@@ -217,7 +209,7 @@ func TestBadInputCatalog(t *testing.T) {
 	cfg := w.sluiceConfig(group, fmt.Sprintf(`  - {name: orders, topic: %s, format: avro, schema: %s, table: orders, transforms: [order_items]}
   - {name: orders_json, topic: %s, format: json, schema: %s, table: orders, transforms: [order_items]}
   - {name: orders_cf, topic: %s, format: avro-confluent, schema: %s, table: orders, transforms: [order_items]}
-`, topics["avro"], schema, topics["json"], schema, topics["confluent"], schema), "schema_registry: {url: "+registry.URL+"}")
+`, topics["avro"], schema, topics["json"], schema, topics["confluent"], schema), "schema_registry: {url: "+registry.URL()+"}")
 	s := w.startSluice(cfg)
 	waitUntil(t, "every topic committed at the log end", 2*time.Minute, func() bool {
 		for _, tp := range topics {

@@ -89,6 +89,18 @@ var defaults = map[string]any{
 	// election, and a slower answer holds the batch for a retry.
 	"schema_registry.url":     "",
 	"schema_registry.timeout": "5s",
+	// No credentials, TLS by the URL's scheme (registry.go). Listed so
+	// that their SLUICE_SCHEMA_REGISTRY_* variables are seen.
+	"schema_registry.username":        "",
+	"schema_registry.password":        "",
+	"schema_registry.password_file":   "",
+	"schema_registry.token":           "",
+	"schema_registry.token_file":      "",
+	"schema_registry.tls.enabled":     false,
+	"schema_registry.tls.ca_file":     "",
+	"schema_registry.tls.cert_file":   "",
+	"schema_registry.tls.key_file":    "",
+	"schema_registry.tls.server_name": "",
 	// Plaintext, no SASL, no admin token: the loopback demo. Every key is
 	// listed so that its SLUICE_* variable is seen (security.go).
 	"kafka.tls.enabled":          false,
@@ -164,6 +176,7 @@ func Load(path string) (*Config, error) {
 	cfg.Dir = dir
 	cfg.resolve()
 	errs = cfg.resolveSecurity()
+	errs = append(errs, cfg.resolveRegistry()...)
 	if errs = append(errs, cfg.Validate()...); len(errs) > 0 {
 		return nil, errs.sorted()
 	}

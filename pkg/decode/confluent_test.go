@@ -6,69 +6,60 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/shopspring/decimal"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/registry"
 )
 
-// fakeRegistry serves GET /schemas/ids/{id} as a Confluent Schema Registry
-// does, and counts the requests per id.
+// fakeRegistry is franz-go's in-memory schema registry (srfake) with an
+// interceptor that counts the requests per id and can slow them down.
 type fakeRegistry struct {
-	mu      sync.Mutex
-	schemas map[int32]string
-	hits    map[int32]int
-	delay   time.Duration // per request, to make concurrent callers overlap
-	srv     *httptest.Server
+	*srfake.Registry
+	mu    sync.Mutex
+	hits  map[int32]int
+	delay time.Duration // per request, to make concurrent callers overlap
 }
 
 func newFakeRegistry(t testing.TB, schemas map[int32]string) *fakeRegistry {
 	t.Helper()
-	f := &fakeRegistry{schemas: map[int32]string{}, hits: map[int32]int{}}
+	f := &fakeRegistry{Registry: srfake.New(), hits: map[int32]int{}}
+	t.Cleanup(f.Close)
+	f.Intercept(f.count1)
 	for id, s := range schemas {
-		f.schemas[id] = s
+		f.register(id, s)
 	}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
 	return f
 }
 
-func (f *fakeRegistry) serve(w http.ResponseWriter, r *http.Request) {
+// count1 counts a schema-by-id request and lets srfake answer it.
+func (f *fakeRegistry) count1(_ http.ResponseWriter, r *http.Request) bool {
 	rest, ok := strings.CutPrefix(r.URL.Path, "/schemas/ids/")
 	n, err := strconv.ParseInt(rest, 10, 32)
 	if !ok || err != nil {
-		http.NotFound(w, r)
-		return
+		return false
 	}
-	id := int32(n)
 	f.mu.Lock()
-	f.hits[id]++
-	text, found := f.schemas[id]
+	f.hits[int32(n)]++
 	delay := f.delay
 	f.mu.Unlock()
 	time.Sleep(delay)
-	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-	if !found {
-		w.WriteHeader(http.StatusNotFound)
-		json.NewEncoder(w).Encode(map[string]any{"error_code": 40403, "message": "Schema " + rest + " not found"})
-		return
-	}
-	json.NewEncoder(w).Encode(map[string]any{"schema": text})
+	return false
 }
 
 func (f *fakeRegistry) register(id int32, schema string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.schemas[id] = schema
+	f.SeedSchema("s"+strconv.Itoa(int(id))+"-value", 1, int(id), sr.Schema{Schema: schema})
 }
 
 func (f *fakeRegistry) count(id int32) int {
@@ -78,7 +69,7 @@ func (f *fakeRegistry) count(id int32) int {
 }
 
 func (f *fakeRegistry) client(opts ...registry.Option) *registry.Client {
-	return registry.New(f.srv.URL, 2*time.Second, f.srv.Client(), opts...)
+	return registry.New(f.URL(), append([]registry.Option{registry.WithTimeout(2 * time.Second)}, opts...)...)
 }
 
 // mapFetcher is an in-memory SchemaFetcher for the fuzzer.
@@ -576,7 +567,7 @@ func TestConfluentRegistryUnavailable(t *testing.T) {
 	t.Run("server closed", func(t *testing.T) {
 		reg := newFakeRegistry(t, map[int32]string{1: schema})
 		d := mustConfluent(t, mustSchema(t, "order"), reg.client())
-		reg.srv.Close()
+		reg.Close()
 		_, err := d.Decode(value)
 		assertUnavailable(t, err)
 		if !strings.Contains(err.Error(), "schema id 1") {
@@ -585,25 +576,21 @@ func TestConfluentRegistryUnavailable(t *testing.T) {
 	})
 
 	t.Run("500 then recovery", func(t *testing.T) {
-		fail := true
-		var mu sync.Mutex
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			defer mu.Unlock()
-			if fail {
-				w.WriteHeader(http.StatusInternalServerError)
-				w.Write([]byte(`{"error_code":50001,"message":"store down"}`))
-				return
+		reg := newFakeRegistry(t, map[int32]string{1: schema})
+		var down atomic.Bool
+		down.Store(true)
+		reg.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+			if !down.Load() {
+				return false
 			}
-			json.NewEncoder(w).Encode(map[string]any{"schema": schema})
-		}))
-		defer srv.Close()
-		d := mustConfluent(t, mustSchema(t, "order"), registry.New(srv.URL, time.Second, nil))
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte(`{"error_code":50001,"message":"store down"}`))
+			return true
+		})
+		d := mustConfluent(t, mustSchema(t, "order"), reg.client())
 		_, err := d.Decode(value)
 		assertUnavailable(t, err)
-		mu.Lock()
-		fail = false
-		mu.Unlock()
+		down.Store(false)
 		if _, err := d.Decode(value); err != nil {
 			t.Fatalf("after recovery: %v", err)
 		}
@@ -632,11 +619,9 @@ func (f failingFetcher) SchemaByID(context.Context, int32) (string, error) { ret
 
 // An id that holds a Protobuf schema fails its records, permanently.
 func TestConfluentUnsupportedSchemaType(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{"schema": `syntax = "proto3";`, "schemaType": "PROTOBUF"})
-	}))
-	defer srv.Close()
-	d := mustConfluent(t, mustSchema(t, "order"), registry.New(srv.URL, time.Second, nil))
+	reg := newFakeRegistry(t, nil)
+	reg.SeedSchema("orders-value", 1, 4, sr.Schema{Schema: `syntax = "proto3";`, Type: sr.TypeProtobuf})
+	d := mustConfluent(t, mustSchema(t, "order"), reg.client())
 	_, err := d.Decode(frame(4, validOrder(t)))
 	e := checkErr(t, err, "", `schema id 4 is unsupported: schemaType "PROTOBUF", want AVRO`)
 	if !errors.Is(e, ErrIncompatibleSchema) {

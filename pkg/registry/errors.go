@@ -2,7 +2,6 @@ package registry
 
 import (
 	"errors"
-	"net/http"
 	"strconv"
 )
 
@@ -18,8 +17,6 @@ var (
 	// error is an *UnsupportedSchemaError.
 	ErrUnsupportedSchema = errors.New("unsupported schema")
 )
-
-var errNotHTTP = errors.New("not an http:// or https:// URL with a host")
 
 // IsPermanent says err is about the schema id itself (unknown or
 // unsupported), so asking again for the same id cannot help.
@@ -58,35 +55,27 @@ func (e *UnsupportedSchemaError) Is(target error) bool { return target == ErrUns
 
 // FetchError is a failure to get an answer about an id: the request could
 // not be made or completed, or the answer was not a usable one. It is never
-// permanent; Err is the cause (a *StatusError, a net or url error, a
-// context error).
+// permanent; Err is the cause: an *sr.ResponseError (the registry's error
+// answer: status, error code, message), a net, TLS or url error, a context
+// error, or a malformed body.
 type FetchError struct {
 	ID  int32
 	Err error
 }
 
 func (e *FetchError) Error() string {
-	return "registry: fetching schema id " + strconv.Itoa(int(e.ID)) + ": " + e.Err.Error()
+	return "registry: fetching schema id " + strconv.Itoa(int(e.ID)) + ": " + describe(e.Err)
 }
 
 func (e *FetchError) Unwrap() error { return e.Err }
 
-// StatusError is an HTTP answer other than 200 that is not "unknown id".
-type StatusError struct {
-	StatusCode int
-	// ErrorCode and Message are from the registry's JSON error body, when
-	// it sent one ({"error_code": 50001, "message": "..."}).
-	ErrorCode int
-	Message   string
+// requestError is a failed request other than a schema fetch (Ping),
+// worded by describe and unwrapping to the cause.
+type requestError struct {
+	what string
+	err  error
 }
 
-func (e *StatusError) Error() string {
-	s := "HTTP " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
-	if e.ErrorCode != 0 {
-		s += ", error code " + strconv.Itoa(e.ErrorCode)
-	}
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	return s
-}
+func (e *requestError) Error() string { return e.what + ": " + describe(e.err) }
+
+func (e *requestError) Unwrap() error { return e.err }

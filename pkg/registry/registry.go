@@ -1,7 +1,12 @@
-// Package registry is a small client for a Confluent-compatible Schema
-// Registry (Confluent, Karapace, Redpanda, Apicurio's ccompat API). It sits
-// beside the decode stage: the avro-confluent decoder asks it for the writer
-// schema of every schema id it meets in the Confluent wire format.
+// Package registry is the schema cache in front of a Confluent-compatible
+// Schema Registry (Confluent, Karapace, Redpanda, Apicurio's ccompat API).
+// It sits beside the decode stage: the avro-confluent decoder asks it for
+// the writer schema of every schema id it meets in the Confluent wire
+// format. The HTTP exchange is franz-go's schema registry client
+// (github.com/twmb/franz-go/pkg/sr): its URL handling, basic auth and
+// bearer tokens, and its typed *sr.ResponseError; this package adds the
+// cache, the single flight per id, and the classification of answers that
+// decides whether a record is to blame.
 //
 // # Contract
 //
@@ -19,24 +24,32 @@
 //     schema that is not plain Avro). Retrying cannot help; the records
 //     that carry the id are bad.
 //   - everything else: the registry could not be asked or gave an answer
-//     that is not one (network error, timeout, 5xx, 401/403, a bare 404
-//     from a wrong URL or a proxy, a malformed body). Nothing is cached;
-//     the caller should retry later and must not blame the records.
+//     that is not one (network error, TLS failure, timeout, 5xx, 401/403,
+//     a bare 404 from a wrong URL or a proxy, a malformed body). Nothing is
+//     cached; the caller should retry later and must not blame the records.
+//     A registry's error answer is an *sr.ResponseError in the chain
+//     (errors.As), with its HTTP status and Confluent error code.
+//
+// No error message carries a password or a token: credentials in the URL
+// are moved to basic auth before the URL is handed to sr (whose messages
+// quote the URL), and the Authorization header is never printed.
 //
 // # Files
 //
 //	registry.go  Client, New, options, SchemaByID and its cache
-//	http.go      the HTTP exchange and the mapping of answers to errors
+//	sr.go        the sr.Client it wraps: transport, TLS, auth, the GET and
+//	             the mapping of answers to errors
 //	errors.go    the error sentinels and types
 package registry
 
 import (
 	"context"
-	"net/http"
-	"net/url"
-	"strings"
+	"crypto/tls"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
 )
 
 // Defaults, used when New is given zero values.
@@ -60,9 +73,11 @@ const maxNegative = 10_000
 // Client fetches schemas by id. It is safe for concurrent use; build one
 // per registry and share it between pipelines.
 type Client struct {
-	base    string // URL without a trailing slash
-	urlErr  error  // the URL did not parse; every call returns it
-	http    *http.Client
+	sr *sr.Client
+	// initErr: the URL did not parse, or the options contradict each
+	// other; every call returns it (config validation is where such a
+	// setting should have been refused).
+	initErr error
 	timeout time.Duration
 	negTTL  time.Duration
 	now     func() time.Time
@@ -84,50 +99,80 @@ type entry struct {
 	callerGone bool
 }
 
-// Option adjusts a Client; see WithNegativeTTL and WithClock.
-type Option func(*Client)
+// settings collects the options before New builds the sr.Client.
+type settings struct {
+	timeout        time.Duration
+	negTTL         time.Duration
+	now            func() time.Time
+	user, password string
+	basic          bool
+	token          string
+	tls            *tls.Config
+	log            *slog.Logger
+}
+
+// Option adjusts a Client.
+type Option func(*settings)
+
+// WithTimeout bounds each request (d <= 0: DefaultTimeout).
+func WithTimeout(d time.Duration) Option {
+	return func(s *settings) { s.timeout = d }
+}
+
+// WithBasicAuth sends HTTP basic auth with every request. It cannot be
+// combined with WithBearerToken or with credentials in the URL.
+func WithBasicAuth(user, password string) Option {
+	return func(s *settings) { s.user, s.password, s.basic = user, password, true }
+}
+
+// WithBearerToken sends "Authorization: Bearer token" with every request.
+func WithBearerToken(token string) Option {
+	return func(s *settings) { s.token = token }
+}
+
+// WithTLS sets the TLS configuration of https:// URLs (CA pool, client
+// certificate, server name). Without it the system roots are used.
+func WithTLS(c *tls.Config) Option {
+	return func(s *settings) { s.tls = c }
+}
+
+// WithLogger routes sr's own log lines to log (at debug level: they are
+// one line per request), scoped with stage=registry by the caller.
+func WithLogger(log *slog.Logger) Option {
+	return func(s *settings) { s.log = log }
+}
 
 // WithNegativeTTL sets how long an unknown id is remembered (d <= 0: not at
 // all, every lookup of an unknown id asks the registry).
 func WithNegativeTTL(d time.Duration) Option {
-	return func(c *Client) { c.negTTL = d }
+	return func(s *settings) { s.negTTL = d }
 }
 
 // WithClock replaces time.Now for the negative cache's expiry (tests).
 func WithClock(now func() time.Time) Option {
-	return func(c *Client) { c.now = now }
+	return func(s *settings) { s.now = now }
 }
 
-// New returns a client of the registry at baseURL ("http://host:8081", a
-// path prefix and user:password@ for basic auth are allowed). timeout
-// bounds each request (<= 0: DefaultTimeout). httpClient carries TLS and
-// proxy settings; nil means a plain client on http.DefaultTransport. New
-// does not contact the registry (see Ping); a URL that does not parse makes
-// every call fail with a non-permanent error (config validation is where
-// such a URL should have been refused).
-func New(baseURL string, timeout time.Duration, httpClient *http.Client, opts ...Option) *Client {
-	if timeout <= 0 {
-		timeout = DefaultTimeout
+// New returns a client of the registry at baseURL ("http://host:8081" or
+// https://; a path prefix is allowed, and user:password@ for basic auth).
+// New does not contact the registry (see Ping). A URL that does not parse,
+// or options that contradict each other (two kinds of credentials), make
+// every call fail with a non-permanent error.
+func New(baseURL string, opts ...Option) *Client {
+	s := settings{timeout: DefaultTimeout, negTTL: DefaultNegativeTTL, now: time.Now}
+	for _, o := range opts {
+		o(&s)
 	}
-	if httpClient == nil {
-		httpClient = &http.Client{}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
 	}
 	c := &Client{
-		base:    strings.TrimRight(baseURL, "/"),
-		http:    httpClient,
-		timeout: timeout,
-		negTTL:  DefaultNegativeTTL,
-		now:     time.Now,
+		timeout: s.timeout,
+		negTTL:  s.negTTL,
+		now:     s.now,
 		entries: map[int32]*entry{},
 	}
-	if u, err := url.Parse(c.base); err != nil {
-		c.urlErr = err
-	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		c.urlErr = &url.Error{Op: "parse", URL: u.Redacted(), Err: errNotHTTP}
-	}
-	for _, o := range opts {
-		o(c)
-	}
+	c.sr, c.initErr = newSR(baseURL, s)
 	return c
 }
 

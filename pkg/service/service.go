@@ -31,7 +31,6 @@ import (
 	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/pipeline"
 	"github.com/sluice-etl/sluice/pkg/refdata"
-	"github.com/sluice-etl/sluice/pkg/registry"
 	"github.com/sluice-etl/sluice/pkg/sink"
 	"github.com/sluice-etl/sluice/pkg/stage"
 	"github.com/sluice-etl/sluice/pkg/transform"
@@ -159,12 +158,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	conn := s.conn
 
 	if cfg.UsesRegistry() {
-		reg := registry.New(cfg.SchemaRegistry.URL, cfg.SchemaRegistry.Timeout, nil)
+		reg, err := newRegistry(cfg.SchemaRegistry, log)
+		if err != nil {
+			return nil, err
+		}
 		if err := st.reach(ctx, registryTarget(cfg.SchemaRegistry.URL), reg.Ping); err != nil {
-			if passThrough(err) {
-				return nil, err
-			}
-			return nil, config.Errors{{Key: "schema_registry.url", Problem: err.Error()}}
+			return nil, registryError(cfg.SchemaRegistry, err)
 		}
 	}
 
@@ -264,7 +263,11 @@ func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, s
 	// One registry client for every pipeline, so they share its cache.
 	var reg decode.SchemaFetcher
 	if cfg.SchemaRegistry.URL != "" {
-		reg = registry.New(cfg.SchemaRegistry.URL, cfg.SchemaRegistry.Timeout, nil)
+		c, err := newRegistry(cfg.SchemaRegistry, nil)
+		if err != nil {
+			return nil, err
+		}
+		reg = c
 	}
 	for i, pc := range cfg.Pipelines {
 		key := fmt.Sprintf("pipelines[%d]", i)

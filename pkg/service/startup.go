@@ -232,9 +232,8 @@ func Transient(err error) bool {
 	if errors.As(err, &ke) {
 		return ke.Retriable
 	}
-	var se *registry.StatusError
-	if errors.As(err, &se) {
-		return se.StatusCode >= 500 || se.StatusCode == 408 || se.StatusCode == 429
+	if code := registry.StatusCode(err); code != 0 {
+		return code >= 500 || code == 408 || code == 429
 	}
 	// An attempt that ran out of time: nothing answered.
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -19,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/registry"
@@ -85,9 +86,9 @@ func TestTransient(t *testing.T) {
 		{"Kafka INVALID_REPLICATION_FACTOR", kerr.InvalidReplicationFactor, false},
 		{"Kafka TOPIC_AUTHORIZATION_FAILED", kerr.TopicAuthorizationFailed, false},
 		{"Kafka SASL_AUTHENTICATION_FAILED", kerr.SaslAuthenticationFailed, false},
-		{"registry 503", fmt.Errorf("registry: %w", &registry.StatusError{StatusCode: 503}), true},
-		{"registry 404", fmt.Errorf("registry: %w", &registry.StatusError{StatusCode: 404}), false},
-		{"registry 401", fmt.Errorf("registry: %w", &registry.StatusError{StatusCode: 401}), false},
+		{"registry 503", &registry.FetchError{ID: 1, Err: &sr.ResponseError{StatusCode: 503}}, true},
+		{"registry 404", &registry.FetchError{ID: 1, Err: &sr.ResponseError{StatusCode: 404}}, false},
+		{"registry 401", &registry.FetchError{ID: 1, Err: &sr.ResponseError{StatusCode: 401}}, false},
 		{"config errors", config.Errors{{Key: "pipelines[0].table", Problem: "does not exist"}}, false},
 	}
 	for _, tt := range tests {
