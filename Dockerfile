@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# Sluice image: the `sluice` daemon and the `sluice-gen` load generator.
-#   docker build -t sluice:local .
+# Sluice image: the `sluice` daemon and the `sluice-gen` load generator,
+# the binaries of `make build`, stamped the same way (-X main.version).
+#   docker build -t sluice:local --build-arg VERSION=$(git describe --tags --always --dirty) .
 #   docker run --rm sluice:local version
+# go test ./deploy/ checks this file against the Makefile and the README.
 
 FROM golang:1.26 AS build
 WORKDIR /src
@@ -10,10 +12,13 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .
+# The build context has no .git (.dockerignore), so the version comes in
+# as an argument; "dev" is also what make build stamps outside git.
+ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    go build -ldflags="-s -w" -o /out/sluice ./cmd/sluice && \
-    go build -ldflags="-s -w" -o /out/sluice-gen ./cmd/sluice-gen
+    go build -ldflags="-s -w -X main.version=${VERSION}" -o /out/sluice ./cmd/sluice && \
+    go build -ldflags="-s -w -X main.version=${VERSION}" -o /out/sluice-gen ./cmd/sluice-gen
 
 # debian-slim rather than distroless so the compose healthcheck has curl.
 FROM debian:bookworm-slim
