@@ -77,10 +77,16 @@ up:
 down:
 	@integration/down.sh
 
+## lint: go vet (also with the integration tag), gofmt, and the Helm chart checked offline:
+## deploy/helm is its own module in the workspace deploy/helm/go.work (Helm as a library stays
+## out of go.mod); its test lints, renders and validates deploy/helm/sluice and loads the config
+## each rendered pod would run with Sluice's loader (README, "Kubernetes"). The first run builds
+## Helm's packages (about a minute here), later runs take seconds.
 lint:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags integration ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	cd deploy/helm && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
