@@ -129,24 +129,40 @@ func partlyStored(t *testing.T, format string) {
 // end before it reads what is stored, and must not send the rows again.
 // Once the first INSERT has timed out, the column is dropped so that a
 // retry, if one is needed, is fast.
+//
+// The shared case does the same to an INSERT that carries the batches of
+// several partitions (batch.combine): four partitions' batches are ready at
+// once, the first goes alone (0.6 s) and the other three share the next
+// (1.8 s), which outlives the timeout. Each of the three must see the
+// shared INSERT as its own in the server's process list (the query_id lists
+// the partitions), or it would send its rows again while they are stored.
 func TestInsertOutlivingItsTimeoutIsNotLoadedTwice(t *testing.T) {
+	t.Run("alone", func(t *testing.T) { outlivingInsert(t, "avro", 1, 500) })
+	t.Run("shared", func(t *testing.T) { outlivingInsert(t, "json", 4, 600) })
+}
+
+func outlivingInsert(t *testing.T, format string, partitions int32, records int) {
 	w := newWorld(t)
 	topic := w.name("orders_slow")
-	w.createTopic(topic, 1)
-	w.produceSpreadOrders(topic, 500, time.Minute)
+	w.createTopic(topic, partitions)
+	w.produceSpreadOrdersAs(format, topic, records, time.Minute)
 	ctx := context.Background()
 	if err := w.ch.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.orders ADD COLUMN _slow UInt8 MATERIALIZED sleepEachRow(0.004)", w.db)); err != nil {
 		t.Fatal(err)
 	}
 
 	g := w.name("g_slow")
-	cfg := w.sluiceConfig(g, ordersPipeline(topic))
+	cfg := w.sluiceConfig(g, ordersPipelineAs(format, topic))
 	cfg.ClickHouse.InsertTimeout = time.Second
 	// No pause to hide behind: only the wait for the running INSERT
 	// keeps the rows from being sent twice.
 	cfg.ClickHouse.UnknownOutcomeWait = time.Millisecond
 	s := w.startSluice(cfg)
 	inserts := fmt.Sprintf("SELECT count() FROM system.processes WHERE query_id LIKE 'sluice:%s.orders:%%'", w.db)
+	if partitions > 1 {
+		// One INSERT naming several partitions: "…:<topic>:1,3,0:…".
+		inserts = fmt.Sprintf("SELECT count() FROM system.processes WHERE query_id LIKE 'sluice:%s.orders:%s:%%,%%'", w.db, topic)
+	}
 	waitUntil(t, "an INSERT running", 30*time.Second, func() bool { return w.count(inserts) > 0 })
 	time.Sleep(1500 * time.Millisecond) // past the client's timeout
 	if err := w.ch.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.orders DROP COLUMN _slow", w.db)); err != nil {

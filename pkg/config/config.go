@@ -116,7 +116,15 @@ type Batch struct {
 	MaxRows  int           `mapstructure:"max_rows"`
 	MaxBytes ByteSize      `mapstructure:"max_bytes"`
 	MaxWait  time.Duration `mapstructure:"max_wait"`
+	// Combine is how many partitions' batches of the table may share one
+	// INSERT (fewer, larger parts; docs/DESIGN.md, "Shared INSERTs"); 1
+	// sends each batch alone.
+	Combine int `mapstructure:"combine"`
 }
+
+// MaxCombine bounds batch.combine: the batches of one INSERT are held in
+// memory together.
+const MaxCombine = 64
 
 // Pipeline is one topic's path to one table.
 type Pipeline struct {

@@ -49,7 +49,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		{"admin.listen", cfg.Admin.Listen, "127.0.0.1:8080"},
 		{"log.level", cfg.Log.Level, "info"},
 		{"log.format (default)", cfg.Log.Format, "text"},
-		{"batch", cfg.Batch, config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second}},
+		{"batch", cfg.Batch, config.Batch{MaxRows: 20000, MaxBytes: 8 << 20, MaxWait: time.Second, Combine: 4}},
 		{"inflight_bytes", cfg.InflightBytes, config.ByteSize(64 << 20)},
 		{"shutdown_timeout", cfg.ShutdownTimeout, 30 * time.Second},
 		{"startup_timeout", cfg.StartupTimeout, 60 * time.Second},
@@ -66,7 +66,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		return
 	}
 
-	inherited := config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second}
+	inherited := config.Batch{MaxRows: 20000, MaxBytes: 8 << 20, MaxWait: time.Second, Combine: 4}
 	want := []config.Pipeline{
 		{Name: "orders", Topic: "orders", Format: "avro", Table: "orders",
 			Schema: mustAbs(t, "../../schemas/avro/order.avsc"), Transforms: []string{"order_items", "currency", "customer", "fraud"}, Batch: inherited},
@@ -110,11 +110,11 @@ func TestLoadPipelineOverride(t *testing.T) {
 	}
 	orders, payments := cfg.Pipelines[0], cfg.Pipelines[1]
 
-	if want := (config.Batch{MaxRows: 20000, MaxBytes: 8 << 20, MaxWait: 2 * time.Second}); cfg.Batch != want {
+	if want := (config.Batch{MaxRows: 20000, MaxBytes: 8 << 20, MaxWait: 2 * time.Second, Combine: 4}); cfg.Batch != want {
 		t.Errorf("global batch = %+v, want %+v", cfg.Batch, want)
 	}
-	if want := (config.Batch{MaxRows: 500, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond}); orders.Batch != want {
-		t.Errorf("orders batch = %+v, want %+v (own max_rows and max_wait, inherited max_bytes)", orders.Batch, want)
+	if want := (config.Batch{MaxRows: 500, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond, Combine: 1}); orders.Batch != want {
+		t.Errorf("orders batch = %+v, want %+v (own max_rows, max_wait and combine, inherited max_bytes)", orders.Batch, want)
 	}
 	if payments.Batch != cfg.Batch {
 		t.Errorf("payments batch = %+v, want the global %+v", payments.Batch, cfg.Batch)
@@ -218,6 +218,7 @@ func TestLoadBadConfigs(t *testing.T) {
 		"bad_duration.bad.yml":              {"batch.max_wait", "time: unknown unit"},
 		"bad_byte_size.bad.yml":             {"batch.max_bytes", `"16 furlongs" is not a size`},
 		"max_rows_too_large.bad.yml":        {"pipelines[0].batch.max_rows", "must be between 1 and 1000000"},
+		"combine_too_large.bad.yml":         {"pipelines[0].batch.combine", "must be between 1 and 64"},
 		"empty_brokers.bad.yml":             {"kafka.brokers", "must name at least one host:port"},
 		"broker_without_port.bad.yml":       {"kafka.brokers", `"kafka1" is not host:port`},
 		"missing_topic.bad.yml":             {"pipelines[0].topic", "missing"},

@@ -43,6 +43,16 @@ func GoMemoryLimit(c *Config, parallel int, rowPath bool) int64 {
 	return MemoryBound(c, parallel, rowPath) - NotGoMemory
 }
 
+// MaxBatchCombine is the largest batch.combine of the config's pipelines:
+// how many batches beyond the processing slots may hold decoded rows.
+func MaxBatchCombine(c *Config) int {
+	n := max(c.Batch.Combine, 1)
+	for _, p := range c.Pipelines {
+		n = max(n, p.Batch.Combine)
+	}
+	return n
+}
+
 // MemoryBound is the resident memory bound for the config with parallel
 // batches processed at once (the engine's processing slots):
 //
@@ -51,20 +61,25 @@ func GoMemoryLimit(c *Config, parallel int, rowPath bool) int64 {
 //	  + inflight_bytes / 4 (fetch responses not yet polled, FetchMaxBytes)
 //	  + inflight_bytes / 2 (room for the garbage of the records' turnover,
 //	    so the collector does not run back to back)
-//	  + parallel × 3 × max_bytes (a batch's column buffers and the
-//	    INSERT's copy of them, for the largest max_bytes of a pipeline)
+//	  + (parallel + combine) × max_bytes (the column buffers: one set per
+//	    batch with decoded rows, the live-batch tokens, each no larger than
+//	    its batch's records; kept for reuse)
+//	  + min(inflight_bytes, combine × max_bytes) (the INSERT's copy of the
+//	    columns it carries; the batches of one INSERT are records held)
 //	  + parallel × max_rows × RowPathBytes when a pipeline takes the row
 //	    path (Avro, or a transform without a columnar form)
 //
-// Reference data (customers, FX rates) comes on top: it is sized by the
-// reference topics, not by the config.
+// for the largest max_bytes, max_rows and combine of a pipeline. Reference
+// data (customers, FX rates) comes on top: it is sized by the reference
+// topics, not by the config.
 func MemoryBound(c *Config, parallel int, rowPath bool) int64 {
 	maxBytes, maxRows := int64(c.Batch.MaxBytes), int64(c.Batch.MaxRows)
 	for _, p := range c.Pipelines {
 		maxBytes, maxRows = max(maxBytes, int64(p.Batch.MaxBytes)), max(maxRows, int64(p.Batch.MaxRows))
 	}
+	combine := int64(MaxBatchCombine(c))
 	in := int64(c.InflightBytes)
-	b := MemoryBase + in + in/4 + in/2 + int64(parallel)*3*maxBytes
+	b := MemoryBase + in + in/4 + in/2 + (int64(parallel)+combine)*maxBytes + min(in, combine*maxBytes)
 	if rowPath {
 		b += int64(parallel) * maxRows * RowPathBytes
 	}

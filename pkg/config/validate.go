@@ -150,6 +150,9 @@ func (b Batch) validate(key string) Errors {
 	if b.MaxWait <= 0 {
 		errs = append(errs, &Error{Key: key + ".max_wait", Problem: fmt.Sprintf("must be a positive duration, got %v", b.MaxWait)})
 	}
+	if b.Combine < 1 || b.Combine > MaxCombine {
+		errs = append(errs, &Error{Key: key + ".combine", Problem: fmt.Sprintf("must be between 1 and %d (1: each batch its own INSERT), got %d", MaxCombine, b.Combine)})
+	}
 	return errs
 }
 

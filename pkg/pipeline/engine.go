@@ -69,6 +69,11 @@ type Options struct {
 	// and column buffers, so this, not the partition count, bounds memory;
 	// more than the cores only adds garbage-collector work.
 	Parallel int
+	// Combine is how many partitions' batches of a table may share one
+	// INSERT (combine.go; default 1, each alone). A columnar batch gives
+	// its processing slot up for its INSERT, so up to Parallel + Combine
+	// batches hold decoded rows at once (the live-batch tokens).
+	Combine int
 }
 
 // OutOfRangePolicy is Options.OnOutOfRange (config
@@ -96,6 +101,9 @@ type Engine struct {
 
 	// slots holds one token per batch being processed (Options.Parallel).
 	slots chan struct{}
+	// live holds one token per batch with decoded rows (Options.Parallel
+	// + Options.Combine).
+	live chan struct{}
 
 	// limits holds the effective batch limits of the partitions whose
 	// limits differ from their pipeline's configured ones (adapt.go), for
@@ -171,6 +179,9 @@ func New(o Options) (*Engine, error) {
 	if o.OutcomeWait <= 0 {
 		o.OutcomeWait = time.Second
 	}
+	if o.Combine <= 0 {
+		o.Combine = 1
+	}
 	if o.Parallel <= 0 {
 		o.Parallel = runtime.GOMAXPROCS(0)
 	}
@@ -194,6 +205,7 @@ func New(o Options) (*Engine, error) {
 		started:      make(chan struct{}),
 		clientClosed: make(chan struct{}),
 		slots:        make(chan struct{}, o.Parallel),
+		live:         make(chan struct{}, o.Parallel+o.Combine),
 		limits:       map[*Pipeline]map[int32]batch.Limits{},
 	}
 	for _, p := range o.Pipelines {

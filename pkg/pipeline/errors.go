@@ -9,7 +9,7 @@ import (
 // This file is the one classification of the errors a worker meets, and
 // so of what it does about them. Each step of a batch (decode, transform,
 // dead letters, fence, the stored-offsets read, the INSERT) reports its
-// errors; classify says which of six things they mean. There is no
+// errors; classify says which of seven things they mean. There is no
 // "fatal": nothing one partition meets ends the process (a stall is
 // visible in /readyz and the metrics; an exit would only move the stall to
 // the next owner). Which ClickHouse codes blame the rows is sink.Classify's
@@ -46,6 +46,11 @@ const (
 	// owner has it); otherwise retry until the poll loop confirms the
 	// assignment or the partition is lost.
 	classFenced
+	// classShared: the server refused an INSERT that carried other
+	// partitions' batches too (combine.go): it answered, so nothing of it
+	// runs. Go again at once, the batch alone, whose own refusal is then
+	// classified.
+	classShared
 )
 
 func (c errClass) String() string {
@@ -60,6 +65,8 @@ func (c errClass) String() string {
 		return "too_many_parts"
 	case classFenced:
 		return "fenced"
+	case classShared:
+		return "shared_refused"
 	}
 	return "retry"
 }
@@ -68,6 +75,9 @@ func (c errClass) String() string {
 func classify(err error) errClass {
 	if errors.Is(err, errFenced) {
 		return classFenced
+	}
+	if se := (*sharedError)(nil); errors.As(err, &se) && se.refused {
+		return classShared
 	}
 	switch sink.Classify(err) {
 	case sink.BadData:

@@ -69,7 +69,7 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 			return 0, false
 		}
 		if err == nil && good > 0 {
-			if err = w.writer.Send(w.ctx, b); err == nil {
+			if err = w.send(b); err == nil {
 				w.inserted(b, good)
 				return good, true
 			}
@@ -86,6 +86,11 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 			switch c {
 			case classBadRecord, classSplit:
 				return w.bisect(b, good, err)
+			case classShared:
+				// The server refused an INSERT shared with other
+				// partitions' batches: from step 1 at once, alone.
+				w.log.Info("an INSERT shared with other partitions was refused; sending the batch alone", "first", b.First, "last", b.Last, "err", err)
+				continue
 			}
 			// The outcome is unknown: the server may have stored some
 			// or all rows, or may still be storing them. (A refusal for
@@ -136,6 +141,23 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 			return 0, false
 		}
 	}
+}
+
+// send is step 5: the INSERT, shared with other partitions' ready batches
+// of the table when the writer can (combine.go). A columnar batch gives its
+// processing slot up first: what is left of it is I/O, and its rows are
+// its column buffers, which the engine's live-batch tokens bound
+// (Options.Combine). A row-path batch keeps its slot: its decoded Rows
+// are what Options.Parallel bounds.
+func (w *worker) send(b *record.Batch) error {
+	ss, ok := w.writer.(sharedSender)
+	if !ok {
+		return w.writer.Send(w.ctx, b)
+	}
+	if w.columnar {
+		w.releaseSlot()
+	}
+	return ss.SendShared(w.ctx, b, func() error { return w.fence(b) })
 }
 
 // ready runs steps 1 to 4 of an attempt and prepares the rows to send; it

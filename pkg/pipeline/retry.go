@@ -35,9 +35,29 @@ func (w *worker) retry(what string, fn func() error) bool {
 	}
 }
 
-// acquire takes a processing slot (Options.Parallel); false when the worker
-// was stopped first.
+// acquire takes a live-batch token (Options.Parallel + Options.Combine:
+// the batches with decoded rows at once) and a processing slot
+// (Options.Parallel: the batches being decoded and transformed); false when
+// the worker was stopped first. A columnar batch gives its slot up for the
+// INSERT (worker.send) and keeps its token until it is done.
 func (w *worker) acquire() bool {
+	return w.acquireLive() && w.acquireSlot()
+}
+
+func (w *worker) acquireLive() bool {
+	if w.hasLive {
+		return true
+	}
+	select {
+	case w.e.live <- struct{}{}:
+		w.hasLive = true
+		return true
+	case <-w.ctx.Done():
+		return false
+	}
+}
+
+func (w *worker) acquireSlot() bool {
 	select {
 	case w.e.slots <- struct{}{}:
 		w.hasSlot = true
@@ -51,6 +71,15 @@ func (w *worker) releaseSlot() {
 	if w.hasSlot {
 		w.hasSlot = false
 		<-w.e.slots
+	}
+}
+
+// releaseAll gives the slot and the live-batch token back.
+func (w *worker) releaseAll() {
+	w.releaseSlot()
+	if w.hasLive {
+		w.hasLive = false
+		<-w.e.live
 	}
 }
 
@@ -73,15 +102,17 @@ func (w *worker) backoff(base, limit time.Duration, attempt int) time.Duration {
 
 // wait pauses for d; false when the worker's context ended first.
 func (w *worker) wait(d time.Duration) bool {
-	// A waiting worker lets others use its processing slot: one failing
-	// table must not stall the pipelines whose tables are fine.
-	held := w.hasSlot
-	w.releaseSlot()
+	// A waiting worker lets others use its processing slot and its
+	// live-batch token: one failing table must not stall the pipelines
+	// whose tables are fine. (Its buffers stay: while tables fail, the
+	// batches held may outnumber the tokens.)
+	slot, live := w.hasSlot, w.hasLive
+	w.releaseAll()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return !held || w.acquire()
+		return (!live || w.acquireLive()) && (!slot || w.acquireSlot())
 	case <-w.ctx.Done():
 		return false
 	}

@@ -2,21 +2,27 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/sink"
 )
 
-// TableSink adapts a ClickHouse table to the Sink the engine uses.
-func TableSink(t *sink.Table) Sink { return tableSink{t, &bufPool{}} }
+// TableSink adapts a ClickHouse table to the Sink the engine uses. Up to
+// combine partitions' batches share one INSERT (combine.go); 1 sends each
+// batch alone.
+func TableSink(t *sink.Table, combine int) Sink {
+	return tableSink{t, &bufPool{}, &combiner{insert: t.SendMany, max: max(combine, 1)}}
+}
 
 type tableSink struct {
 	t    *sink.Table
 	pool *bufPool
+	c    *combiner
 }
 
-func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, pool: s.pool} }
+func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, pool: s.pool, c: s.c} }
 
 // bufPool holds the table's column buffers between batches. A writer
 // takes one for a batch and gives it back when the batch is done
@@ -58,7 +64,11 @@ func (s tableSink) Running(ctx context.Context, topic string, partition int32, k
 type tableWriter struct {
 	t    *sink.Table
 	pool *bufPool
+	c    *combiner
 	bufs *sink.Buffers
+	// alone: the last shared INSERT of this writer's batch failed; the
+	// batch goes alone until it is stored (sharedError).
+	alone bool
 }
 
 func (w *tableWriter) buffers() *sink.Buffers {
@@ -74,9 +84,23 @@ func (w *tableWriter) Send(ctx context.Context, b *record.Batch) error {
 	return w.t.Send(ctx, w.buffers(), b)
 }
 
+func (w *tableWriter) SendShared(ctx context.Context, b *record.Batch, fence func() error) error {
+	if w.alone || w.c.max == 1 {
+		err := w.t.Send(ctx, w.buffers(), b)
+		w.alone = err != nil && w.alone
+		return err
+	}
+	err := w.c.send(ctx, w.buffers(), b, fence)
+	if se := (*sharedError)(nil); errors.As(err, &se) {
+		w.alone = true
+	}
+	return err
+}
+
 // Done empties the buffers (they point into the batch's records) and
 // gives them back to the pool.
 func (w *tableWriter) Done() {
+	w.alone = false
 	if w.bufs != nil {
 		w.t.Release(w.bufs)
 		w.pool.put(w.bufs)

@@ -91,8 +91,9 @@ type worker struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	// hasSlot says the worker holds one of the engine's processing slots.
-	hasSlot bool
+	// hasSlot says the worker holds one of the engine's processing slots,
+	// hasLive one of its live-batch tokens (retry.go).
+	hasSlot, hasLive bool
 	// committed is the offset last committed by this worker (next to read);
 	// atomic because Engine.Stats reads it.
 	committed atomic.Int64
@@ -302,7 +303,7 @@ func (w *worker) process(b *record.Batch) bool {
 	if !w.acquire() {
 		return false
 	}
-	defer w.releaseSlot()
+	defer w.releaseAll()
 	start := time.Now()
 	p := w.p
 	b.TopicID = w.topicID

@@ -179,6 +179,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		AbandonTimeout: cfg.Kafka.RebalanceTimeout / 4,
 		OutcomeWait:    cfg.ClickHouse.UnknownOutcomeWait,
 		OnOutOfRange:   pipeline.OutOfRangePolicy(cfg.Kafka.OnOffsetOutOfRange),
+		Combine:        config.MaxBatchCombine(cfg),
 		Group:          cfg.Kafka.Group,
 		Metadata:       dlq.Metadata,
 		RecordSkip:     dlq.WithSkipped,
@@ -334,7 +335,7 @@ func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc
 		Topic:      pc.Topic,
 		Decoder:    dec,
 		Transforms: ts,
-		Sink:       pipeline.TableSink(table),
+		Sink:       pipeline.TableSink(table, pc.Batch.Combine),
 		Limits: batch.Limits{
 			MaxRows:  pc.Batch.MaxRows,
 			MaxBytes: int(pc.Batch.MaxBytes),

@@ -282,12 +282,46 @@ func (t *Table) Prepare(bufs *Buffers, b *record.Batch) int {
 // table partitions may have committed some of them. The caller waits until
 // Running reports nothing for the partition, then reads Stored.
 func (t *Table) Send(ctx context.Context, bufs *Buffers, b *record.Batch) error {
-	if bufs.rows == 0 {
+	return t.SendMany(ctx, []Part{{Bufs: bufs, Batch: b}})
+}
+
+// Part is one partition's prepared batch in an INSERT (SendMany).
+type Part struct {
+	Bufs  *Buffers
+	Batch *record.Batch
+}
+
+// SendMany inserts the prepared rows of several partitions' batches of one
+// topic as one INSERT: one block, so ClickHouse makes one part per table
+// partition for all of them instead of one per batch. Its query_id lists
+// every partition ("sluice:<db>.<table>:<topic>:3,5,8:…"), so Running finds
+// it for each of them; an INSERT of one batch keeps the single-partition
+// form. The outcome is the same for every part: on error, each partition
+// settles and reads what is stored, as after Send.
+func (t *Table) SendMany(ctx context.Context, parts []Part) error {
+	rows := 0
+	for _, p := range parts {
+		rows += p.Bufs.rows
+	}
+	if rows == 0 {
 		return nil
 	}
+	first := parts[0].Batch
 	ictx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	id := t.queryPrefix(b.Topic, b.Partition) + strconv.FormatInt(b.First, 10) + "-" + strconv.FormatUint(rand.Uint64(), 36)
+	var id, what string
+	if len(parts) == 1 {
+		id = t.queryPrefix(first.Topic, first.Partition) + strconv.FormatInt(first.First, 10) + "-" + strconv.FormatUint(rand.Uint64(), 36)
+		what = fmt.Sprintf("%s[%d] %d..%d", first.Topic, first.Partition, first.First, first.Last)
+	} else {
+		ps := make([]string, len(parts))
+		for i, p := range parts {
+			ps[i] = strconv.Itoa(int(p.Batch.Partition))
+		}
+		list := strings.Join(ps, ",")
+		id = t.topicPrefix(first.Topic) + list + ":" + strconv.FormatUint(rand.Uint64(), 36)
+		what = fmt.Sprintf("%s[%s] (%d batches)", first.Topic, list, len(parts))
+	}
 	ictx = clickhouse.Context(ictx, clickhouse.WithQueryID(id))
 	// One connection from prepare to send: with WithReleaseConnection
 	// clickhouse-go would send the INSERT twice under the same query_id
@@ -295,22 +329,27 @@ func (t *Table) Send(ctx context.Context, bufs *Buffers, b *record.Batch) error 
 	// a round trip and now and then 216 QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING.
 	bt, err := t.conn.PrepareBatch(ictx, t.insert)
 	if err != nil {
-		return fmt.Errorf("sink: %s %s[%d] %d..%d: prepare insert: %w", t.name, b.Topic, b.Partition, b.First, b.Last, err)
+		return fmt.Errorf("sink: %s %s: prepare insert: %w", t.name, what, err)
 	}
-	for i, c := range bufs.cols {
-		var vals any
-		if len(bufs.send) > 0 {
-			vals = bufs.send[i]
-		} else {
-			vals = c.slice()
+	for _, p := range parts {
+		if p.Bufs.rows == 0 {
+			continue
 		}
-		if err := bt.Column(i).Append(vals); err != nil {
-			_ = bt.Abort()
-			return fmt.Errorf("sink: %s column %s: %w: %w", t.name, t.cols[i].Name, errAppend, err)
+		for i, c := range p.Bufs.cols {
+			var vals any
+			if len(p.Bufs.send) > 0 {
+				vals = p.Bufs.send[i]
+			} else {
+				vals = c.slice()
+			}
+			if err := bt.Column(i).Append(vals); err != nil {
+				_ = bt.Abort()
+				return fmt.Errorf("sink: %s column %s: %w: %w", t.name, t.cols[i].Name, errAppend, err)
+			}
 		}
 	}
 	if err := bt.Send(); err != nil {
-		return fmt.Errorf("sink: %s %s[%d] %d..%d: insert %s: %w", t.name, b.Topic, b.Partition, b.First, b.Last, id, err)
+		return fmt.Errorf("sink: %s %s: insert %s: %w", t.name, what, id, err)
 	}
 	return nil
 }
@@ -357,11 +396,36 @@ func (t *Table) addRow(bufs *Buffers, it *record.Item, topicID string, ingested 
 	return nil
 }
 
-// queryPrefix starts the query_id of every INSERT of the partition into
-// this table: "sluice:<db>.<table>:<topic>:<partition>:". Whoever loads the
-// partition (this process, a previous owner, a zombie) uses the same prefix.
+// queryPrefix starts the query_id of every INSERT of the partition alone
+// into this table: "sluice:<db>.<table>:<topic>:<partition>:". Whoever loads
+// the partition (this process, a previous owner, a zombie) uses the same
+// prefix. An INSERT of several partitions' batches (SendMany) lists them
+// instead: "sluice:<db>.<table>:<topic>:<p>,<p>,…:". A topic name has no
+// ':' or ',' (Kafka allows letters, digits, '.', '_' and '-').
 func (t *Table) queryPrefix(topic string, partition int32) string {
-	return "sluice:" + t.db + "." + t.name + ":" + topic + ":" + strconv.Itoa(int(partition)) + ":"
+	return t.topicPrefix(topic) + strconv.Itoa(int(partition)) + ":"
+}
+
+func (t *Table) topicPrefix(topic string) string {
+	return "sluice:" + t.db + "." + t.name + ":" + topic + ":"
+}
+
+// loads says whether a query_id that starts with the topic's prefix is an
+// INSERT of partition (alone or with others).
+func loads(rest string, partition int32) bool {
+	list, _, ok := strings.Cut(rest, ":")
+	if !ok {
+		return false
+	}
+	want := strconv.Itoa(int(partition))
+	for list != "" {
+		var p string
+		p, list, _ = strings.Cut(list, ",")
+		if p == want {
+			return true
+		}
+	}
+	return false
 }
 
 // Stored returns the offsets of the partition in [from, to] that the table
@@ -430,19 +494,38 @@ func (t *Table) HasTopicID() bool {
 // final — unless an attempt's bytes are still on their way to the server,
 // which the caller covers by waiting before it asks (docs/DESIGN.md).
 func (t *Table) Running(ctx context.Context, topic string, partition int32, kill bool) (int, error) {
-	prefix := t.queryPrefix(topic, partition)
-	var n uint64
-	if err := t.conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE substring(query_id, 1, length(?)) = ?", prefix, prefix).Scan(&n); err != nil {
+	prefix := t.topicPrefix(topic)
+	rows, err := t.conn.Query(ctx, "SELECT query_id FROM system.processes WHERE substring(query_id, 1, length(?)) = ?", prefix, prefix)
+	if err != nil {
 		return 0, fmt.Errorf("sink: %s: running inserts of %s[%d]: %w", t.name, topic, partition, err)
 	}
-	if n > 0 && kill {
-		// Best effort: the caller waits until none runs either way. It
-		// fails with 380 CANNOT_KILL while an INSERT is in a stage that
-		// cannot be cancelled (18.16 says so for most of an INSERT), and
-		// with an access error for another user's query.
-		_ = t.conn.Exec(ctx, "KILL QUERY WHERE substring(query_id, 1, length(?)) = ? ASYNC", prefix, prefix)
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sink: %s: running inserts of %s[%d]: %w", t.name, topic, partition, err)
+		}
+		if loads(id[len(prefix):], partition) {
+			ids = append(ids, id)
+		}
 	}
-	return int(n), nil
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sink: %s: running inserts of %s[%d]: %w", t.name, topic, partition, err)
+	}
+	if kill {
+		for _, id := range ids {
+			// Best effort: the caller waits until none runs either way.
+			// It fails with 380 CANNOT_KILL while an INSERT is in a
+			// stage that cannot be cancelled (18.16 says so for most of
+			// an INSERT), and with an access error for another user's
+			// query. An INSERT of several partitions is cancelled for
+			// all of them: each settles and reads what is stored.
+			_ = t.conn.Exec(ctx, "KILL QUERY WHERE query_id = ? ASYNC", id)
+		}
+	}
+	return len(ids), nil
 }
 
 // Column returns the index of the named column among those Send writes

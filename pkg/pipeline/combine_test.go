@@ -1,0 +1,250 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/sluice-etl/sluice/pkg/record"
+	"github.com/sluice-etl/sluice/pkg/sink"
+)
+
+// fakeInserts records the INSERTs a combiner sends; each blocks until
+// released, so the test decides what queues behind it.
+type fakeInserts struct {
+	mu      sync.Mutex
+	sent    [][]int32 // the partitions of each INSERT, in order
+	started chan struct{}
+	release chan error
+}
+
+func newFakeInserts() *fakeInserts {
+	return &fakeInserts{started: make(chan struct{}, 16), release: make(chan error)}
+}
+
+func (f *fakeInserts) insert(ctx context.Context, parts []sink.Part) error {
+	ps := make([]int32, len(parts))
+	for i, p := range parts {
+		ps[i] = p.Batch.Partition
+	}
+	f.mu.Lock()
+	f.sent = append(f.sent, ps)
+	f.mu.Unlock()
+	f.started <- struct{}{}
+	select {
+	case err := <-f.release:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *fakeInserts) inserts() [][]int32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]int32(nil), f.sent...)
+}
+
+type sendResult struct {
+	partition int32
+	err       error
+}
+
+// queue starts a send of partition p's batch and reports its outcome on out.
+func queue(ctx context.Context, c *combiner, p int32, fence func() error, out chan<- sendResult) {
+	go func() {
+		b := &record.Batch{Topic: "orders", Partition: p, First: 0, Last: 9}
+		out <- sendResult{p, c.send(ctx, nil, b, fence)}
+	}()
+}
+
+// waitQueued waits until n requests are queued behind the INSERT in flight.
+func waitQueued(t *testing.T, c *combiner, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		q := len(c.queue)
+		c.mu.Unlock()
+		if q == n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("%d requests never queued", n)
+}
+
+func TestCombinerSharesTheNextInsertAmongTheBatchesThatQueued(t *testing.T) {
+	f := newFakeInserts()
+	c := &combiner{insert: f.insert, max: 3}
+	out := make(chan sendResult, 8)
+	var fences atomic.Int32
+	fence := func() error { fences.Add(1); return nil }
+	ctx := context.Background()
+
+	// A lone batch is sent at once, not fenced again (its own fence is
+	// the latest).
+	queue(ctx, c, 0, fence, out)
+	<-f.started
+	// Four more become ready while it is sent: three share the next
+	// INSERT, the fourth the one after.
+	for p := int32(1); p <= 4; p++ {
+		queue(ctx, c, p, fence, out)
+		waitQueued(t, c, int(p))
+	}
+	f.release <- nil
+	if r := <-out; r.partition != 0 || r.err != nil {
+		t.Fatalf("first send: %+v", r)
+	}
+	<-f.started
+	f.release <- nil
+	for range 3 {
+		if r := <-out; r.err != nil {
+			t.Fatalf("shared send of %d: %v", r.partition, r.err)
+		}
+	}
+	<-f.started
+	f.release <- nil
+	if r := <-out; r.partition != 4 || r.err != nil {
+		t.Fatalf("last send: %+v", r)
+	}
+	got := f.inserts()
+	want := [][]int32{{0}, {1, 2, 3}, {4}}
+	if len(got) != len(want) {
+		t.Fatalf("inserts %v, want %v", got, want)
+	}
+	for i := range want {
+		if len(got[i]) != len(want[i]) {
+			t.Fatalf("inserts %v, want %v", got, want)
+		}
+		for j := range want[i] {
+			if got[i][j] != want[i][j] {
+				t.Fatalf("inserts %v, want %v", got, want)
+			}
+		}
+	}
+	// Every batch that waited for an earlier INSERT was fenced again.
+	if n := fences.Load(); n != 4 {
+		t.Errorf("%d fences before the shared INSERTs, want 4", n)
+	}
+}
+
+func TestCombinerKeepsAFencedBatchOut(t *testing.T) {
+	f := newFakeInserts()
+	c := &combiner{insert: f.insert, max: 4}
+	out := make(chan sendResult, 4)
+	ok := func() error { return nil }
+	ctx := context.Background()
+	queue(ctx, c, 0, ok, out)
+	<-f.started
+	queue(ctx, c, 1, func() error { return errFenced }, out)
+	waitQueued(t, c, 1)
+	queue(ctx, c, 2, ok, out)
+	waitQueued(t, c, 2)
+	f.release <- nil
+	<-out
+	// The fenced batch gets its fence's error; the other goes on alone.
+	r := <-out
+	if r.partition != 1 || !errors.Is(r.err, errFenced) {
+		t.Fatalf("fenced batch: %+v, want partition 1 with errFenced", r)
+	}
+	<-f.started
+	f.release <- nil
+	if r := <-out; r.partition != 2 || r.err != nil {
+		t.Fatalf("other batch: %+v", r)
+	}
+	if got := f.inserts(); len(got) != 2 || len(got[1]) != 1 || got[1][0] != 2 {
+		t.Errorf("inserts %v, want [[0] [2]]", got)
+	}
+}
+
+func TestCombinerWithdrawsAStoppedBatchBeforeItsInsert(t *testing.T) {
+	f := newFakeInserts()
+	c := &combiner{insert: f.insert, max: 4}
+	out := make(chan sendResult, 4)
+	ok := func() error { return nil }
+	queue(context.Background(), c, 0, ok, out)
+	<-f.started
+	stopped, stop := context.WithCancel(context.Background())
+	queue(stopped, c, 1, ok, out)
+	waitQueued(t, c, 1)
+	stop()
+	if r := <-out; r.partition != 1 || !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("stopped batch: %+v, want partition 1 with context.Canceled", r)
+	}
+	f.release <- nil
+	<-out
+	// Nothing of the withdrawn batch was written: no INSERT follows.
+	time.Sleep(50 * time.Millisecond)
+	if got := f.inserts(); len(got) != 1 {
+		t.Errorf("inserts %v, want only the first", got)
+	}
+}
+
+func TestCombinerCancelsASharedInsertWhenAWorkerStops(t *testing.T) {
+	f := newFakeInserts()
+	c := &combiner{insert: f.insert, max: 4}
+	out := make(chan sendResult, 4)
+	ok := func() error { return nil }
+	queue(context.Background(), c, 0, ok, out)
+	<-f.started
+	stopped, stop := context.WithCancel(context.Background())
+	queue(stopped, c, 1, ok, out)
+	waitQueued(t, c, 1)
+	queue(context.Background(), c, 2, ok, out)
+	waitQueued(t, c, 2)
+	f.release <- nil
+	<-out
+	<-f.started // 1 and 2 share this INSERT
+	stop()
+	// Both learn of the failure; neither may count its rows stored, and
+	// the error keeps the server's classes out (each goes again alone).
+	for range 2 {
+		r := <-out
+		var se *sharedError
+		if !errors.As(r.err, &se) || se.n != 2 || se.refused {
+			t.Fatalf("partition %d: err %v, want an unknown-outcome sharedError of 2", r.partition, r.err)
+		}
+		if classify(r.err) != classRetry {
+			t.Errorf("partition %d: class %v, want retry (abandon first)", r.partition, classify(r.err))
+		}
+	}
+}
+
+func TestSharedRefusalIsSentAgainAlone(t *testing.T) {
+	f := newFakeInserts()
+	c := &combiner{insert: f.insert, max: 4}
+	out := make(chan sendResult, 4)
+	ok := func() error { return nil }
+	ctx := context.Background()
+	queue(ctx, c, 0, ok, out)
+	<-f.started
+	queue(ctx, c, 1, ok, out)
+	waitQueued(t, c, 1)
+	queue(ctx, c, 2, ok, out)
+	waitQueued(t, c, 2)
+	f.release <- nil
+	<-out
+	<-f.started
+	// A content refusal of the shared INSERT (code 53, type mismatch)
+	// blames no batch in particular.
+	f.release <- &clickhouse.Exception{Code: 53, Message: "Type mismatch"}
+	for range 2 {
+		r := <-out
+		if classify(r.err) != classShared {
+			t.Errorf("partition %d: class %v, want shared_refused", r.partition, classify(r.err))
+		}
+	}
+	// Alone, the same refusal is the batch's own.
+	queue(ctx, c, 1, ok, out)
+	<-f.started
+	f.release <- &clickhouse.Exception{Code: 53, Message: "Type mismatch"}
+	if r := <-out; classify(r.err) != classBadRecord {
+		t.Errorf("alone: class %v, want bad_record", classify(r.err))
+	}
+}

@@ -1,0 +1,27 @@
+package sink
+
+import "testing"
+
+func TestLoadsFindsThePartitionInEitherForm(t *testing.T) {
+	tb := &Table{db: "db", name: "orders"}
+	prefix := tb.topicPrefix("orders")
+	for _, c := range []struct {
+		id        string
+		partition int32
+		want      bool
+	}{
+		{tb.queryPrefix("orders", 3) + "120-abc", 3, true},
+		{tb.queryPrefix("orders", 3) + "120-abc", 30, false},
+		{tb.queryPrefix("orders", 30) + "120-abc", 3, false},
+		{prefix + "3,5,8:xyz", 5, true},
+		{prefix + "3,5,8:xyz", 8, true},
+		{prefix + "3,5,8:xyz", 3, true},
+		{prefix + "3,5,8:xyz", 58, false},
+		{prefix + "13,15:xyz", 1, false},
+		{prefix + "3,5,8", 5, false}, // not an id Sluice writes
+	} {
+		if got := loads(c.id[len(prefix):], c.partition); got != c.want {
+			t.Errorf("loads(%q, %d) = %v, want %v", c.id, c.partition, got, c.want)
+		}
+	}
+}
