@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/migrate"
 	"github.com/sluice-etl/sluice/pkg/service"
 	"github.com/sluice-etl/sluice/schemas"
@@ -215,12 +216,15 @@ func isUsage(err error) bool {
 	return false
 }
 
+// newLogger is the process's logger. Every record at ERROR carries an
+// error_type (logx.WithErrorType), also those of franz-go and of call
+// sites that give only their err.
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: lvl}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(logx.WithErrorType(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(logx.WithErrorType(slog.NewTextHandler(w, opts)))
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-etl/sluice/pkg/logx"
 )
 
 // Server is the admin HTTP server.
@@ -113,7 +115,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Serve serves until Shutdown.
 func (s *Server) Serve() {
 	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		s.log.Error("admin server stopped", "err", err)
+		s.log.Error("admin server stopped", logx.Err(err))
 	}
 }
 

@@ -215,13 +215,14 @@ func New(o Options) (*Engine, error) {
 		e.byTopic[p.Topic] = p
 		e.publishLimits(p, -1, p.Limits, false) // the gauges start at the configured limits
 	}
+	e.opts.DeadLetters = e.countLetters(o.DeadLetters)
 	e.hardCtx, e.hardCancel = context.WithCancel(context.Background())
 	return e, nil
 }
 
 // SetDeadLetters sets the dead-letter writer when it needs the client that
 // is built from ClientOpts; call it before Run (not concurrently with it).
-func (e *Engine) SetDeadLetters(d DeadLetters) { e.opts.DeadLetters = d }
+func (e *Engine) SetDeadLetters(d DeadLetters) { e.opts.DeadLetters = e.countLetters(d) }
 
 // Topics lists the topics the engine consumes.
 func (e *Engine) Topics() []string {

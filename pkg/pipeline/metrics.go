@@ -5,7 +5,11 @@ import (
 )
 
 // Metrics are the engine's Prometheus series. Labels are bounded: pipeline
-// names come from config, stages are a closed set.
+// names come from config, partitions from the topics' partition counts
+// (a revoked partition's series is deleted), stages, reason classes
+// (record.ReasonClasses), retried operations (retryOps) and error types
+// (logx.ErrorTypes) are closed sets. The README's metrics catalogue lists
+// every series; pkg/service's TestMetricsCatalogue keeps the two equal.
 type Metrics struct {
 	Consumed      *prometheus.CounterVec
 	Loaded        *prometheus.CounterVec
@@ -39,6 +43,14 @@ type Metrics struct {
 	EffectiveMaxRows  *prometheus.GaugeVec
 	EffectiveMaxBytes *prometheus.GaugeVec
 	EffectiveMaxWait  *prometheus.GaugeVec
+	// DeadLetterReasons counts the same letters as DeadLetters, by the
+	// class of their reason too (record.Failure.ReasonClass): counted by
+	// the engine's dead-letter writer (countLetters) as each is
+	// acknowledged.
+	DeadLetterReasons *prometheus.CounterVec
+	// Retries counts the failed attempts a worker retries, by operation
+	// and error type (retry.go).
+	Retries *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg (nil: not
@@ -113,11 +125,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		EffectiveMaxWait: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_batch_effective_max_wait_seconds", Help: "The longest max_wait a partition of the pipeline cuts its batches at now: above the configured value after the table had too many parts (252).",
 		}, []string{"pipeline"}),
+		DeadLetterReasons: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_dead_letter_reasons_total", Help: "Records sent to the dead-letter topic, by stage and the class of their reason (the same letters as sluice_dead_letters_total).",
+		}, []string{"pipeline", "stage", "reason_class"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_retries_total", Help: "Failed attempts a partition worker retries with backoff, by operation and error type (INSERTs are in sluice_insert_errors_total).",
+		}, []string{"pipeline", "op", "error_type"}),
 		Stalled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_stalled_partitions", Help: "Partitions stopped because their position is out of the Kafka log (kafka.on_offset_out_of_range: stop).",
 		}),
 	}
 	if reg != nil {
+		reg.MustRegister(m.DeadLetterReasons, m.Retries)
 		reg.MustRegister(m.ViewFailures)
 		reg.MustRegister(m.TruncatedLetters)
 		reg.MustRegister(m.Pressure, m.EffectiveMaxRows, m.EffectiveMaxBytes, m.EffectiveMaxWait)

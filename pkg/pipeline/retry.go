@@ -22,6 +22,7 @@ func (w *worker) retry(what string, fn func() error) bool {
 		if w.ctx.Err() != nil || w.givesUp(err) {
 			return false
 		}
+		w.retried(retryOp(what), err)
 		if attempt == 0 { // shown as failing (and not ready) until this returns
 			w.st.failing.Add(1)
 			w.e.failing.Add(1)

@@ -41,6 +41,10 @@ const (
 type Failure struct {
 	Stage  Stage
 	Reason string
+	// Class is the reason's class (reason.go), set by stages that know it
+	// (FailClass); empty when the stage did not say, and ReasonClass
+	// derives it.
+	Class string
 }
 
 // Item is one Kafka record and what the stages made of it.
@@ -73,6 +77,14 @@ func (it *Item) MarkStored() {
 func (it *Item) Fail(stage Stage, reason string) {
 	if it.Failed == nil {
 		it.Failed = &Failure{Stage: stage, Reason: reason}
+	}
+}
+
+// FailClass is Fail with the reason's class (one of the Reason*
+// constants), for a stage that knows what kind of failure it is.
+func (it *Item) FailClass(stage Stage, class, reason string) {
+	if it.Failed == nil {
+		it.Failed = &Failure{Stage: stage, Reason: reason, Class: class}
 	}
 }
 

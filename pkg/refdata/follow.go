@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-etl/sluice/pkg/logx"
 )
 
 // This file is how far the follower can be trusted. Follow retries every
@@ -39,7 +38,7 @@ const DefaultMissWait = 5 * time.Second
 // whose lookup missed returns it, wrapped, instead of failing the row: the
 // batch is retried, so a record whose customer or rate is on its way is
 // not dead-lettered.
-var ErrNotCurrent = errors.New("reference data not current")
+var ErrNotCurrent = logx.WithType(errors.New("reference data not current"), logx.TypeStaleReference)
 
 // Table names one of the two reference tables.
 type Table int
@@ -92,23 +91,10 @@ const (
 	opList  = "list_offsets"
 )
 
-// errorType is the bounded error_type of a failure: a Kafka error code's
-// name (a closed set), or one of a few classes.
-func errorType(err error) string {
-	if ke, ok := errors.AsType[*kerr.Error](err); ok {
-		return strings.ToLower(ke.Message)
-	}
-	var ne net.Error
-	switch {
-	case errors.Is(err, ErrTopicNotFound):
-		return "topic_not_found"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.As(err, &ne):
-		return "network"
-	}
-	return "other"
-}
+// errorType is the bounded error_type of a failure, logx's fixed set
+// shared by every log and metric of Sluice (a refused ACL is auth, any
+// other Kafka error code kafka, a missing topic config, ...).
+func errorType(err error) string { return logx.ErrorType(err) }
 
 // partNext is where a poll left one partition: the offset after its last
 // record; data says whether a non-control record was among them.

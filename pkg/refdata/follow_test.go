@@ -105,7 +105,7 @@ func TestFollowRetriesFailingFetches(t *testing.T) {
 	// fault may still be long-polling and would deliver the rate.
 	waitFor(t, "a fetch refused", func() bool { return h.Hits() > 0 })
 	e.produce(t, e.rateRec(t, rate("CHF", "0.90000000", 1000)))
-	authErrors := l.m.errors.WithLabelValues("topic_authorization_failed")
+	authErrors := l.m.errors.WithLabelValues("auth")
 	waitFor(t, "three failed fetches counted", func() bool { return counterValue(t, authErrors) >= 3 })
 	waitFor(t, "the follower unhealthy and behind", func() bool {
 		g := gather(t, reg)
@@ -117,10 +117,10 @@ func TestFollowRetriesFailingFetches(t *testing.T) {
 	waitFor(t, "Health to report the failure", func() bool {
 		err := l.Health()
 		return err != nil && strings.Contains(err.Error(), "following has failed for") &&
-			strings.Contains(err.Error(), "topic_authorization_failed")
+			strings.Contains(err.Error(), "(auth: ") && strings.Contains(err.Error(), "TOPIC_AUTHORIZATION_FAILED")
 	})
 	err := awaitCurrent(store, FxRates)
-	if !errors.Is(err, ErrNotCurrent) || !strings.Contains(err.Error(), "topic_authorization_failed") {
+	if !errors.Is(err, ErrNotCurrent) || !strings.Contains(err.Error(), "TOPIC_AUTHORIZATION_FAILED") {
 		t.Fatalf("AwaitCurrent(FxRates) while failing: %v, want ErrNotCurrent naming the error", err)
 	}
 	// The customers topic is read in full meanwhile: a customer miss is
@@ -150,12 +150,12 @@ func TestFollowRetriesFailingFetches(t *testing.T) {
 	// One WARN per counted failure, each with its bounded error_type.
 	logs := e.logs.String()
 	ws := warns(logs, "following the reference topics failed; retrying")
-	n := g[`sluice_refdata_errors_total{error_type="topic_authorization_failed"}`]
+	n := g[`sluice_refdata_errors_total{error_type="auth"}`]
 	if float64(len(ws)) != n || n < 3 {
 		t.Fatalf("%d WARNs for %v counted failures", len(ws), n)
 	}
 	for _, w := range ws {
-		for _, want := range []string{`"stage":"refdata"`, `"op":"fetch"`, `"error_type":"topic_authorization_failed"`, `"attempt":`, `"retry_in":`, "fx-rates["} {
+		for _, want := range []string{`"stage":"refdata"`, `"op":"fetch"`, `"error_type":"auth"`, `"attempt":`, `"retry_in":`, "fx-rates["} {
 			if !strings.Contains(w, want) {
 				t.Fatalf("WARN %s lacks %s", w, want)
 			}
@@ -185,7 +185,7 @@ func TestFollowRetriesFailingListings(t *testing.T) {
 	waitFor(t, "the customer (fetches work)", func() bool { _, ok := store.Customer("C-1"); return ok })
 	waitFor(t, "the failing listings", func() bool {
 		err := l.Health()
-		return !l.tr.healthy() && err != nil && strings.Contains(err.Error(), "unknown_server_error")
+		return !l.tr.healthy() && err != nil && strings.Contains(err.Error(), "(kafka: ") && strings.Contains(err.Error(), "UNKNOWN_SERVER_ERROR")
 	})
 	if err := awaitCurrent(store, Customers); !errors.Is(err, ErrNotCurrent) {
 		t.Fatalf("AwaitCurrent without listings: %v, want ErrNotCurrent", err)
@@ -296,7 +296,7 @@ func TestTrackerHealth(t *testing.T) {
 	tr.failed(opList, context.DeadlineExceeded, t0.Add(2*time.Second))
 	tr.listed(t0.Add(11*time.Second), map[topicPartition]int64{c0: 5, f0: 0})
 	err = tr.health(max, t0.Add(12*time.Second))
-	if err == nil || !strings.HasPrefix(err.Error(), "reference data: following has failed for 11s (topic_authorization_failed: fetch f[0]: TOPIC_AUTHORIZATION_FAILED") {
+	if err == nil || !strings.HasPrefix(err.Error(), "reference data: following has failed for 11s (auth: fetch f[0]: TOPIC_AUTHORIZATION_FAILED") {
 		t.Fatalf("failing for longer than max: %v", err)
 	}
 	if tr.healthy() {
@@ -318,9 +318,10 @@ func TestErrorType(t *testing.T) {
 		err  error
 		want string
 	}{
-		{fmt.Errorf("refdata: fetch x[0]: %w", kerr.OffsetOutOfRange), "offset_out_of_range"},
-		{kerr.TopicAuthorizationFailed, "topic_authorization_failed"},
-		{fmt.Errorf("refdata: topic %q: %w", "x", ErrTopicNotFound), "topic_not_found"},
+		{fmt.Errorf("refdata: fetch x[0]: %w", kerr.OffsetOutOfRange), "kafka"},
+		{kerr.TopicAuthorizationFailed, "auth"},
+		{fmt.Errorf("refdata: topic %q: %w", "x", ErrTopicNotFound), "config"},
+		{fmt.Errorf("currency: orders[0] 1..2: %w: following fx-rates has failed for 6s (%w)", ErrNotCurrent, context.DeadlineExceeded), "stale_reference"},
 		{fmt.Errorf("list: %w", context.DeadlineExceeded), "timeout"},
 		{&netErr{}, "network"},
 		{errors.New("something else"), "other"},

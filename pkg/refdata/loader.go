@@ -33,7 +33,7 @@ const DefaultBootstrapTimeout = 2 * time.Minute
 var (
 	// ErrTopicNotFound: a reference topic does not exist. The error names
 	// it. Retrying cannot help until someone creates it.
-	ErrTopicNotFound = errors.New("reference topic does not exist")
+	ErrTopicNotFound = logx.WithType(errors.New("reference topic does not exist"), logx.TypeConfig)
 	// ErrBootstrapTimeout: BootstrapTimeout passed before both topics were
 	// read up to their end offsets. The error says which partitions were
 	// behind and where.

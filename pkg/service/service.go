@@ -16,7 +16,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -113,7 +112,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		opt(&o)
 	}
 	s := &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry(), groupOpts: o.groupOpts}
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerRuntimeMetrics(s.reg)
 	ok := false
 	defer func() {
 		if !ok {
@@ -196,7 +195,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// dead-letter topic exists; the group client is created by Run, after
 	// the reference data is loaded, so this member never holds partitions
 	// it cannot yet transform.
-	probe, err := newKafkaClient(cfg.Kafka, kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelError)))))
+	probe, err := newKafkaClient(cfg.Kafka, kgo.WithLogger(kslog.New(slog.New(logx.AtLeast(log.Handler(), slog.LevelError)).With("stage", "startup"))))
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +390,7 @@ func (s *Service) Run(ctx context.Context) error {
 		defer func() {
 			stopFollowing()
 			if err := <-followed; err != nil { // only ErrNotBootstrapped
-				s.log.Error("following the reference topics did not start", "err", err)
+				s.log.Error("following the reference topics did not start", "stage", "refdata", "err", err, logx.Type(logx.TypeInternal))
 			}
 		}()
 	}

@@ -102,7 +102,7 @@ func Run(ctx context.Context, b *record.Batch, dec Decoder, ts []Transform, retr
 				return err
 			}
 			if err != nil {
-				it.Fail(record.StageDecode, err.Error())
+				it.FailClass(record.StageDecode, decodeClass(err), err.Error())
 				return nil
 			}
 			it.Row = row
@@ -125,7 +125,7 @@ func runColumns(ctx context.Context, b *record.Batch, dec ColumnDecoder, ts []Tr
 		derr, lerr := dec.DecodeInto(it.Rec.Value, b.Block)
 		switch {
 		case derr != nil:
-			it.Fail(record.StageDecode, derr.Error())
+			it.FailClass(record.StageDecode, decodeClass(derr), derr.Error())
 		case lerr != nil:
 			it.Fail(record.StageLoad, lerr.Error())
 		}
@@ -137,4 +137,22 @@ func runColumns(ctx context.Context, b *record.Batch, dec ColumnDecoder, ts []Tr
 		}
 	}
 	return true
+}
+
+// decodeClass is the dead-letter reason class of a decoder's per-record
+// error, by its sentinel (pkg/decode's errors.go).
+func decodeClass(err error) string {
+	switch {
+	case errors.Is(err, decode.ErrEmptyValue), errors.Is(err, decode.ErrTombstone):
+		return record.ReasonEmpty
+	case errors.Is(err, decode.ErrTruncated):
+		return record.ReasonTruncated
+	case errors.Is(err, decode.ErrTrailingBytes), errors.Is(err, decode.ErrIncompatibleSchema):
+		return record.ReasonSchemaMismatch
+	case errors.Is(err, decode.ErrUnknownSchemaID):
+		return record.ReasonUnknownSchemaID
+	case errors.Is(err, decode.ErrNotConfluent):
+		return record.ReasonWireFormat
+	}
+	return record.ReasonInvalidValue
 }
