@@ -246,7 +246,8 @@ func TestChaos(t *testing.T) {
 	px := newProxy(t, clickhouse)
 	// The config file the processes read: same as cfg, with faster group
 	// failover after a SIGKILL, smaller batches so kills land mid-stream,
-	// and an INSERT timeout that slow steps outlast.
+	// shared INSERTs (batch.combine) so kills can land in them, and an
+	// INSERT timeout that slow steps outlast.
 	cfgPath := filepath.Join(t.TempDir(), "chaos.yaml")
 	yaml := fmt.Sprintf(`kafka:
   brokers: [%s]
@@ -266,6 +267,7 @@ batch:
   max_rows: 5000
   max_bytes: 4MiB
   max_wait: 250ms
+  combine: 4
 shutdown_timeout: 20s
 pipelines:
 `, strings.Join(brokers, ", "), group, dlqTopic, px.Listen, w.db)

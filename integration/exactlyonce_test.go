@@ -131,7 +131,7 @@ func partlyStored(t *testing.T, format string) {
 // retry, if one is needed, is fast.
 //
 // The shared case does the same to an INSERT that carries the batches of
-// several partitions (batch.combine): four partitions' batches are ready at
+// several partitions (batch.combine 4): four partitions' batches are ready at
 // once, the first goes alone (0.6 s) and the other three share the next
 // (1.8 s), which outlives the timeout. Each of the three must see the
 // shared INSERT as its own in the server's process list (the query_id lists
@@ -157,6 +157,12 @@ func outlivingInsert(t *testing.T, format string, partitions int32, records int)
 	// No pause to hide behind: only the wait for the running INSERT
 	// keeps the rows from being sent twice.
 	cfg.ClickHouse.UnknownOutcomeWait = time.Millisecond
+	if partitions > 1 {
+		cfg.Batch.Combine = 4
+		for i := range cfg.Pipelines {
+			cfg.Pipelines[i].Batch.Combine = 4
+		}
+	}
 	s := w.startSluice(cfg)
 	inserts := fmt.Sprintf("SELECT count() FROM system.processes WHERE query_id LIKE 'sluice:%s.orders:%%'", w.db)
 	if partitions > 1 {

@@ -49,7 +49,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		{"admin.listen", cfg.Admin.Listen, "127.0.0.1:8080"},
 		{"log.level", cfg.Log.Level, "info"},
 		{"log.format (default)", cfg.Log.Format, "text"},
-		{"batch", cfg.Batch, config.Batch{MaxRows: 20000, MaxBytes: 8 << 20, MaxWait: time.Second, Combine: 4}},
+		{"batch", cfg.Batch, config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second, Combine: 1}},
 		{"inflight_bytes", cfg.InflightBytes, config.ByteSize(64 << 20)},
 		{"shutdown_timeout", cfg.ShutdownTimeout, 30 * time.Second},
 		{"startup_timeout", cfg.StartupTimeout, 60 * time.Second},
@@ -66,7 +66,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		return
 	}
 
-	inherited := config.Batch{MaxRows: 20000, MaxBytes: 8 << 20, MaxWait: time.Second, Combine: 4}
+	inherited := config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second, Combine: 1}
 	want := []config.Pipeline{
 		{Name: "orders", Topic: "orders", Format: "avro", Table: "orders",
 			Schema: mustAbs(t, "../../schemas/avro/order.avsc"), Transforms: []string{"order_items", "currency", "customer", "fraud"}, Batch: inherited},
@@ -110,10 +110,10 @@ func TestLoadPipelineOverride(t *testing.T) {
 	}
 	orders, payments := cfg.Pipelines[0], cfg.Pipelines[1]
 
-	if want := (config.Batch{MaxRows: 20000, MaxBytes: 8 << 20, MaxWait: 2 * time.Second, Combine: 4}); cfg.Batch != want {
+	if want := (config.Batch{MaxRows: 20000, MaxBytes: 8 << 20, MaxWait: 2 * time.Second, Combine: 1}); cfg.Batch != want {
 		t.Errorf("global batch = %+v, want %+v", cfg.Batch, want)
 	}
-	if want := (config.Batch{MaxRows: 500, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond, Combine: 1}); orders.Batch != want {
+	if want := (config.Batch{MaxRows: 500, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond, Combine: 4}); orders.Batch != want {
 		t.Errorf("orders batch = %+v, want %+v (own max_rows, max_wait and combine, inherited max_bytes)", orders.Batch, want)
 	}
 	if payments.Batch != cfg.Batch {

@@ -49,18 +49,18 @@ var defaults = map[string]any{
 	"admin.listen":                    "127.0.0.1:8080",
 	"log.level":                       "info",
 	"log.format":                      "text",
-	// Every 1 s or 20,000 rows or 8 MiB, whichever comes first. 20,000
+	// Every 1 s or 20,000 rows or 16 MiB, whichever comes first. 20,000
 	// rows load as fast as 50,000 here (make bench, E2E) with about 40 %
 	// less peak memory: decoded rows, not Kafka bytes, dominate memory.
-	// 8 MiB (20,000 rows of up to 419 B) keeps the memory bound of the
-	// default limits at 240 MiB with shared INSERTs (config.MemoryBound).
 	"batch.max_rows":  20000,
-	"batch.max_bytes": "8MiB",
+	"batch.max_bytes": "16MiB",
 	"batch.max_wait":  "1s",
-	// Up to 4 partitions' batches in one INSERT: make bench case (a)
-	// measured the parts and the server CPU per row (docs/DESIGN.md,
-	// "Shared INSERTs").
-	"batch.combine": 4,
+	// Each batch its own INSERT unless configured: on this machine
+	// (loopback, an idle server) shared INSERTs cut parts by a fifth but
+	// cost the loader more CPU than they save the server (make bench case
+	// a, docs/DESIGN.md, "Shared INSERTs"); they pay where INSERTs are
+	// slow next to decoding.
+	"batch.combine": 1,
 	// Four full batches of the default size in flight across partitions:
 	// enough to keep two cores busy, small enough for a 512 MiB container.
 	"inflight_bytes":            "64MiB",

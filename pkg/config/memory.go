@@ -61,11 +61,14 @@ func MaxBatchCombine(c *Config) int {
 //	  + inflight_bytes / 4 (fetch responses not yet polled, FetchMaxBytes)
 //	  + inflight_bytes / 2 (room for the garbage of the records' turnover,
 //	    so the collector does not run back to back)
-//	  + (parallel + combine) × max_bytes (the column buffers: one set per
+//	  + parallel × 3 × max_bytes (a batch's column buffers, the INSERT's
+//	    copy of them and a gathered copy when rows are left out) when each
+//	    batch has its own INSERT (combine 1); with shared INSERTs:
+//	    (parallel + combine) × max_bytes (the column buffers: one set per
 //	    batch with decoded rows, the live-batch tokens, each no larger than
-//	    its batch's records; kept for reuse)
-//	  + min(inflight_bytes, combine × max_bytes) (the INSERT's copy of the
-//	    columns it carries; the batches of one INSERT are records held)
+//	    its batch's records; kept for reuse) + min(inflight_bytes, combine
+//	    × max_bytes) (the INSERT's copy of the columns it carries; the
+//	    batches of one INSERT are records held)
 //	  + parallel × max_rows × RowPathBytes when a pipeline takes the row
 //	    path (Avro, or a transform without a columnar form)
 //
@@ -79,7 +82,12 @@ func MemoryBound(c *Config, parallel int, rowPath bool) int64 {
 	}
 	combine := int64(MaxBatchCombine(c))
 	in := int64(c.InflightBytes)
-	b := MemoryBase + in + in/4 + in/2 + (int64(parallel)+combine)*maxBytes + min(in, combine*maxBytes)
+	b := MemoryBase + in + in/4 + in/2
+	if combine > 1 {
+		b += (int64(parallel)+combine)*maxBytes + min(in, combine*maxBytes)
+	} else {
+		b += int64(parallel) * 3 * maxBytes
+	}
 	if rowPath {
 		b += int64(parallel) * maxRows * RowPathBytes
 	}

@@ -205,8 +205,10 @@ func New(o Options) (*Engine, error) {
 		started:      make(chan struct{}),
 		clientClosed: make(chan struct{}),
 		slots:        make(chan struct{}, o.Parallel),
-		live:         make(chan struct{}, o.Parallel+o.Combine),
-		limits:       map[*Pipeline]map[int32]batch.Limits{},
+		// With Combine 1 no batch gives its slot up (load.go, send):
+		// the slots bound them, as before shared INSERTs.
+		live:   make(chan struct{}, o.Parallel+o.Combine),
+		limits: map[*Pipeline]map[int32]batch.Limits{},
 	}
 	for _, p := range o.Pipelines {
 		if _, dup := e.byTopic[p.Topic]; dup {

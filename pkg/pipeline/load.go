@@ -144,8 +144,8 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 }
 
 // send is step 5: the INSERT, shared with other partitions' ready batches
-// of the table when the writer can (combine.go). A columnar batch gives its
-// processing slot up first: what is left of it is I/O, and its rows are
+// of the table when the writer can (combine.go). With sharing on
+// (Options.Combine > 1) a columnar batch gives its processing slot up first: what is left of it is I/O, and its rows are
 // its column buffers, which the engine's live-batch tokens bound
 // (Options.Combine). A row-path batch keeps its slot: its decoded Rows
 // are what Options.Parallel bounds.
@@ -154,7 +154,7 @@ func (w *worker) send(b *record.Batch) error {
 	if !ok {
 		return w.writer.Send(w.ctx, b)
 	}
-	if w.columnar {
+	if w.columnar && w.e.opts.Combine > 1 {
 		w.releaseSlot()
 	}
 	return ss.SendShared(w.ctx, b, func() error { return w.fence(b) })
