@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-etl/sluice/pkg/batch"
+	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
 
@@ -293,7 +294,7 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 			var dl *kgo.ErrDataLoss
 			if errors.As(err, &dl) {
 				e.m.DataLoss.Inc()
-				e.log.Error("kafka reported data loss", "topic", t, "partition", p, "err", err)
+				e.log.Error("kafka reported data loss", "stage", "source", "topic", t, "partition", p, "err", err, logx.Type(logx.TypeDataLoss))
 				return
 			}
 			e.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
@@ -336,7 +337,7 @@ func (e *Engine) handOver(topic, topicID string, p kgo.FetchPartition, now time.
 		// Cannot happen with BlockRebalanceOnPoll: assignment
 		// starts the worker before fetching; revoke stops it
 		// before polling resumes.
-		e.log.Error("records for a partition without a worker", "topic", topic, "partition", p.Partition)
+		e.log.Error("records for a partition without a worker", "stage", "source", "topic", topic, "partition", p.Partition, logx.Type(logx.TypeInternal))
 		return
 	}
 	w.enqueue(p.Records, topicID, now)
@@ -354,7 +355,7 @@ func (e *Engine) shutdown(cl *kgo.Client) error {
 	deadline := time.Now().Add(e.opts.ShutdownTimeout)
 	e.deadline.Store(deadline.UnixNano())
 	timer := time.AfterFunc(e.opts.ShutdownTimeout*3/4, func() {
-		e.log.Error("shutdown timeout: abandoning unflushed batches (they will be re-delivered)")
+		e.log.Error("shutdown timeout: abandoning unflushed batches (they will be re-delivered)", "stage", "shutdown", logx.Type(logx.TypeTimeout))
 		e.hardCancel()
 	})
 	defer timer.Stop()
@@ -445,11 +446,11 @@ func (e *Engine) outOfRange(topic string, partition int32) {
 		e.m.Stalled.Inc()
 		e.cl.PauseFetchPartitions(map[string][]int32{topic: {partition}})
 		w.log.Error("the partition's committed offset is no longer in the Kafka log: records were removed before they were loaded; partition stopped (kafka.on_offset_out_of_range: stop)",
-			"committed", committed, "log_start", start, "lost", lost)
+			"stage", "source", "committed", committed, "log_start", start, "lost", lost, logx.Type(logx.TypeDataLoss))
 		return
 	}
 	w.log.Error("the partition's committed offset is no longer in the Kafka log: records were removed before they were loaded; resuming at the log start (kafka.on_offset_out_of_range: resume_from_log_start)",
-		"committed", committed, "log_start", start, "lost", lost)
+		"stage", "source", "committed", committed, "log_start", start, "lost", lost, logx.Type(logx.TypeDataLoss))
 	e.m.SkippedOffsets.WithLabelValues(w.p.Name).Add(float64(lost))
 	if lost > 0 {
 		e.mu.Lock()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/sink"
 )
@@ -80,7 +81,7 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 				// stored is kept, so the view's table lacks it.
 				w.e.m.ViewFailures.WithLabelValues(w.p.Name).Inc()
 				w.log.Error("a materialized view failed on the batch; rows the table stored are kept and not sent again, so the view's table lacks them",
-					"view", view, "first", b.First, "last", b.Last, "err", err)
+					"stage", "load", "view", view, "first", b.First, "last", b.Last, logx.Err(err))
 			}
 			c := classify(err)
 			switch c {
@@ -136,6 +137,7 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 			w.e.failing.Add(1)
 			w.st.failing.Add(1)
 		}
+		w.retried(retryOp("load"), err)
 		w.log.Warn("load failed; retrying", "err", err, "attempt", attempt+1, "class", classify(err).String())
 		if !w.sleep(attempt, w.e.opts.OutcomeWait) {
 			return 0, false
@@ -227,7 +229,7 @@ func (w *worker) abandon(cause error) bool {
 	defer cancel()
 	if err := w.settle(ctx, true); err != nil {
 		w.log.Error("stopped during an INSERT and could not confirm it ended; the next owner waits for it",
-			"err", err, "insert_err", cause)
+			"stage", "load", logx.Err(err), "insert_err", cause)
 	}
 	return false
 }

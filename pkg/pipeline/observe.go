@@ -21,6 +21,9 @@ var retryOps = map[string]string{
 	"dead-letter produce": "dead_letter", // producing the batch's dead letters (and the fence before)
 	"wait for an INSERT of unknown outcome to end": "insert_wait",
 	"read the dead letters of the partition":       "resume",
+	// load.go's attempt loop: a settle, fence or stored-offsets read that
+	// failed, or an INSERT of unknown outcome, then the batch again.
+	"load": "load",
 }
 
 // RetryOps lists the op label's values, sorted, "other" last, for the

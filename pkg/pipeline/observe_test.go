@@ -86,6 +86,7 @@ func TestRetryOpsAndErrorTypes(t *testing.T) {
 		"dead-letter produce":                    "dead_letter",
 		"read the dead letters of the partition": "resume",
 		"wait for an INSERT of unknown outcome to end": "insert_wait",
+		"load":          "load",
 		"something new": "other",
 	} {
 		if got := retryOp(what); got != op {
@@ -93,8 +94,8 @@ func TestRetryOpsAndErrorTypes(t *testing.T) {
 		}
 	}
 	ops := RetryOps()
-	if len(ops) != 6 || ops[len(ops)-1] != "other" {
-		t.Errorf("RetryOps() = %v, want the five ops and other", ops)
+	if len(ops) != 7 || ops[len(ops)-1] != "other" {
+		t.Errorf("RetryOps() = %v, want the six ops and other", ops)
 	}
 	if got := errorType(fmt.Errorf("fence: %w", errFenced)); got != logx.TypeFenced {
 		t.Errorf("errorType(fenced) = %q", got)
