@@ -79,6 +79,36 @@ func waitQueued(t *testing.T, c *combiner, n int) {
 	t.Fatalf("%d requests never queued", n)
 }
 
+// behind starts a combiner whose first INSERT (partition 0's batch,
+// alone) is in flight, and queues the given batches behind it, in order.
+func behind(t *testing.T, max int, qs ...queued) (*fakeInserts, *combiner, chan sendResult) {
+	t.Helper()
+	f := newFakeInserts()
+	c := &combiner{insert: f.insert, max: max}
+	out := make(chan sendResult, len(qs)+1)
+	queue(context.Background(), c, 0, noFence, out)
+	<-f.started
+	for i, q := range qs {
+		if q.ctx == nil {
+			q.ctx = context.Background()
+		}
+		if q.fence == nil {
+			q.fence = noFence
+		}
+		queue(q.ctx, c, q.p, q.fence, out)
+		waitQueued(t, c, i+1)
+	}
+	return f, c, out
+}
+
+type queued struct {
+	p     int32
+	ctx   context.Context
+	fence func() error
+}
+
+func noFence() error { return nil }
+
 func TestCombinerSharesTheNextInsertAmongTheBatchesThatQueued(t *testing.T) {
 	f := newFakeInserts()
 	c := &combiner{insert: f.insert, max: 3}
@@ -135,17 +165,7 @@ func TestCombinerSharesTheNextInsertAmongTheBatchesThatQueued(t *testing.T) {
 }
 
 func TestCombinerKeepsAFencedBatchOut(t *testing.T) {
-	f := newFakeInserts()
-	c := &combiner{insert: f.insert, max: 4}
-	out := make(chan sendResult, 4)
-	ok := func() error { return nil }
-	ctx := context.Background()
-	queue(ctx, c, 0, ok, out)
-	<-f.started
-	queue(ctx, c, 1, func() error { return errFenced }, out)
-	waitQueued(t, c, 1)
-	queue(ctx, c, 2, ok, out)
-	waitQueued(t, c, 2)
+	f, _, out := behind(t, 4, queued{p: 1, fence: func() error { return errFenced }}, queued{p: 2})
 	f.release <- nil
 	<-out
 	// The fenced batch gets its fence's error; the other goes on alone.
@@ -164,15 +184,8 @@ func TestCombinerKeepsAFencedBatchOut(t *testing.T) {
 }
 
 func TestCombinerWithdrawsAStoppedBatchBeforeItsInsert(t *testing.T) {
-	f := newFakeInserts()
-	c := &combiner{insert: f.insert, max: 4}
-	out := make(chan sendResult, 4)
-	ok := func() error { return nil }
-	queue(context.Background(), c, 0, ok, out)
-	<-f.started
 	stopped, stop := context.WithCancel(context.Background())
-	queue(stopped, c, 1, ok, out)
-	waitQueued(t, c, 1)
+	f, _, out := behind(t, 4, queued{p: 1, ctx: stopped})
 	stop()
 	if r := <-out; r.partition != 1 || !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("stopped batch: %+v, want partition 1 with context.Canceled", r)
@@ -187,17 +200,8 @@ func TestCombinerWithdrawsAStoppedBatchBeforeItsInsert(t *testing.T) {
 }
 
 func TestCombinerCancelsASharedInsertWhenAWorkerStops(t *testing.T) {
-	f := newFakeInserts()
-	c := &combiner{insert: f.insert, max: 4}
-	out := make(chan sendResult, 4)
-	ok := func() error { return nil }
-	queue(context.Background(), c, 0, ok, out)
-	<-f.started
 	stopped, stop := context.WithCancel(context.Background())
-	queue(stopped, c, 1, ok, out)
-	waitQueued(t, c, 1)
-	queue(context.Background(), c, 2, ok, out)
-	waitQueued(t, c, 2)
+	f, _, out := behind(t, 4, queued{p: 1, ctx: stopped}, queued{p: 2})
 	f.release <- nil
 	<-out
 	<-f.started // 1 and 2 share this INSERT
@@ -217,17 +221,7 @@ func TestCombinerCancelsASharedInsertWhenAWorkerStops(t *testing.T) {
 }
 
 func TestSharedRefusalIsSentAgainAlone(t *testing.T) {
-	f := newFakeInserts()
-	c := &combiner{insert: f.insert, max: 4}
-	out := make(chan sendResult, 4)
-	ok := func() error { return nil }
-	ctx := context.Background()
-	queue(ctx, c, 0, ok, out)
-	<-f.started
-	queue(ctx, c, 1, ok, out)
-	waitQueued(t, c, 1)
-	queue(ctx, c, 2, ok, out)
-	waitQueued(t, c, 2)
+	f, c, out := behind(t, 4, queued{p: 1}, queued{p: 2})
 	f.release <- nil
 	<-out
 	<-f.started
@@ -241,7 +235,7 @@ func TestSharedRefusalIsSentAgainAlone(t *testing.T) {
 		}
 	}
 	// Alone, the same refusal is the batch's own.
-	queue(ctx, c, 1, ok, out)
+	queue(context.Background(), c, 1, noFence, out)
 	<-f.started
 	f.release <- &clickhouse.Exception{Code: 53, Message: "Type mismatch"}
 	if r := <-out; classify(r.err) != classBadRecord {
