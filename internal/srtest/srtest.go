@@ -1,54 +1,75 @@
-// Package srtest is an in-memory Confluent-compatible schema registry for
-// tests, served over HTTP by httptest: enough of the REST API for a
-// producer to register value schemas and for a consumer to read them back
-// by id (POST /subjects/<subject>/versions, GET /schemas/ids/<id>). It
-// stands in for a real registry in the tests of sluice-gen's avro-confluent
-// format; it does not check compatibility between versions.
+// Package srtest is the schema registry of sluice-gen's avro-confluent
+// tests: franz-go's srfake (an in-memory Confluent-compatible registry)
+// with what those tests check on top — basic auth switched on after the
+// start, refused registrations, the registrations counted — through
+// srfake's interceptors, and read back through franz-go's sr client.
 package srtest
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 )
 
 // Registry is the fake. Safe for concurrent use.
 type Registry struct {
-	srv *httptest.Server
+	fake *srfake.Registry
 
-	mu       sync.Mutex
-	ids      map[string]int32                // schema text -> id
-	schemas  map[int32]string                // id -> schema text
-	subjects map[string]map[int32]bool       // subject -> ids registered under it
-	refuse   map[string]func() (int, string) // subject -> the answer to a POST
-	user     string                          // basic auth required when set
-	pass     string
-	posts    int
+	mu     sync.Mutex
+	refuse map[string][]byte // subject -> the error JSON a POST gets
+	status map[string]int
+	user   string // basic auth required when set
+	pass   string
+	posts  int
 }
 
 // New starts a registry that is closed when t ends.
 func New(t testing.TB) *Registry {
-	r := &Registry{
-		ids:      map[string]int32{},
-		schemas:  map[int32]string{},
-		subjects: map[string]map[int32]bool{},
-		refuse:   map[string]func() (int, string){},
-	}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.srv.Close)
+	r := &Registry{fake: srfake.New(), refuse: map[string][]byte{}, status: map[string]int{}}
+	t.Cleanup(r.fake.Close)
+	r.fake.Intercept(r.intercept)
 	return r
 }
 
+// intercept answers what srfake does not: requests without the required
+// credentials, and registrations under a refused subject; it counts the
+// registrations.
+func (r *Registry) intercept(w http.ResponseWriter, req *http.Request) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.user != "" {
+		if u, p, ok := req.BasicAuth(); !ok || u != r.user || p != r.pass {
+			answer(w, http.StatusUnauthorized, []byte(`{"error_code":401,"message":"Unauthorized"}`))
+			return true
+		}
+	}
+	subject, ok := strings.CutPrefix(req.URL.Path, "/subjects/")
+	if subject, ok = strings.CutSuffix(subject, "/versions"); !ok || req.Method != http.MethodPost {
+		return false
+	}
+	r.posts++
+	if body, refused := r.refuse[subject]; refused {
+		answer(w, r.status[subject], body)
+		return true
+	}
+	return false
+}
+
+func answer(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
 // URL is the registry's base URL.
-func (r *Registry) URL() string { return r.srv.URL }
+func (r *Registry) URL() string { return r.fake.URL() }
 
 // RequireBasicAuth makes every request without these credentials fail
 // with 401, as a secured registry does.
@@ -64,20 +85,7 @@ func (r *Registry) Refuse(subject string, status, code int, message string) {
 	body, _ := json.Marshal(map[string]any{"error_code": code, "message": message})
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.refuse[subject] = func() (int, string) { return status, string(body) }
-}
-
-// Subjects maps each subject to the ids registered under it.
-func (r *Registry) Subjects() map[string][]int32 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := map[string][]int32{}
-	for s, ids := range r.subjects {
-		for id := range ids {
-			out[s] = append(out[s], id)
-		}
-	}
-	return out
+	r.refuse[subject], r.status[subject] = body, status
 }
 
 // Posts is the number of registration requests answered so far.
@@ -87,111 +95,51 @@ func (r *Registry) Posts() int {
 	return r.posts
 }
 
+// client is an sr client of the fake, with its credentials.
+func (r *Registry) client() (*sr.Client, error) {
+	opts := []sr.ClientOpt{sr.URLs(r.fake.URL())}
+	r.mu.Lock()
+	if r.user != "" {
+		opts = append(opts, sr.BasicAuth(r.user, r.pass))
+	}
+	r.mu.Unlock()
+	return sr.NewClient(opts...)
+}
+
+// Subjects maps each subject to the ids registered under it.
+func (r *Registry) Subjects() map[string][]int32 {
+	out := map[string][]int32{}
+	cl, err := r.client()
+	if err != nil {
+		return out
+	}
+	ctx := context.Background()
+	subjects, err := cl.Subjects(ctx)
+	if err != nil {
+		return out
+	}
+	for _, s := range subjects {
+		schemas, err := cl.Schemas(ctx, s)
+		if err != nil {
+			continue
+		}
+		for _, ss := range schemas {
+			out[s] = append(out[s], int32(ss.ID))
+		}
+	}
+	return out
+}
+
 // SchemaByID asks the registry over HTTP for the schema registered under
 // id, as a consumer does; it implements pkg/decode's SchemaFetcher.
 func (r *Registry) SchemaByID(ctx context.Context, id int32) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.srv.URL+"/schemas/ids/"+strconv.Itoa(int(id)), nil)
+	cl, err := r.client()
 	if err != nil {
 		return "", fmt.Errorf("srtest: %w", err)
 	}
-	r.mu.Lock()
-	if r.user != "" {
-		req.SetBasicAuth(r.user, r.pass)
-	}
-	r.mu.Unlock()
-	resp, err := r.srv.Client().Do(req)
+	s, err := cl.SchemaByID(ctx, int(id))
 	if err != nil {
-		return "", fmt.Errorf("srtest: get schema %d: %w", id, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", fmt.Errorf("srtest: get schema %d: %w", id, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("srtest: get schema %d: status %d: %s", id, resp.StatusCode, b)
-	}
-	var s struct {
-		Schema string `json:"schema"`
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
 		return "", fmt.Errorf("srtest: get schema %d: %w", id, err)
 	}
 	return s.Schema, nil
-}
-
-func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.user != "" {
-		if u, p, ok := req.BasicAuth(); !ok || u != r.user || p != r.pass {
-			answer(w, http.StatusUnauthorized, map[string]any{"error_code": 401, "message": "Unauthorized"})
-			return
-		}
-	}
-	path := req.URL.EscapedPath()
-	switch {
-	case req.Method == http.MethodPost && strings.HasPrefix(path, "/subjects/") && strings.HasSuffix(path, "/versions"):
-		r.posts++
-		subject, err := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(path, "/subjects/"), "/versions"))
-		if err != nil || subject == "" || strings.Contains(subject, "/") {
-			answer(w, http.StatusNotFound, map[string]any{"error_code": 404, "message": "HTTP 404 Not Found"})
-			return
-		}
-		r.register(w, req, subject)
-	case req.Method == http.MethodGet && strings.HasPrefix(path, "/schemas/ids/"):
-		id, err := strconv.Atoi(strings.TrimPrefix(path, "/schemas/ids/"))
-		s, ok := r.schemas[int32(id)]
-		if err != nil || !ok {
-			answer(w, http.StatusNotFound, map[string]any{"error_code": 40403, "message": "Schema not found"})
-			return
-		}
-		answer(w, http.StatusOK, map[string]any{"schema": s})
-	default:
-		answer(w, http.StatusNotFound, map[string]any{"error_code": 404, "message": "HTTP 404 Not Found"})
-	}
-}
-
-// register is called with r.mu held.
-func (r *Registry) register(w http.ResponseWriter, req *http.Request, subject string) {
-	if refuse, ok := r.refuse[subject]; ok {
-		status, body := refuse()
-		w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-		return
-	}
-	var body struct {
-		Schema     string `json:"schema"`
-		SchemaType string `json:"schemaType"`
-	}
-	if err := json.NewDecoder(req.Body).Decode(&body); err != nil || body.Schema == "" {
-		answer(w, http.StatusUnprocessableEntity, map[string]any{"error_code": 42201, "message": "Invalid schema"})
-		return
-	}
-	if body.SchemaType != "" && body.SchemaType != "AVRO" {
-		answer(w, http.StatusUnprocessableEntity, map[string]any{"error_code": 42201, "message": "unsupported schemaType " + body.SchemaType})
-		return
-	}
-	if !json.Valid([]byte(body.Schema)) {
-		answer(w, http.StatusUnprocessableEntity, map[string]any{"error_code": 42201, "message": "Invalid schema: not JSON"})
-		return
-	}
-	id, ok := r.ids[body.Schema]
-	if !ok {
-		id = int32(len(r.ids) + 1)
-		r.ids[body.Schema] = id
-		r.schemas[id] = body.Schema
-	}
-	if r.subjects[subject] == nil {
-		r.subjects[subject] = map[int32]bool{}
-	}
-	r.subjects[subject][id] = true
-	answer(w, http.StatusOK, map[string]any{"id": id})
-}
-
-func answer(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }

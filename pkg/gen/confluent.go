@@ -1,16 +1,15 @@
 package gen
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/twmb/franz-go/pkg/sr"
 )
 
 // confluentHeaderLen is the Confluent wire format's header: magic byte 0
@@ -106,14 +105,13 @@ func (c *Codecs) RegisterEventSchemas(ctx context.Context, r Registrar, topics T
 }
 
 // RegistryClient registers schemas with a Confluent-compatible schema
-// registry: POST /subjects/<subject>/versions, the one request
-// sluice-gen needs (Sluice's own client, pkg/registry, only reads). It is
+// registry through franz-go's schema registry client (github.com/twmb/
+// franz-go/pkg/sr, as Sluice's pkg/registry): POST
+// /subjects/<subject>/versions, the one request sluice-gen needs. It is
 // safe for concurrent use.
 type RegistryClient struct {
-	base       *url.URL // without user info and trailing slash
-	user, pass string
-	basicAuth  bool
-	http       *http.Client
+	base string // without user info and trailing slash, for messages
+	cl   *sr.Client
 }
 
 // RegistryError is a registry's refusal of a registration: its HTTP status
@@ -153,79 +151,45 @@ func NewRegistryClient(baseURL string, hc *http.Client) (*RegistryClient, error)
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	c := &RegistryClient{http: hc}
+	opts := []sr.ClientOpt{sr.HTTPClient(hc)}
 	if u.User != nil {
-		c.user = u.User.Username()
-		c.pass, _ = u.User.Password()
-		c.basicAuth = true
+		// As basic auth, not in the URL: sr quotes its URL in errors.
+		pass, _ := u.User.Password()
+		opts = append(opts, sr.BasicAuth(u.User.Username(), pass))
 		u.User = nil
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawQuery, u.Fragment = "", ""
-	c.base = u
-	return c, nil
+	base := u.String()
+	cl, err := sr.NewClient(append(opts, sr.URLs(base))...)
+	if err != nil {
+		return nil, fmt.Errorf("gen: registry client for %s: %w", base, err)
+	}
+	return &RegistryClient{base: base, cl: cl}, nil
 }
 
 // URL returns the registry's address without its credentials, for
 // messages.
-func (c *RegistryClient) URL() string { return c.base.String() }
-
-// maxRegistryBody bounds what is read of an answer: an id or an error
-// message is a few dozen bytes.
-const maxRegistryBody = 64 << 10
+func (c *RegistryClient) URL() string { return c.base }
 
 // Register registers schema (Avro) under subject and returns its id. ctx
 // bounds the request. A refusal is a *RegistryError; other errors are the
 // registry not answering (or answering something that is not a registry's
 // answer).
 func (c *RegistryClient) Register(ctx context.Context, subject, schema string) (int32, error) {
-	body, err := json.Marshal(struct {
-		Schema string `json:"schema"`
-	}{schema})
+	id, err := c.cl.RegisterSchema(ctx, subject, sr.Schema{Schema: schema, Type: sr.TypeAvro}, -1, -1)
+	var re *sr.ResponseError
+	if errors.As(err, &re) {
+		msg := re.Message
+		if msg == "" {
+			msg = snippet(re.Raw)
+		}
+		return 0, &RegistryError{Status: re.StatusCode, Code: re.ErrorCode, Message: msg}
+	}
 	if err != nil {
-		return 0, fmt.Errorf("encode request: %w", err)
+		return 0, fmt.Errorf("POST %s/subjects/%s/versions: %w", c.base, url.PathEscape(subject), err)
 	}
-	// c.base holds no credentials, so target can go into messages.
-	target := c.base.String() + "/subjects/" + url.PathEscape(subject) + "/versions"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		return 0, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-	req.Header.Set("Accept", "application/vnd.schemaregistry.v1+json, application/json")
-	if c.basicAuth {
-		req.SetBasicAuth(c.user, c.pass)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("POST %s: %w", target, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxRegistryBody))
-	if err != nil {
-		return 0, fmt.Errorf("POST %s: read answer: %w", target, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, registryError(resp.StatusCode, raw)
-	}
-	var ok struct {
-		ID *int32 `json:"id"`
-	}
-	if err := json.Unmarshal(raw, &ok); err != nil || ok.ID == nil {
-		return 0, fmt.Errorf("POST %s: answer without a schema id: %q", target, snippet(raw))
-	}
-	return *ok.ID, nil
-}
-
-func registryError(status int, raw []byte) error {
-	var e struct {
-		Code    int    `json:"error_code"`
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(raw, &e) == nil && e.Message != "" {
-		return &RegistryError{Status: status, Code: e.Code, Message: e.Message}
-	}
-	return &RegistryError{Status: status, Message: snippet(raw)}
+	return int32(id), nil
 }
 
 // snippet is the start of a body for an error message.
