@@ -21,7 +21,7 @@ import (
 //
 // The combiner sends one INSERT at a time per table, like a group commit:
 // the batches that become ready while one is being sent go together in the
-// next, up to Options.Combine. Nothing waits for company: a lone batch is
+// next, up to the pipeline's batch.combine (TableSink). Nothing waits for company: a lone batch is
 // sent at once. A batch that waited for an earlier INSERT is fenced again
 // right before its own, so no fence is older than the INSERT before it.
 
