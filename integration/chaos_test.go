@@ -55,10 +55,11 @@ func sluiceBinary(t *testing.T) string {
 
 // proc is one `sluice run` process.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan error
+	name    string
+	cmd     *exec.Cmd
+	log     string
+	done    chan error
+	started time.Time
 }
 
 type fleet struct {
@@ -87,7 +88,7 @@ func (f *fleet) start(name string) {
 	if err := cmd.Start(); err != nil {
 		f.t.Fatal(err)
 	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan error, 1)}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan error, 1), started: time.Now()}
 	go func() { p.done <- cmd.Wait(); out.Close() }()
 	f.procs[name] = p
 }
@@ -139,6 +140,12 @@ func (f *fleet) terminate(name string) *proc {
 	delete(f.procs, name)
 	f.mu.Unlock()
 	if p != nil {
+		// Not within its first second: a SIGTERM before the Go runtime
+		// reaches main (a few milliseconds after exec) ends the process
+		// by the signal's default action, which no handler can change
+		// (cmd/sluice catches it from the first line of main on). What
+		// this checks is the stop of a member that started.
+		time.Sleep(time.Until(p.started.Add(time.Second)))
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	return p

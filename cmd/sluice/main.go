@@ -37,10 +37,26 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// SIGINT and SIGTERM are caught before anything else, for the whole
+	// process: one that arrives while it starts (a rolling deploy or a
+	// scheduler stopping a member it has just started) cancels the root
+	// context, which the commands' own contexts derive from, so `run`
+	// stops cleanly (exit 0) instead of dying by the signal's default
+	// action before its handler was installed (TestChaos met it: SIGTERM
+	// within a few milliseconds of the start). What is left is the Go
+	// runtime's own start, before main.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
+// run is runContext without signals (the tests').
 func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfgPath string
 	root := &cobra.Command{
 		Use:   "sluice",
@@ -179,7 +195,7 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 		},
 	})
 
-	err := root.ExecuteContext(context.Background())
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
