@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared helpers for the integration service scripts (kafka.sh,
-# clickhouse.sh, up.sh, down.sh). Source it; do not run it.
+# clickhouse.sh, up.sh, down.sh, and the cluster bed's zookeeper.sh and
+# cluster.sh). Source it; do not run it.
 #
 # Environment:
 #   SLUICE_STATE_DIR  where services keep jars, data, logs and pid files
@@ -118,4 +119,81 @@ tail_log() {
 ensure_test_certs() {
   command -v go >/dev/null 2>&1 || die "go not found: it makes the test certificates (integration/certgen)"
   (cd "$REPO_ROOT" && go run ./integration/certgen -dir "$SLUICE_TLS_DIR") || die "integration/certgen failed"
+}
+
+# require_java17 WHAT : die unless $JAVA (default java) is Java 17 or newer;
+# WHAT names who needs it in the message (e.g. "Kafka 4.1.1").
+require_java17() {
+  local what=$1 java=${JAVA:-java} v major
+  command -v "$java" >/dev/null 2>&1 || die "java not found ($what needs Java 17+)"
+  v=$("$java" -version 2>&1 | sed -n 's/.* version "\([^"]*\)".*/\1/p' | head -n1)
+  major=${v%%.*}
+  [[ $major == 1 ]] && major=$(echo "$v" | cut -d. -f2)
+  if [[ $major =~ ^[0-9]+$ ]] && ((major < 17)); then
+    die "java $v found; $what needs Java 17+"
+  fi
+}
+
+# maven_fetch POM LIB_DIR KEY NAME MAIN_JAR : make LIB_DIR hold the runtime
+# dependencies of POM (mvn dependency:copy-dependencies from Maven Central).
+# Fetched once: LIB_DIR/.sluice-<pom's directory>-runtime records KEY (e.g.
+# kafka=4.1.1) and the pom's hash, so a changed pom refetches and later calls
+# stay offline. NAME (e.g. "Kafka 4.1.1") is for the messages; MAIN_JAR (a
+# file name) must be among the jars. The new set replaces LIB_DIR in one
+# rename.
+maven_fetch() {
+  local pom=$1 lib=$2 key=$3 name=$4 main_jar=$5
+  local marker want
+  marker="$lib/.sluice-$(basename "$(dirname "$pom")")-runtime"
+  want=$(printf '%s pom-sha256=%s\n' "$key" "$(sha256sum "$pom" | cut -d' ' -f1)")
+  if [[ -f $marker && $(cat "$marker") == "$want" ]]; then
+    return 0
+  fi
+  command -v mvn >/dev/null 2>&1 || die "mvn not found; it is needed once to fetch the $name jars into $lib"
+  log "fetching $name jars from Maven Central into $lib (once)"
+  mkdir -p "$(dirname "$lib")"
+  local tmp t0=$SECONDS
+  tmp=$(mktemp -d "$(dirname "$lib")/.lib.tmp.XXXXXX")
+  if ! mvn -B -q -f "$pom" dependency:copy-dependencies \
+    -DoutputDirectory="$tmp" -DincludeScope=runtime >"$tmp.mvn.log" 2>&1; then
+    tail_log "$tmp.mvn.log" 40
+    rm -rf "$tmp" "$tmp.mvn.log"
+    die "mvn dependency:copy-dependencies failed"
+  fi
+  rm -f "$tmp.mvn.log"
+  ls "$tmp/$main_jar" >/dev/null 2>&1 || die "$main_jar missing after mvn"
+  rm -rf "$lib"
+  mv "$tmp" "$lib"
+  echo "$want" >"$marker"
+  local jars=("$lib"/*.jar)
+  log "fetched ${#jars[@]} jars in $((SECONDS - t0))s"
+}
+
+# kafka_api_versions_ok PORT : a real Kafka protocol round trip with the
+# broker on 127.0.0.1:PORT: ApiVersions v0 request, expect a response with
+# our correlation id (1) and error code 0.
+kafka_api_versions_ok() {
+  local out
+  # shellcheck disable=SC2016 # $1 expands in the inner shell
+  out=$(timeout 5 bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x01\x00\x05probe" >&3
+    head -c 10 <&3 | od -An -tx1 | tr -d " \n"
+  ' _ "$1" 2>/dev/null) || return 1
+  # 4-byte size, correlation id 1, error code 0
+  [[ ${#out} -eq 20 && ${out:8} == "000000010000" ]]
+}
+
+# spawn PIDFILE DIR OUT CMD... : start CMD in its own session (so a Ctrl-C
+# in the caller's terminal does not reach it) from directory DIR, stdin
+# from /dev/null, stdout and stderr to OUT, and record its pid in PIDFILE.
+# The pid is CMD's own (setsid execs).
+spawn() {
+  local pidfile=$1 dir=$2 out=$3
+  shift 3
+  (
+    cd "$dir" || exit 1
+    exec setsid "$@" </dev/null >"$out" 2>&1
+  ) &
+  echo "$!" >"$pidfile"
 }

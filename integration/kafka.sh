@@ -60,47 +60,14 @@ K_NEEDLE="kafka.Kafka $K_CONF"
 STORAGE_TOOL_CLASS=kafka.tools.StorageTool
 BROKER_CLASS=kafka.Kafka
 
-check_java() {
-  command -v "$JAVA" >/dev/null 2>&1 || die "java not found (Kafka $KAFKA_VERSION needs Java 17+)"
-  local v major
-  v=$("$JAVA" -version 2>&1 | sed -n 's/.* version "\([^"]*\)".*/\1/p' | head -n1)
-  major=${v%%.*}
-  [[ $major == 1 ]] && major=$(echo "$v" | cut -d. -f2)
-  if [[ $major =~ ^[0-9]+$ ]] && ((major < 17)); then
-    die "java $v found; Kafka $KAFKA_VERSION needs Java 17+"
-  fi
-}
+check_java() { require_java17 "Kafka $KAFKA_VERSION"; }
 
-# The jar set is fetched once; the marker records the Kafka version and the
-# pom's hash, so a changed pom refetches and a second start stays offline.
-marker_content() {
-  printf 'kafka=%s pom-sha256=%s\n' "$KAFKA_VERSION" "$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)"
-}
-
+# The jar set is fetched once (common.sh, maven_fetch): the marker records
+# the Kafka version and the pom's hash, so a changed pom refetches and a
+# second start stays offline. The cluster bed (cluster.sh) runs from the
+# same jars.
 fetch_jars() {
-  local want
-  want=$(marker_content)
-  if [[ -f $K_MARKER && $(cat "$K_MARKER") == "$want" ]]; then
-    return 0
-  fi
-  command -v mvn >/dev/null 2>&1 || die "mvn not found; it is needed once to fetch the Kafka $KAFKA_VERSION jars into $K_LIB"
-  log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $K_LIB (once)"
-  mkdir -p "$(dirname "$K_LIB")"
-  local tmp t0=$SECONDS
-  tmp=$(mktemp -d "$(dirname "$K_LIB")/.lib.tmp.XXXXXX")
-  if ! mvn -B -q -f "$KAFKA_POM" dependency:copy-dependencies \
-    -DoutputDirectory="$tmp" -DincludeScope=runtime >"$tmp.mvn.log" 2>&1; then
-    tail_log "$tmp.mvn.log" 40
-    rm -rf "$tmp" "$tmp.mvn.log"
-    die "mvn dependency:copy-dependencies failed"
-  fi
-  rm -f "$tmp.mvn.log"
-  ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || die "kafka_2.13-$KAFKA_VERSION.jar missing after mvn"
-  rm -rf "$K_LIB"
-  mv "$tmp" "$K_LIB"
-  echo "$want" >"$K_MARKER"
-  local jars=("$K_LIB"/*.jar)
-  log "fetched ${#jars[@]} jars in $((SECONDS - t0))s"
+  maven_fetch "$KAFKA_POM" "$K_LIB" "kafka=$KAFKA_VERSION" "Kafka $KAFKA_VERSION" "kafka_2.13-$KAFKA_VERSION.jar"
 }
 
 write_config() {
@@ -191,19 +158,8 @@ format_storage() {
   fi
 }
 
-# A real Kafka protocol round trip: ApiVersions v0 request, expect a
-# response with our correlation id (1) and error code 0.
-api_versions_ok() {
-  local out
-  # shellcheck disable=SC2016 # $1 expands in the inner shell
-  out=$(timeout 5 bash -c '
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-    printf "\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x01\x00\x05probe" >&3
-    head -c 10 <&3 | od -An -tx1 | tr -d " \n"
-  ' _ "$KAFKA_PORT" 2>/dev/null) || return 1
-  # 4-byte size, correlation id 1, error code 0
-  [[ ${#out} -eq 20 && ${out:8} == "000000010000" ]]
-}
+# A real Kafka protocol round trip (ApiVersions, common.sh).
+api_versions_ok() { kafka_api_versions_ok "$KAFKA_PORT"; }
 
 do_start() {
   if running "$K_PIDFILE" "$K_NEEDLE"; then
