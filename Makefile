@@ -8,7 +8,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test test-unit test-integration bench bench-offsets bench-e2e demo up down deps lint fmt clean
+.PHONY: all build test test-unit test-integration bench bench-offsets bench-e2e demo up down up-cluster down-cluster test-cluster deps lint fmt clean
 
 all: build
 
@@ -76,6 +76,20 @@ up:
 	@integration/up.sh
 down:
 	@integration/down.sh
+
+## up-cluster / down-cluster: the cluster test bed (issue 10; integration/cluster.sh, ports and
+## layout in docs/DESIGN.md, "Cluster test bed"): one ZooKeeper, three KRaft brokers, ClickHouse
+## 2 shards x 2 replicas, all on 127.0.0.1 beside `make up`'s stack. Idempotent, by pid file.
+## `make deps` fetches the ZooKeeper jars; without it the first up-cluster does.
+up-cluster:
+	@integration/cluster.sh start
+down-cluster:
+	@integration/cluster.sh stop
+
+## test-cluster: the bed's smoke test (build tag cluster) after up-cluster; not part of `make test`
+test-cluster: up-cluster
+	set -a; . "$${SLUICE_STATE_DIR:-$(CURDIR)/.state}/cluster/env"; set +a; \
+	$(GO) test -tags cluster -count=1 -timeout 15m -v ./integration/cluster/...
 
 ## lint: go vet (also with the integration tag), gofmt, and the Helm chart checked offline:
 ## deploy/helm is its own module in the workspace deploy/helm/go.work (Helm as a library stays

@@ -23,5 +23,6 @@ if ((${#need_apt[@]})); then
 fi
 "$INTEGRATION_DIR/clickhouse.sh" install
 "$INTEGRATION_DIR/kafka.sh" fetch
+"$INTEGRATION_DIR/zookeeper.sh" fetch # the cluster bed's (make up-cluster)
 (cd "$REPO_ROOT" && go mod download)
 log "ok: $(go version | cut -d' ' -f3), java $(java -version 2>&1 | head -1 | cut -d'"' -f2), $(mvn -v 2>/dev/null | head -1 | cut -d' ' -f1-3 | sed 's/\x1b\[[0-9;]*m//g'), clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null)"

@@ -53,7 +53,7 @@ dataDir=${ZK_DATA}
 clientPort=${ZK_PORT}
 clientPortAddress=127.0.0.1
 maxClientCnxns=200
-# ClickHouse sessions of up to 30 s (its zookeeper session_timeout_ms).
+# Sessions of up to 60 s (ClickHouse asks for 10 s: cluster/clickhouse-server.xml).
 maxSessionTimeout=60000
 # No Jetty admin server (it would take 8080, Sluice's admin port).
 admin.enableServer=false
