@@ -83,9 +83,10 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 		return cfg, newLogger(cfg.Log, stderr), nil
 	}
 
-	root.AddCommand(&cobra.Command{
+	var watch bool
+	runCmd := &cobra.Command{
 		Use:   "run",
-		Short: "Consume the configured pipelines until SIGINT or SIGTERM",
+		Short: "Consume the configured pipelines until SIGINT or SIGTERM; SIGHUP or an edit of the config file reloads it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := load()
@@ -94,6 +95,12 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			// SIGHUP reloads the config; caught from here on, so one
+			// during start-up waits for the service instead of killing
+			// the process by its default action.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			svc, err := service.New(ctx, cfg, log)
 			if errors.Is(err, service.ErrInterrupted) {
 				// Stopped before it started: nothing to flush, a clean
@@ -107,14 +114,24 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			// The memory bound is the runtime's soft limit, so garbage
 			// is collected before it takes the process past the bound;
 			// GOMEMLIMIT, when set, wins.
-			if os.Getenv("GOMEMLIMIT") == "" && config.Sized(cfg) {
-				p := runtime.GOMAXPROCS(0)
-				debug.SetMemoryLimit(svc.GoMemoryLimit(p))
-				log.Info("memory bound", "mib", svc.MemoryBound(p)>>20, "parallel", p)
+			setMemoryLimit := func(cfg *config.Config) {
+				if os.Getenv("GOMEMLIMIT") == "" && config.Sized(cfg) {
+					p := runtime.GOMAXPROCS(0)
+					debug.SetMemoryLimit(svc.GoMemoryLimit(p))
+					log.Info("memory bound", "mib", svc.MemoryBound(p)>>20, "parallel", p)
+				}
 			}
+			setMemoryLimit(cfg)
+			go reloadOnChange(ctx, cfgPath, watch, hup, log, func() {
+				if svc.ReloadFile(ctx, cfgPath) == nil {
+					setMemoryLimit(svc.Config())
+				}
+			})
 			return svc.Run(ctx)
 		},
-	})
+	}
+	runCmd.Flags().BoolVar(&watch, "watch", true, "reload the config when its file changes (SIGHUP reloads it either way)")
+	root.AddCommand(runCmd)
 
 	root.AddCommand(&cobra.Command{
 		Use:   "migrate",

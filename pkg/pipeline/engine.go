@@ -88,13 +88,15 @@ const (
 
 // Engine runs the pipelines of one process on one consumer-group client.
 type Engine struct {
-	opts    Options
-	log     *slog.Logger
-	m       *Metrics
-	byTopic map[string]*Pipeline
-	cl      *kgo.Client
+	opts Options
+	log  *slog.Logger
+	m    *Metrics
+	cl   *kgo.Client
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// byTopic and opts.Pipelines are the pipelines in force (under mu):
+	// Reconfigure replaces them, from the poll loop (reconfigure.go).
+	byTopic map[string]*Pipeline
 	workers map[tp]*worker
 	// skips are the source offsets [from, to) each partition gave up to
 	// retention, carried in its commits' metadata (Options.RecordSkip).
@@ -116,6 +118,11 @@ type Engine struct {
 	// client joins as soon as it is created) wait for it, so everything
 	// set before Run is visible to them.
 	started chan struct{}
+	// reconf takes Reconfigure's requests to the poll loop, which
+	// applies them between polls; polled is closed when the poll loop
+	// ends, so a request that comes later is refused.
+	reconf chan *reconfig
+	polled chan struct{}
 
 	inflight atomic.Int64
 	polling  atomic.Bool
@@ -204,6 +211,8 @@ func New(o Options) (*Engine, error) {
 		workers:      map[tp]*worker{},
 		skips:        map[tp][2]int64{},
 		started:      make(chan struct{}),
+		reconf:       make(chan *reconfig),
+		polled:       make(chan struct{}),
 		clientClosed: make(chan struct{}),
 		slots:        make(chan struct{}, o.Parallel),
 		// With Combine 1 no batch gives its slot up (load.go, send):
@@ -227,8 +236,10 @@ func New(o Options) (*Engine, error) {
 // is built from ClientOpts; call it before Run (not concurrently with it).
 func (e *Engine) SetDeadLetters(d DeadLetters) { e.opts.DeadLetters = e.countLetters(d) }
 
-// Topics lists the topics the engine consumes.
+// Topics lists the topics the engine consumes. Safe for concurrent use.
 func (e *Engine) Topics() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	out := make([]string, 0, len(e.byTopic))
 	for _, p := range e.opts.Pipelines {
 		out = append(out, p.Topic)
@@ -312,8 +323,16 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 			}
 		})
 		e.backpressure()
+		// Between polls no rebalance runs: a pipeline restarted here
+		// keeps its partitions (reconfigure.go).
+		select {
+		case r := <-e.reconf:
+			r.done <- e.reconfigure(cl, r.pipes)
+		default:
+		}
 		cl.AllowRebalance()
 	}
+	close(e.polled)
 	e.polling.Store(false)
 	return e.shutdown(cl)
 }
@@ -568,8 +587,14 @@ func (w *worker) forget() {
 	}
 	w.e.m.Assigned.WithLabelValues(w.p.Name).Dec()
 	w.e.m.Lag.DeleteLabelValues(w.p.Name, strconv.Itoa(int(w.partition)))
-	// The next owner starts at the configured limits.
-	w.e.publishLimits(w.p, w.partition, w.p.Limits, false)
+	// The next owner starts at the configured limits; the gauges of a
+	// pipeline a reload replaced or removed are no longer this one's.
+	w.e.mu.Lock()
+	current := w.e.byTopic[w.p.Topic] == w.p
+	w.e.mu.Unlock()
+	if current {
+		w.e.publishLimits(w.p, w.partition, w.p.Limits, false)
+	}
 	// Per-partition transform state (velocity) belongs to the
 	// partition's next owner now.
 	for _, t := range w.p.Transforms {

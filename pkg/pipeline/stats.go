@@ -131,6 +131,8 @@ type PipelineInfo struct {
 // PipelineInfos lists the configured pipelines in config order, assigned
 // partitions or not. Safe for concurrent use.
 func (e *Engine) PipelineInfos() []PipelineInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	out := make([]PipelineInfo, 0, len(e.opts.Pipelines))
 	for _, p := range e.opts.Pipelines {
 		out = append(out, PipelineInfo{Name: p.Name, Topic: p.Topic})

@@ -97,6 +97,10 @@ type worker struct {
 	// committed is the offset last committed by this worker (next to read);
 	// atomic because Engine.Stats reads it.
 	committed atomic.Int64
+	// first is the offset of the first record handed to this worker (-1
+	// before any): where a pipeline restarted in place resumes when this
+	// worker committed nothing (reconfigure.go).
+	first atomic.Int64
 	// st are the counters Engine.Stats reads.
 	st workerStats
 	// dlqSeen holds the source offsets at or above the committed offset
@@ -125,6 +129,7 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 	}
 	w.needs, w.columnar = stage.Columnar(p.Decoder, w.stages)
 	w.committed.Store(-1)
+	w.first.Store(-1)
 	w.st.hwm.Store(-1)
 	w.lag = e.m.Lag.WithLabelValues(p.Name, strconv.Itoa(int(partition)))
 	return w
@@ -138,6 +143,9 @@ func (w *worker) enqueue(recs []*kgo.Record, topicID string, _ time.Time) {
 	}
 	w.held.Add(int64(n))
 	w.e.inflight.Add(int64(n))
+	if len(recs) > 0 && w.first.Load() < 0 {
+		w.first.Store(recs[0].Offset)
+	}
 	w.mu.Lock()
 	w.queue = append(w.queue, recs...)
 	if topicID != "" {

@@ -67,6 +67,7 @@ func registered(t *testing.T) map[string]family {
 	}
 	rec := &recorder{Registerer: prometheus.NewPedanticRegistry()}
 	registerRuntimeMetrics(rec)
+	newReloadMetrics(rec)
 	pipeline.NewMetrics(rec)
 	r := cfg.Reference
 	l, err := refdata.NewLoader(refdata.LoaderConfig{
@@ -252,6 +253,7 @@ func TestMetricLabelValues(t *testing.T) {
 		"reason_class": record.ReasonClasses,
 		"op":           pipeline.RetryOps(),
 		"error_type":   logx.ErrorTypes,
+		"result":       ReloadResults,
 	} {
 		if got := values[label]; !slices.Equal(got, want) {
 			t.Errorf("label %s: the README lists %q, the code has %q (in this order)", label, got, want)

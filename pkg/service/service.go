@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -63,6 +64,15 @@ type Service struct {
 	// kafkaSecurity is the TLS and SASL of every Kafka client
 	// (kafkaconn.Security).
 	kafkaSecurity []kgo.Opt
+
+	// Config reloads (reload.go), one at a time under reloadMu: the
+	// running pipelines by name, their schema files' digests, the
+	// engine's combine (sized at start), the reload series.
+	reloadMu sync.Mutex
+	pipes    map[string]*pipeline.Pipeline
+	sums     map[string][32]byte
+	combine  int
+	reloads  *reloadMetrics
 }
 
 // MemoryBound is the resident memory bound of this service's config and
@@ -113,6 +123,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	s := &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry(), groupOpts: o.groupOpts}
 	registerRuntimeMetrics(s.reg)
+	s.reloads = newReloadMetrics(s.reg)
 	ok := false
 	defer func() {
 		if !ok {
@@ -142,15 +153,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		s.conn = conn
 		return nil
 	})
-	for _, p := range pipes {
-		ts := make([]stage.Transform, len(p.Transforms))
-		for i, t := range p.Transforms {
-			ts[i] = t
-		}
-		if _, ok := stage.Columnar(p.Decoder, ts); !ok {
-			s.rowPath = true
-		}
-	}
+	s.running(cfg, pipes)
 	if err != nil {
 		return nil, clickHouseError(cfg.ClickHouse, err)
 	}
@@ -167,6 +170,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 
 	m := pipeline.NewMetrics(s.reg)
+	s.combine = config.MaxBatchCombine(cfg)
 	engine, err := pipeline.New(pipeline.Options{
 		Pipelines:       pipes,
 		InflightBytes:   int64(cfg.InflightBytes),
@@ -178,7 +182,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		AbandonTimeout: cfg.Kafka.RebalanceTimeout / 4,
 		OutcomeWait:    cfg.ClickHouse.UnknownOutcomeWait,
 		OnOutOfRange:   pipeline.OutOfRangePolicy(cfg.Kafka.OnOffsetOutOfRange),
-		Combine:        config.MaxBatchCombine(cfg),
+		Combine:        s.combine,
 		Group:          cfg.Kafka.Group,
 		Metadata:       dlq.Metadata,
 		RecordSkip:     dlq.WithSkipped,

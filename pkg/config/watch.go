@@ -1,0 +1,80 @@
+package config
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// WatchSettle is how long the config file's directory must be quiet after
+// an event before the file is read: an editor's save (truncate, write,
+// rename, chmod) and a Kubernetes ConfigMap update (a new ..data symlink)
+// are several events, and a file read between them may be half written.
+const WatchSettle = 300 * time.Millisecond
+
+// Watch calls changed each time the content of the file at path differs
+// from what it was when Watch started or when changed was last called,
+// until ctx ends. It watches the file's directory, not the file: editors
+// and Kubernetes replace the file (a rename, a symlink swap), which ends a
+// watch on the file itself. Any event in the directory schedules a read
+// after WatchSettle of quiet; the content's digest decides, so events of
+// other files, or a save without a change, call nothing. A file that
+// cannot be read is passed over (changed is called once it can, if its
+// content differs). changed runs on Watch's goroutine, one call at a
+// time. Watch returns nil when ctx ends, or an error when the directory
+// cannot be watched.
+func Watch(ctx context.Context, path string, changed func()) error {
+	dir := filepath.Dir(path)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("config: watch %s: %w", path, err)
+	}
+	defer w.Close()
+	if err := w.Add(dir); err != nil {
+		return fmt.Errorf("config: watch %s: %w", dir, err)
+	}
+	last, _ := fileSum(path)
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	defer settle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			settle.Reset(WatchSettle)
+		case _, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			// An overflow of the kernel's queue loses events: read
+			// the file to be sure.
+			settle.Reset(WatchSettle)
+		case <-settle.C:
+			sum, ok := fileSum(path)
+			if !ok || sum == last {
+				continue
+			}
+			last = sum
+			changed()
+		}
+	}
+}
+
+// fileSum is the digest of the file's content; false when it cannot be
+// read (being replaced, say).
+func fileSum(path string) ([32]byte, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return [32]byte{}, false
+	}
+	return sha256.Sum256(b), true
+}
