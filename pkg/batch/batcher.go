@@ -157,6 +157,19 @@ func (b *Batcher) Pending() int {
 	return n
 }
 
+// Oldest is the first buffered record not yet returned (by Ready or
+// Flush), nil when none is: the oldest record of the partition that still
+// waits to be loaded once the batches returned are.
+func (b *Batcher) Oldest() *kgo.Record {
+	if len(b.ready) > 0 {
+		return b.ready[0].Items[0].Rec
+	}
+	if b.cur != nil {
+		return b.cur.Items[0].Rec
+	}
+	return nil
+}
+
 // Recycle hands back a batch that was loaded and committed so its Items
 // slice serves the next batch. The batch must not be used afterwards.
 func (b *Batcher) Recycle(done *record.Batch) {

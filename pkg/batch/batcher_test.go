@@ -470,3 +470,27 @@ func TestBatcherSetLimits(t *testing.T) {
 		t.Errorf("Pending = %d, want 0", b.Pending())
 	}
 }
+
+// TestBatcherOldest: Oldest is the first record not yet returned, whether
+// it is in a batch already cut or in the open one, and nil once all is out.
+func TestBatcherOldest(t *testing.T) {
+	b := newBatcher(batch.Limits{MaxRows: 2, MaxBytes: 1 << 20, MaxWait: time.Second})
+	offsetOf := func() int64 {
+		if r := b.Oldest(); r != nil {
+			return r.Offset
+		}
+		return -1
+	}
+	if got := offsetOf(); got != -1 {
+		t.Fatalf("empty batcher: Oldest at %d", got)
+	}
+	for off := int64(10); off < 15; off++ { // cut: 10-11, 12-13; open: 14
+		b.Add(rec(off, 1, 1), t0)
+	}
+	for _, want := range []int64{10, 12, 14, -1} {
+		if got := offsetOf(); got != want {
+			t.Fatalf("Oldest at %d, want %d", got, want)
+		}
+		b.Flush()
+	}
+}

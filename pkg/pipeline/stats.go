@@ -37,6 +37,14 @@ type PartitionStats struct {
 	// insert, the dead-letter topic, the schema registry, or the lookup
 	// of the resume point.
 	Failing bool
+	// Oldest is the Kafka timestamp of the oldest record this process
+	// has fetched from the partition and not loaded yet (the first of the
+	// batch in progress, else the first one waiting); zero when every
+	// record fetched is loaded. Its age is how far behind the partition
+	// is in time: records not fetched yet are newer (they follow it in the
+	// log), and with none held the records fetched are all loaded, so
+	// the partition is behind by no more than the poll's own wait.
+	Oldest time.Time
 }
 
 // workerStats are the counters of one worker that Stats reads from other
@@ -49,6 +57,10 @@ type workerStats struct {
 	lastNanos   atomic.Int64 // duration of the last batch
 	lastAt      atomic.Int64 // unix nanos of its end; 0: none yet
 	failing     atomic.Int32 // retry loops running now (they nest)
+	// oldest is the Kafka timestamp (unix nanos) of the oldest record
+	// handed to the worker and not loaded yet; 0: none. Set by enqueue
+	// and nextOldest, both under the worker's mu.
+	oldest atomic.Int64
 }
 
 func (s *workerStats) batchDone(loaded int, d time.Duration, end time.Time) {
@@ -101,6 +113,9 @@ func (e *Engine) Stats() []PartitionStats {
 		}
 		if at := w.st.lastAt.Load(); at != 0 {
 			st.LastBatchAt = time.Unix(0, at)
+		}
+		if at := w.st.oldest.Load(); at != 0 {
+			st.Oldest = time.Unix(0, at)
 		}
 		if st.Committed < 0 {
 			if off, ok := groupCommitted[k.topic][k.partition]; ok && off >= 0 {

@@ -1,9 +1,16 @@
 package pipeline
 
 import (
+	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-etl/sluice/pkg/record"
 )
 
 func TestStatsReportsPartitionsCommittedAndLag(t *testing.T) {
@@ -113,4 +120,59 @@ func TestStatsBeforeRun(t *testing.T) {
 	if len(got) != 2 || got[0] != (PipelineInfo{"a", "t1"}) || got[1] != (PipelineInfo{"b", "t2"}) {
 		t.Fatalf("PipelineInfos = %v", got)
 	}
+}
+
+// TestStatsOldestIsTheFirstRecordNotLoaded: Oldest is the Kafka timestamp
+// of the first record fetched and not loaded, moving batch by batch, and
+// zero once everything fetched is loaded. Records 0..99 (one batch) are
+// stamped 3 h ago, 100..199 2 h ago, 200..299 1 h ago; the sink refuses
+// every batch from offset 100 on until told otherwise.
+func TestStatsOldestIsTheFirstRecordNotLoaded(t *testing.T) {
+	f := newFixture(t, 1)
+	now := time.Now().Truncate(time.Millisecond)
+	stamp := func(off int) time.Time { return now.Add(-time.Duration(3-off/100) * time.Hour) }
+	var recs []*kgo.Record
+	for i := range 300 {
+		recs = append(recs, &kgo.Record{Topic: f.topic, Partition: 0, Value: fmt.Appendf(nil, "v=%d", i), Timestamp: stamp(i)})
+	}
+	if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	s := newMemSink()
+	var refuseFrom atomic.Int64
+	refuseFrom.Store(100)
+	s.set(func(s *memSink) {
+		s.onSendBatch = func(b *record.Batch) { s.failAll = b.First >= refuseFrom.Load() }
+	})
+	r := f.start("g-oldest", s, small)
+	oldest := func() time.Time {
+		st := r.engine.Stats()
+		if len(st) != 1 {
+			return time.Time{}
+		}
+		return st[0].Oldest
+	}
+	waitFor(t, "the first batch loaded and the second refused", 10*time.Second, func() bool {
+		total, _ := s.stats()
+		return total == 100 && oldest().Equal(stamp(100))
+	})
+	refuseFrom.Store(200)
+	waitFor(t, "the second batch loaded", 10*time.Second, func() bool { return oldest().Equal(stamp(200)) })
+	if total, _ := s.stats(); total != 200 {
+		t.Fatalf("%d rows stored, want 200", total)
+	}
+	refuseFrom.Store(1 << 62)
+	waitFor(t, "everything loaded: nothing waits", 10*time.Second, func() bool {
+		total, _ := s.stats()
+		return total == 300 && oldest().IsZero()
+	})
+	// A new record is the oldest waiting until it is loaded.
+	refuseFrom.Store(300)
+	late := now.Add(-time.Minute)
+	if err := f.produce.ProduceSync(context.Background(), &kgo.Record{Topic: f.topic, Partition: 0, Value: []byte("v=late"), Timestamp: late}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new record waiting", 10*time.Second, func() bool { return oldest().Equal(late) })
+	refuseFrom.Store(1 << 62)
+	waitFor(t, "the new record loaded", 10*time.Second, func() bool { return oldest().IsZero() })
 }

@@ -135,8 +135,12 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 	return w
 }
 
-// enqueue hands records over without blocking the poll loop.
-func (w *worker) enqueue(recs []*kgo.Record, topicID string, _ time.Time) {
+// enqueue hands records over without blocking the poll loop. fetched is
+// when the poll returned them.
+func (w *worker) enqueue(recs []*kgo.Record, topicID string, fetched time.Time) {
+	if len(recs) == 0 {
+		return
+	}
 	n := 0
 	for _, r := range recs {
 		n += batch.Held(r)
@@ -150,6 +154,9 @@ func (w *worker) enqueue(recs []*kgo.Record, topicID string, _ time.Time) {
 	w.queue = append(w.queue, recs...)
 	if topicID != "" {
 		w.queuedID = topicID
+	}
+	if w.st.oldest.Load() == 0 { // nothing older waits: these are the oldest
+		w.st.oldest.Store(recordTime(recs[0], fetched))
 	}
 	w.mu.Unlock()
 	select {
@@ -325,6 +332,7 @@ func (w *worker) process(b *record.Batch) bool {
 	if !ok {
 		return false
 	}
+	w.nextOldest()
 	w.commitBatch(b)
 	w.e.m.Loaded.WithLabelValues(p.Name).Add(float64(loaded))
 	w.e.m.Batches.WithLabelValues(p.Name).Inc()
@@ -338,6 +346,34 @@ func (w *worker) process(b *record.Batch) bool {
 	}
 	w.batcher.Recycle(b)
 	return true
+}
+
+// nextOldest, called once a batch is loaded, makes the record after it
+// the oldest waiting: the first the batcher holds, else the first queued,
+// else none (0). Under w.mu, as enqueue's check is, so records enqueued
+// meanwhile are either seen here or find 0 and set it themselves.
+func (w *worker) nextOldest() {
+	next := w.batcher.Oldest()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if next == nil && len(w.queue) > 0 {
+		next = w.queue[0]
+	}
+	if next == nil {
+		w.st.oldest.Store(0)
+		return
+	}
+	w.st.oldest.Store(recordTime(next, time.Now()))
+}
+
+// recordTime is r's Kafka timestamp in unix nanoseconds (the producer's
+// create time, or the broker's append time on a topic configured so), or
+// else when r carries none (a broker that never stamped it: -1).
+func recordTime(r *kgo.Record, orElse time.Time) int64 {
+	if r.Timestamp.UnixMilli() > 0 {
+		return r.Timestamp.UnixNano()
+	}
+	return orElse.UnixNano()
 }
 
 // commitBatch commits b.Last+1 with the dead-letter position, and forgets
