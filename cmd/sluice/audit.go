@@ -128,6 +128,19 @@ service unreachable past startup_timeout), 2 bad config or usage.`,
 			if len(cerrs) > 0 {
 				return cerrs
 			}
+			if cl := service.ClusterOf(conn); cl != nil {
+				// The tables are Distributed: each shard is read from
+				// one of its replicas, which must hold what the
+				// commits cover.
+				opts.BeforeRows = func(ctx context.Context) error {
+					for _, p := range pipes {
+						if err := cl.AwaitCaughtUp(ctx, cfg.ClickHouse.Database, p.Table+cfg.ClickHouse.Cluster.LocalSuffix); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+			}
 
 			rep, err := audit.Run(ctx, opts)
 			var nt *audit.NoTopicError

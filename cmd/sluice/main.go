@@ -156,7 +156,17 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			defer conn.Close()
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
-			if err := migrate.Apply(ctx, conn, cfg.ClickHouse.Database, schemas.ClickHouse, "clickhouse", log.With("stage", "migrate")); err != nil {
+			if cl := cfg.ClickHouse.Cluster; cl.Enabled() {
+				// Distributed DDL waits for every server (up to its
+				// distributed_ddl_task_timeout, 180 s by default).
+				ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+				defer cancel()
+				err = migrate.ApplyCluster(ctx, conn, cfg.ClickHouse.Database, migrate.Cluster{Name: cl.Name, LocalSuffix: cl.LocalSuffix},
+					schemas.ClickHouse, "clickhouse", log.With("stage", "migrate"))
+			} else {
+				err = migrate.Apply(ctx, conn, cfg.ClickHouse.Database, schemas.ClickHouse, "clickhouse", log.With("stage", "migrate"))
+			}
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "database %s is up to date\n", cfg.ClickHouse.Database)

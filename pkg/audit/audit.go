@@ -127,6 +127,11 @@ type Options struct {
 	// ReplayedOK reports offsets both stored and dead-lettered as
 	// replayed (what `sluice dlq replay` leaves), not as a defect.
 	ReplayedOK bool
+	// BeforeRows, when set, runs after the committed offsets are read and
+	// before any table is: on a cluster it waits until the replicas hold
+	// every part acknowledged so far (sink.Cluster.AwaitCaughtUp), which
+	// the order of the reads relies on.
+	BeforeRows func(context.Context) error
 
 	Log *slog.Logger
 }
@@ -214,6 +219,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		})
 		if perr != nil {
 			return nil, perr
+		}
+	}
+
+	if o.BeforeRows != nil {
+		if err := o.BeforeRows(ctx); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
 		}
 	}
 

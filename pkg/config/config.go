@@ -9,6 +9,7 @@
 package config
 
 import (
+	"strings"
 	"time"
 )
 
@@ -92,6 +93,48 @@ type ClickHouse struct {
 	// the time an abandoned INSERT's bytes may still take to reach the
 	// server (docs/DESIGN.md, invariant 6).
 	UnknownOutcomeWait time.Duration `mapstructure:"unknown_outcome_wait"`
+	// Cluster, when it lists shards, replaces Addr: Sluice writes each
+	// Kafka partition's rows to one shard's local replicated table and
+	// reads the stored offsets from a replica known to be caught up
+	// (docs/DESIGN.md, "Replicated and sharded tables").
+	Cluster Cluster `mapstructure:"cluster"`
+}
+
+// Cluster is a sharded, replicated ClickHouse.
+type Cluster struct {
+	// Name is the cluster of the servers' remote_servers, for the
+	// ON CLUSTER DDL of `sluice migrate` and the Distributed tables.
+	Name string `mapstructure:"name"`
+	// Shards lists, per shard, its replicas' native addresses separated
+	// by spaces (or commas, in YAML), in the order of preference: every
+	// Sluice process writes to the first one that answers. Kafka
+	// partition p goes to shard p mod len(Shards). From the environment:
+	// SLUICE_CLICKHOUSE_CLUSTER_SHARDS="h:1 h:2,h:3 h:4" (commas between
+	// shards).
+	Shards []string `mapstructure:"shards"`
+	// LocalSuffix names each shard's local table: a pipeline's table
+	// "orders" is the Distributed table readers query, and Sluice writes
+	// "orders" + LocalSuffix on the shards.
+	LocalSuffix string `mapstructure:"local_suffix"`
+	// InsertQuorum, when above 0, is the insert_quorum of every INSERT:
+	// it is acknowledged once that many replicas hold it.
+	InsertQuorum int `mapstructure:"insert_quorum"`
+	// SyncTimeout bounds the wait for a replica to fetch every part
+	// committed before a stored-offsets read; past it the read fails and
+	// is retried (the partition stalls, visibly).
+	SyncTimeout time.Duration `mapstructure:"sync_timeout"`
+}
+
+// Enabled says whether a cluster is configured.
+func (c Cluster) Enabled() bool { return len(c.Shards) > 0 }
+
+// Replicas splits the shards' replica lists.
+func (c Cluster) Replicas() [][]string {
+	out := make([][]string, len(c.Shards))
+	for i, s := range c.Shards {
+		out[i] = strings.Fields(strings.ReplaceAll(s, ",", " "))
+	}
+	return out
 }
 
 // Admin is the HTTP endpoint for metrics, health and the dashboard.

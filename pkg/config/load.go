@@ -46,6 +46,14 @@ var defaults = map[string]any{
 	// milliseconds or never; 2 s covers a congested link and costs only
 	// the retry of a failed INSERT.
 	"clickhouse.unknown_outcome_wait": "2s",
+	// No cluster: one server (clickhouse.addr).
+	"clickhouse.cluster.name":          "",
+	"clickhouse.cluster.shards":        []string{},
+	"clickhouse.cluster.local_suffix":  "_local",
+	"clickhouse.cluster.insert_quorum": 0,
+	// A replica fetches a part in milliseconds; 30 s rides out a replica
+	// restart before the read is retried.
+	"clickhouse.cluster.sync_timeout": "30s",
 	"admin.listen":                    "127.0.0.1:8080",
 	"log.level":                       "info",
 	"log.format":                      "text",
@@ -195,6 +203,14 @@ func (c *Config) resolve() {
 	// "a:1, b:2" from SLUICE_KAFKA_BROKERS splits into "a:1" and " b:2";
 	// Validate trims before it checks, so the clients must get trimmed
 	// addresses too (franz-go would dial the host " b").
+	if c.ClickHouse.Cluster.Enabled() {
+		// On a cluster every replica serves what reads the Distributed
+		// tables (clickhouse.addr is not a key of its own there).
+		c.ClickHouse.Addr = nil
+		for _, rs := range c.ClickHouse.Cluster.Replicas() {
+			c.ClickHouse.Addr = append(c.ClickHouse.Addr, rs...)
+		}
+	}
 	for _, list := range [][]string{c.Kafka.Brokers, c.ClickHouse.Addr} {
 		for i := range list {
 			list[i] = strings.TrimSpace(list[i])

@@ -66,6 +66,37 @@ func (c *Config) Validate() Errors {
 	positive("clickhouse.dial_timeout", c.ClickHouse.DialTimeout)
 	positive("clickhouse.insert_timeout", c.ClickHouse.InsertTimeout)
 	positive("clickhouse.unknown_outcome_wait", c.ClickHouse.UnknownOutcomeWait)
+	if cl := c.ClickHouse.Cluster; cl.Enabled() {
+		if !identifier.MatchString(cl.Name) {
+			add("clickhouse.cluster.name", "%q is not a valid identifier (the remote_servers cluster of the shards)", cl.Name)
+		}
+		if !identifier.MatchString("t" + cl.LocalSuffix) {
+			add("clickhouse.cluster.local_suffix", "%q does not make valid table names", cl.LocalSuffix)
+		}
+		seen := map[string]bool{}
+		least := 0
+		for i, reps := range cl.Replicas() {
+			key := fmt.Sprintf("clickhouse.cluster.shards[%d]", i)
+			if len(reps) == 0 {
+				add(key, "lists no replica")
+				continue
+			}
+			hostPorts(key, reps)
+			for _, a := range reps {
+				if seen[a] {
+					add(key, "%s is listed twice (a server is one replica of one shard)", a)
+				}
+				seen[a] = true
+			}
+			if least == 0 || len(reps) < least {
+				least = len(reps)
+			}
+		}
+		if cl.InsertQuorum < 0 || (least > 0 && cl.InsertQuorum > least) {
+			add("clickhouse.cluster.insert_quorum", "must be between 0 and the replicas of the smallest shard (%d), got %d", least, cl.InsertQuorum)
+		}
+		positive("clickhouse.cluster.sync_timeout", cl.SyncTimeout)
+	}
 
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {

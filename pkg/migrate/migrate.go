@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -104,4 +105,93 @@ func firstLine(s string) string {
 		}
 	}
 	return s
+}
+
+// Cluster is where ClusterStatements puts the tables (clickhouse.cluster).
+type Cluster struct {
+	// Name is the remote_servers cluster that runs the DDL (ON CLUSTER).
+	Name string
+	// LocalSuffix names each shard's replicated table.
+	LocalSuffix string
+}
+
+// createTable matches the head of a table's DDL: CREATE TABLE IF NOT
+// EXISTS `db`.name ( ... ) ENGINE = MergeTree ...
+var (
+	createTable = regexp.MustCompile("(?s)^CREATE TABLE IF NOT EXISTS (`[^`]+`)\\.([A-Za-z_][A-Za-z0-9_]*) \\((.*)\\) ENGINE = MergeTree\\b(.*)$")
+	createView  = regexp.MustCompile("(?s)^CREATE VIEW IF NOT EXISTS (`[^`]+`)\\.([A-Za-z_][A-Za-z0-9_]*) AS\\b(.*)$")
+)
+
+// ClusterStatements rewrites the statements of Statements for a cluster of
+// shards × replicas, every one ON CLUSTER: a table becomes its local
+// ReplicatedMergeTree on each shard (name + LocalSuffix, replicated under
+// /clickhouse/tables/{shard}/<db>/<local>, the servers' macros naming
+// shard and replica) and a Distributed table of the original name over
+// them, sharded by _partition: what Sluice writes itself, partition p on
+// shard p mod shards (sink.Cluster), Distributed would send to the same
+// shard. Views read the Distributed tables, as they read the tables on
+// one server. A statement of another shape is an error: it is not known
+// to be safe to run on every server.
+func ClusterStatements(stmts []string, c Cluster) ([]string, error) {
+	on := " ON CLUSTER `" + c.Name + "`"
+	var out []string
+	for _, s := range stmts {
+		body := stripComments(s)
+		if m := createTable.FindStringSubmatch(body); m != nil {
+			db, name, cols, rest := m[1], m[2], m[3], m[4]
+			local := name + c.LocalSuffix
+			path := "/clickhouse/tables/{shard}/" + strings.Trim(db, "`") + "/" + local
+			out = append(out,
+				fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s (%s) ENGINE = ReplicatedMergeTree('%s', '{replica}')%s",
+					db, local, on, cols, path, rest),
+				fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s AS %s.%s ENGINE = Distributed(`%s`, %s, %s, _partition)",
+					db, name, on, db, local, c.Name, db, local))
+			continue
+		}
+		if m := createView.FindStringSubmatch(body); m != nil {
+			out = append(out, fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s%s AS%s", m[1], m[2], on, m[3]))
+			continue
+		}
+		return nil, fmt.Errorf("migrate: %s: not a CREATE TABLE ... ENGINE = MergeTree or CREATE VIEW, which a cluster needs", firstLine(s))
+	}
+	return out, nil
+}
+
+// stripComments drops the comment lines of a statement.
+func stripComments(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "--") {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(l)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// ApplyCluster is Apply on a cluster: the database and every statement
+// ON CLUSTER (ClusterStatements), so that each server gets them through
+// the cluster's distributed DDL queue, also one that is down now (it runs
+// them when it is back).
+func ApplyCluster(ctx context.Context, conn driver.Conn, db string, c Cluster, fsys fs.FS, dir string, log *slog.Logger) error {
+	stmts, err := Statements(fsys, dir, db)
+	if err != nil {
+		return err
+	}
+	if stmts, err = ClusterStatements(stmts, c); err != nil {
+		return err
+	}
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+db+"` ON CLUSTER `"+c.Name+"`"); err != nil {
+		return fmt.Errorf("migrate: create database %s on cluster %s: %w", db, c.Name, err)
+	}
+	for _, s := range stmts {
+		if err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("migrate: %s: %w", firstLine(s), err)
+		}
+		log.Info("applied", "statement", firstLine(s), "cluster", c.Name)
+	}
+	return nil
 }

@@ -11,18 +11,22 @@ import (
 
 // TableSink adapts a ClickHouse table to the Sink the engine uses. Up to
 // combine partitions' batches share one INSERT (combine.go); 1 sends each
-// batch alone.
+// batch alone. On a cluster only the partitions of one shard share one.
 func TableSink(t *sink.Table, combine int) Sink {
-	return tableSink{t, &bufPool{}, &combiner{insert: t.SendMany, max: max(combine, 1)}}
+	cs := make([]*combiner, max(t.Shards(), 1))
+	for i := range cs {
+		cs[i] = &combiner{insert: t.SendMany, max: max(combine, 1)}
+	}
+	return tableSink{t, &bufPool{}, cs}
 }
 
 type tableSink struct {
 	t    *sink.Table
 	pool *bufPool
-	c    *combiner
+	cs   []*combiner // one per shard
 }
 
-func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, pool: s.pool, c: s.c} }
+func (s tableSink) NewWriter() Writer { return &tableWriter{t: s.t, pool: s.pool, cs: s.cs} }
 
 // bufPool holds the table's column buffers between batches. A writer
 // takes one for a batch and gives it back when the batch is done
@@ -64,7 +68,7 @@ func (s tableSink) Running(ctx context.Context, topic string, partition int32, k
 type tableWriter struct {
 	t    *sink.Table
 	pool *bufPool
-	c    *combiner
+	cs   []*combiner
 	bufs *sink.Buffers
 	// alone: the last shared INSERT of this writer's batch failed; the
 	// batch goes alone until it is stored (sharedError).
@@ -85,12 +89,13 @@ func (w *tableWriter) Send(ctx context.Context, b *record.Batch) error {
 }
 
 func (w *tableWriter) SendShared(ctx context.Context, b *record.Batch, fence func() error) error {
-	if w.alone || w.c.max == 1 {
+	c := w.cs[w.t.ShardOf(b.Partition)]
+	if w.alone || c.max == 1 {
 		err := w.t.Send(ctx, w.buffers(), b)
 		w.alone = err != nil && w.alone
 		return err
 	}
-	err := w.c.send(ctx, w.buffers(), b, fence)
+	err := c.send(ctx, w.buffers(), b, fence)
 	if se := (*sharedError)(nil); errors.As(err, &se) {
 		w.alone = true
 	}

@@ -21,6 +21,8 @@
 package record
 
 import (
+	"time"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -108,6 +110,12 @@ type Batch struct {
 	// columnar path; Row is then unused), Items[i] at row Base+i.
 	Block Block
 	Base  int
+	// Ingested is the _ingested_at of the batch's rows, set by the first
+	// Prepare and kept by every retry and slice, so that the same records
+	// make the same rows: ReplicatedMergeTree drops a block it has seen
+	// (insert deduplication), which makes a resend of an INSERT whose
+	// outcome was unknown a no-op (docs/DESIGN.md, "Replicated tables").
+	Ingested time.Time
 }
 
 // Good counts the items still to load (Pending).
@@ -125,7 +133,7 @@ func (b *Batch) Good() int {
 // an item of the slice failed marks it in b too.
 func (b *Batch) Slice(lo, hi int) *Batch {
 	s := &Batch{Pipeline: b.Pipeline, Topic: b.Topic, Partition: b.Partition, Epoch: b.Epoch, TopicID: b.TopicID, Items: b.Items[lo:hi:hi],
-		Block: b.Block, Base: b.Base + lo}
+		Block: b.Block, Base: b.Base + lo, Ingested: b.Ingested}
 	if hi > lo {
 		s.First, s.Last = b.Items[lo].Rec.Offset, b.Items[hi-1].Rec.Offset
 	}

@@ -157,6 +157,9 @@ func loopback(hostPort string) bool {
 // openClickHouse is sink.Open, with a transient failure of a plaintext
 // connection checked against a TLS port (see the file comment).
 func openClickHouse(ctx context.Context, c config.ClickHouse) (driver.Conn, error) {
+	if c.Cluster.Enabled() {
+		return openCluster(ctx, c)
+	}
 	conn, err := sink.Open(ctx, c)
 	if err == nil || c.TLS.Enabled || !Transient(err) || ctx.Err() != nil {
 		return conn, err

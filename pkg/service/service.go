@@ -31,7 +31,6 @@ import (
 	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/pipeline"
 	"github.com/sluice-etl/sluice/pkg/refdata"
-	"github.com/sluice-etl/sluice/pkg/sink"
 	"github.com/sluice-etl/sluice/pkg/stage"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
@@ -308,7 +307,7 @@ func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc
 	if err != nil {
 		errs = append(errs, &config.Error{Key: key + ".transforms", Problem: err.Error()})
 	}
-	table, err := sink.NewTable(ctx, conn, cfg.ClickHouse.Database, pc.Table, cfg.ClickHouse.InsertTimeout)
+	table, err := openTable(ctx, conn, cfg, pc.Table)
 	if err != nil {
 		if Transient(err) {
 			return nil, nil, err

@@ -162,7 +162,7 @@ var _ record.Block = (*Block)(nil)
 // columns are sent as they are when every row of the batch's range is
 // pending, else gathered.
 func (t *Table) prepareBlock(bufs *Buffers, b *record.Batch) int {
-	ingested := t.now().UTC().Truncate(time.Second)
+	ingested := t.ingested(b)
 	bufs.picked = bufs.picked[:0]
 	for i := range b.Items {
 		it := &b.Items[i]

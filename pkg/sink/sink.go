@@ -51,6 +51,21 @@ const ColTopicID = "_topic_id"
 // Open connects to ClickHouse over the native protocol and pings it, over
 // TLS when clickhouse.tls is enabled. An error never holds the password.
 func Open(ctx context.Context, c config.ClickHouse) (driver.Conn, error) {
+	conn, err := dial(c)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.DialTimeout+time.Second)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sink: ping clickhouse %s: %w", strings.Join(c.Addr, ","), err)
+	}
+	return conn, nil
+}
+
+// dial makes the connection pool to c.Addr without using it.
+func dial(c config.ClickHouse) (driver.Conn, error) {
 	tc, err := c.TLS.ClientConfig("clickhouse.tls")
 	if err != nil {
 		return nil, err
@@ -71,12 +86,6 @@ func Open(ctx context.Context, c config.ClickHouse) (driver.Conn, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sink: open clickhouse %s: %w", strings.Join(c.Addr, ","), err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, c.DialTimeout+time.Second)
-	defer cancel()
-	if err := conn.Ping(pctx); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("sink: ping clickhouse %s: %w", strings.Join(c.Addr, ","), err)
 	}
 	return conn, nil
 }
@@ -104,6 +113,11 @@ type Table struct {
 	insert  string
 	timeout time.Duration
 	now     func() time.Time
+	// cluster, when set, replaces conn for the writes and the reads of
+	// the load protocol (cluster.go); syncs holds each replica's
+	// catch-up checks for this table.
+	cluster *Cluster
+	syncs   map[*Replica]*syncPoint
 }
 
 // ErrMissingColumn says the table lacks a column Sluice needs.
@@ -254,7 +268,7 @@ func (t *Table) Prepare(bufs *Buffers, b *record.Batch) int {
 	for _, c := range bufs.cols {
 		c.reset()
 	}
-	var ingested any = t.now().UTC().Truncate(time.Second)
+	var ingested any = t.ingested(b)
 	n := 0
 	for i := range b.Items {
 		it := &b.Items[i]
@@ -272,6 +286,15 @@ func (t *Table) Prepare(bufs *Buffers, b *record.Batch) int {
 	}
 	bufs.rows = n
 	return n
+}
+
+// ingested is the _ingested_at of the batch's rows: the time of its first
+// Prepare, the same for every retry (Batch.Ingested).
+func (t *Table) ingested(b *record.Batch) time.Time {
+	if b.Ingested.IsZero() {
+		b.Ingested = t.now().UTC().Truncate(time.Second)
+	}
+	return b.Ingested
 }
 
 // Send inserts the prepared rows as one INSERT, named with a query_id that
@@ -322,12 +345,35 @@ func (t *Table) SendMany(ctx context.Context, parts []Part) error {
 		id = t.topicPrefix(first.Topic) + list + ":" + strconv.FormatUint(rand.Uint64(), 36)
 		what = fmt.Sprintf("%s[%s] (%d batches)", first.Topic, list, len(parts))
 	}
-	ictx = clickhouse.Context(ictx, clickhouse.WithQueryID(id))
+	conn := t.conn
+	var rep *Replica
+	if t.cluster != nil {
+		shard := t.cluster.ShardOf(first.Partition)
+		for _, p := range parts[1:] {
+			if t.cluster.ShardOf(p.Batch.Partition) != shard {
+				return fmt.Errorf("sink: %s %s: partitions of different shards in one INSERT", t.name, what)
+			}
+		}
+		rep = t.cluster.Writer(ctx, shard)
+		conn = rep.conn
+		what += " on " + rep.Addr
+		ictx = clickhouse.Context(ictx, clickhouse.WithQueryID(id), clickhouse.WithSettings(t.cluster.settings()))
+	} else {
+		ictx = clickhouse.Context(ictx, clickhouse.WithQueryID(id))
+	}
+	err := t.sendOn(ictx, conn, parts, id, what)
+	if rep != nil && err != nil && ctx.Err() == nil {
+		rep.fail(err, t.cluster.now())
+	}
+	return err
+}
+
+func (t *Table) sendOn(ictx context.Context, conn driver.Conn, parts []Part, id, what string) error {
 	// One connection from prepare to send: with WithReleaseConnection
 	// clickhouse-go would send the INSERT twice under the same query_id
 	// (once to read the block structure, once with the data), which costs
 	// a round trip and now and then 216 QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING.
-	bt, err := t.conn.PrepareBatch(ictx, t.insert)
+	bt, err := conn.PrepareBatch(ictx, t.insert)
 	if err != nil {
 		return fmt.Errorf("sink: %s %s: prepare insert: %w", t.name, what, err)
 	}
@@ -441,6 +487,13 @@ func loads(rest string, partition int32) bool {
 // to resume: an INSERT whose rows span several table partitions commits one
 // part per partition, and a crash between them keeps any subset.
 func (t *Table) Stored(ctx context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
+	if t.cluster != nil {
+		return t.storedCluster(ctx, topic, partition, topicID, from, to)
+	}
+	return t.storedOn(ctx, t.conn, topic, partition, topicID, from, to)
+}
+
+func (t *Table) storedOn(ctx context.Context, conn driver.Conn, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
 	// mine: the row is this incarnation's (or has no ID), computed by the
 	// server so that only a byte per row travels.
 	mine, args := "toUInt8(1)", []any{}
@@ -450,7 +503,7 @@ func (t *Table) Stored(ctx context.Context, topic string, partition int32, topic
 	q := fmt.Sprintf("SELECT toInt64(%s), %s FROM %s.%s WHERE %s = ? AND %s = ? AND %s >= ? AND %s <= ? ORDER BY %s",
 		ColOffset, mine, quoteIdent(t.db), quoteIdent(t.name), ColTopic, ColPartition, ColOffset, ColOffset, ColOffset)
 	args = append(args, topic, partition, uint64(max(from, 0)), uint64(max(to, 0)))
-	rows, err := t.conn.Query(ctx, q, args...)
+	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sink: %s: stored offsets of %s[%d] %d..%d: %w", t.name, topic, partition, from, to, err)
 	}
@@ -494,8 +547,15 @@ func (t *Table) HasTopicID() bool {
 // final — unless an attempt's bytes are still on their way to the server,
 // which the caller covers by waiting before it asks (docs/DESIGN.md).
 func (t *Table) Running(ctx context.Context, topic string, partition int32, kill bool) (int, error) {
+	if t.cluster != nil {
+		return t.runningCluster(ctx, topic, partition, kill)
+	}
+	return t.runningOn(ctx, t.conn, topic, partition, kill)
+}
+
+func (t *Table) runningOn(ctx context.Context, conn driver.Conn, topic string, partition int32, kill bool) (int, error) {
 	prefix := t.topicPrefix(topic)
-	rows, err := t.conn.Query(ctx, "SELECT query_id FROM system.processes WHERE substring(query_id, 1, length(?)) = ?", prefix, prefix)
+	rows, err := conn.Query(ctx, "SELECT query_id FROM system.processes WHERE substring(query_id, 1, length(?)) = ?", prefix, prefix)
 	if err != nil {
 		return 0, fmt.Errorf("sink: %s: running inserts of %s[%d]: %w", t.name, topic, partition, err)
 	}
@@ -522,7 +582,7 @@ func (t *Table) Running(ctx context.Context, topic string, partition int32, kill
 			// an INSERT), and with an access error for another user's
 			// query. An INSERT of several partitions is cancelled for
 			// all of them: each settles and reads what is stored.
-			_ = t.conn.Exec(ctx, "KILL QUERY WHERE query_id = ? ASYNC", id)
+			_ = conn.Exec(ctx, "KILL QUERY WHERE query_id = ? ASYNC", id)
 		}
 	}
 	return len(ids), nil

@@ -1,0 +1,404 @@
+//go:build cluster
+
+package cluster
+
+// Exactly once into replicated and sharded tables (issue 10, point 2):
+// Sluice on the bed's two shards × two replicas, writing each Kafka
+// partition to one shard's ReplicatedMergeTree and reading the stored
+// offsets from a replica only once it holds every part the shard's
+// replication log names (pkg/sink/cluster.go).
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-etl/sluice/internal/itest"
+	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/gen"
+	"github.com/sluice-etl/sluice/pkg/migrate"
+	"github.com/sluice-etl/sluice/pkg/service"
+	"github.com/sluice-etl/sluice/pkg/sink"
+	"github.com/sluice-etl/sluice/schemas"
+)
+
+// loadWorld is one test's database on the cluster, its topic and group,
+// and a connection to every replica (by member name, s1r1 …).
+type loadWorld struct {
+	t     *testing.T
+	db    string
+	topic string
+	group string
+	conns map[string]driver.Conn
+	// cfgPath is the last config written (config).
+	cfgPath string
+	kcl     *kgo.Client
+	adm     *kadm.Client
+}
+
+func member(s, r int) string { return fmt.Sprintf("s%dr%d", s+1, r+1) }
+
+func newLoadWorld(t *testing.T, partitions int32) *loadWorld {
+	t.Helper()
+	sfx := suffix()
+	w := &loadWorld{t: t, db: "eo_" + sfx, topic: "eo-orders-" + sfx, group: "eo-" + sfx, conns: map[string]driver.Conn{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	for s, rs := range shards {
+		for r, addr := range rs {
+			conn, err := sink.Open(ctx, config.ClickHouse{Addr: []string{addr}, Database: "default", Username: "default", DialTimeout: 5 * time.Second})
+			if err != nil {
+				t.Fatalf("replica %s at %s (make up-cluster): %v", member(s, r), addr, err)
+			}
+			w.conns[member(s, r)] = conn
+			t.Cleanup(func() { conn.Close() })
+		}
+	}
+	first := w.conns["s1r1"]
+	if err := migrate.ApplyCluster(ctx, first, w.db, migrate.Cluster{Name: clusterName, LocalSuffix: "_local"},
+		schemas.ClickHouse, "clickhouse", slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			_ = first.Exec(ctx, "DROP DATABASE IF EXISTS "+w.db+" ON CLUSTER "+clusterName)
+		}
+	})
+	kcl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MaxBufferedRecords(100_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kcl.Close)
+	w.kcl, w.adm = kcl, kadm.NewClient(kcl)
+	if _, err := w.adm.CreateTopic(ctx, partitions, 3, nil, w.topic); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// produce writes n JSON orders round-robin over the topic's partitions.
+func (w *loadWorld) produce(n int) {
+	w.t.Helper()
+	g, err := gen.New(gen.Options{Seed: 11, SchemaDir: filepath.Join("..", "..", "schemas", "avro")})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	recs := make([]*kgo.Record, 0, n)
+	for seq := range n {
+		k, v, err := gen.EncodeOrderJSON(g.Order(seq))
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: w.topic, Key: k, Value: v, Partition: int32(seq % 4)})
+	}
+	if err := w.kcl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		w.t.Fatalf("produce: %v", err)
+	}
+}
+
+// config is a Sluice of the group whose shards list their replicas in the
+// order given (member names per shard, most preferred first).
+func (w *loadWorld) config(order [][]int, maxRows int) *config.Config {
+	w.t.Helper()
+	var shardList []string
+	for s, rs := range order {
+		var addrs []string
+		for _, r := range rs {
+			addrs = append(addrs, shards[s][r])
+		}
+		shardList = append(shardList, `"`+strings.Join(addrs, " ")+`"`)
+	}
+	abs, err := filepath.Abs(filepath.Join("..", "..", "schemas", "avro", "order.avsc"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	yaml := fmt.Sprintf(`kafka:
+  brokers: [%s]
+  group: %s
+  dlq_topic: %s-dlq
+  session_timeout: 10s
+  rebalance_timeout: 20s
+clickhouse:
+  database: %s
+  unknown_outcome_wait: 1s
+  cluster:
+    name: %s
+    shards: [%s]
+    sync_timeout: 20s
+admin:
+  listen: 127.0.0.1:0
+log:
+  level: warn
+batch:
+  max_rows: %d
+  max_wait: 200ms
+shutdown_timeout: 20s
+pipelines:
+  - name: orders
+    topic: %s
+    format: json
+    schema: %s
+    table: orders
+    transforms: [order_items]
+`, strings.Join(brokers, ", "), w.group, w.topic, w.db, clusterName, strings.Join(shardList, ", "), maxRows, w.topic, abs)
+	path := filepath.Join(w.t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		w.t.Fatalf("config: %v\n%s", err, yaml)
+	}
+	w.cfgPath = path
+	return cfg
+}
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// audit runs `sluice audit` with the last config written: it must find
+// every offset stored or dead-lettered exactly once, across the shards.
+func (w *loadWorld) audit() {
+	w.t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-cluster-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "sluice")
+		out, err := exec.Command("go", "build", "-o", binary, "../../cmd/sluice").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		w.t.Fatal(buildErr)
+	}
+	out, err := exec.Command(binary, "audit", "-c", w.cfgPath).CombinedOutput()
+	if err != nil {
+		w.t.Fatalf("sluice audit: %v\n%s", err, out)
+	}
+	w.t.Logf("sluice audit:\n%s", out)
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (w *loadWorld) start(cfg *config.Config) *running {
+	w.t.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := service.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		w.t.Fatalf("start sluice: %v", err)
+	}
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		r.done <- svc.Run(ctx)
+		svc.Close()
+	}()
+	w.t.Cleanup(func() { r.stop(w.t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	if r.done == nil {
+		return
+	}
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("sluice returned %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Error("sluice did not stop within 60s")
+	}
+	r.done = nil
+}
+
+func (w *loadWorld) waitCommitted(d time.Duration) {
+	w.t.Helper()
+	ends := itest.EndOffsets(w.t, w.adm, w.topic)
+	if err := eventually(d, func() error {
+		if got := itest.Committed(w.t, w.adm, w.group, w.topic); !itest.EqualOffsets(got, ends) {
+			return fmt.Errorf("committed %v, log ends %v", got, ends)
+		}
+		return nil
+	}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *loadWorld) committedTotal() int64 {
+	w.t.Helper()
+	var sum int64
+	for _, c := range itest.Committed(w.t, w.adm, w.group, w.topic) {
+		sum += c
+	}
+	return sum
+}
+
+func (w *loadWorld) fetches(on bool, members ...string) {
+	w.t.Helper()
+	verb := "STOP"
+	if on {
+		verb = "START"
+	}
+	for _, m := range members {
+		if err := w.conns[m].Exec(context.Background(), fmt.Sprintf("SYSTEM %s FETCHES %s.orders_local", verb, w.db)); err != nil {
+			w.t.Fatalf("%s: %s fetches: %v", m, verb, err)
+		}
+	}
+}
+
+func (w *loadWorld) localCount(m string) uint64 {
+	w.t.Helper()
+	var n uint64
+	if err := w.conns[m].QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM %s.orders_local", w.db)).Scan(&n); err != nil {
+		w.t.Fatalf("%s: %v", m, err)
+	}
+	return n
+}
+
+// exactlyOnce waits until both replicas of each shard hold the same rows,
+// then asserts that the shards together hold every offset of the topic
+// once, each partition on its own shard only.
+func (w *loadWorld) exactlyOnce() {
+	w.t.Helper()
+	ends := itest.EndOffsets(w.t, w.adm, w.topic)
+	var want uint64
+	for _, e := range ends {
+		want += uint64(e)
+	}
+	if err := eventually(2*time.Minute, func() error {
+		for s := range shards {
+			if a, b := w.localCount(member(s, 0)), w.localCount(member(s, 1)); a != b {
+				return fmt.Errorf("shard %d: replicas hold %d and %d rows", s+1, a, b)
+			}
+		}
+		return nil
+	}); err != nil {
+		w.t.Fatal(err)
+	}
+	var rows, distinct, misplaced uint64
+	for s := range shards {
+		var n, d, off uint64
+		q := fmt.Sprintf("SELECT count(), uniqExact(_partition, _offset), countIf(_partition %% %d != %d) FROM %s.orders_local WHERE _topic = ?", len(shards), s, w.db)
+		if err := w.conns[member(s, 0)].QueryRow(context.Background(), q, w.topic).Scan(&n, &d, &off); err != nil {
+			w.t.Fatal(err)
+		}
+		rows, distinct, misplaced = rows+n, distinct+d, misplaced+off
+	}
+	if rows != want || distinct != want || misplaced != 0 {
+		w.t.Fatalf("the shards hold %d rows, %d distinct offsets, %d on the wrong shard; want %d, %d, 0", rows, distinct, misplaced, want, want)
+	}
+	// Readers see the same through the Distributed table.
+	var dist uint64
+	if err := w.conns["s2r2"].QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM %s.orders WHERE _topic = ?", w.db), w.topic).Scan(&dist); err != nil {
+		w.t.Fatal(err)
+	}
+	if dist != want {
+		w.t.Fatalf("the Distributed table shows %d rows, want %d", dist, want)
+	}
+}
+
+// TestStoredOffsetsAreReadFromACaughtUpReplica: a member loads through the
+// first replica of each shard while the second ones fetch nothing, and
+// crashes before its commits (the group's offsets are set back to the log
+// start). The next owner prefers the second replicas, which lack every
+// row: its stored-offsets read must wait until they have fetched what the
+// replication log names, and then load nothing twice. A read that trusted
+// the lagging replica would load every row again (different
+// _ingested_at, so block deduplication would not save it).
+func TestStoredOffsetsAreReadFromACaughtUpReplica(t *testing.T) {
+	w := newLoadWorld(t, 4)
+	const n = 4000
+	w.produce(n)
+	w.fetches(false, "s1r2", "s2r2")
+	a := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
+	w.waitCommitted(2 * time.Minute)
+	a.stop(t)
+	for _, m := range []string{"s1r2", "s2r2"} {
+		if c := w.localCount(m); c != 0 {
+			t.Fatalf("%s holds %d rows with its fetches stopped: the lag this test needs is not there", m, c)
+		}
+	}
+	// As if the first member had crashed after its INSERTs, before its
+	// commits: the group starts again from the log start.
+	zero := kadm.Offsets{}
+	for p := range int32(4) {
+		zero.Add(kadm.Offset{Topic: w.topic, Partition: p, At: 0, LeaderEpoch: -1})
+	}
+	if _, err := w.adm.CommitOffsets(context.Background(), w.group, zero); err != nil {
+		t.Fatal(err)
+	}
+	b := w.start(w.config([][]int{{1, 0}, {1, 0}}, 500))
+	// While the preferred replicas lag, nothing may be read as final:
+	// the group's offsets stay at the start.
+	time.Sleep(5 * time.Second)
+	for p, off := range itest.Committed(t, w.adm, w.group, w.topic) {
+		if off != 0 {
+			t.Fatalf("partition %d committed to %d while its stored offsets could not be read from a caught-up replica", p, off)
+		}
+	}
+	w.fetches(true, "s1r2", "s2r2")
+	w.waitCommitted(2 * time.Minute)
+	b.stop(t)
+	w.exactlyOnce()
+	w.audit()
+}
+
+// TestReplicaKilledMidLoad: the replica that takes a shard's writes is
+// killed with SIGKILL while Sluice loads, and restarted 10 s later. The
+// shard's other replica takes the writes meanwhile; what the killed one
+// had committed but not yet handed over keeps the reads waiting until it
+// is back. Nothing is lost or stored twice.
+func TestReplicaKilledMidLoad(t *testing.T) {
+	w := newLoadWorld(t, 4)
+	const n = 40000
+	w.produce(n)
+	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
+	if err := eventually(2*time.Minute, func() error {
+		if c := w.localCount("s1r1"); c < 4000 {
+			return fmt.Errorf("s1r1 holds %d rows", c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runScript(t, "kill9", "s1r1")
+	before := w.committedTotal()
+	if before >= n {
+		t.Fatalf("everything was committed (%d) before the kill: the fault did not hit a load", before)
+	}
+	time.Sleep(10 * time.Second)
+	// More load while it is down, through the other replica.
+	w.produce(4000)
+	t.Logf("committed %d of %d at the kill, %d before the restart", before, n, w.committedTotal())
+	runScript(t, "restart", "s1r1")
+	w.waitCommitted(4 * time.Minute)
+	r.stop(t)
+	w.exactlyOnce()
+	w.audit()
+}
