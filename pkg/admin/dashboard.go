@@ -32,8 +32,17 @@ type DashboardOptions struct {
 	// KPI is the business KPI source; nil leaves the charts empty with
 	// kpi.error set.
 	KPI KPISource
-	// KPIMinutes is how many of the most recent minutes to chart (30).
+	// KPIMinutes is how many minutes of event time the charts span (30),
+	// ending with the newest minute present (Window).
 	KPIMinutes int
+	// LaggingAfter is how far behind in time a partition may be before
+	// it counts as lagging (DefaultLaggingAfter): behind is the age of
+	// its oldest record fetched and not loaded yet
+	// (pipeline.PartitionStats.Oldest), so a stream whose records wait
+	// only for their batch (batch.max_wait) and its INSERT never lags,
+	// however many records that is, and a backlog or a stuck INSERT does
+	// within LaggingAfter of its oldest record's arrival in Kafka.
+	LaggingAfter time.Duration
 	// KPITTL is how long a KPI read is reused for every dashboard (5s):
 	// many open pages cost ClickHouse one query pair per TTL.
 	KPITTL time.Duration
@@ -44,6 +53,13 @@ type DashboardOptions struct {
 
 	now func() time.Time // tests
 }
+
+// DefaultLaggingAfter is DashboardOptions.LaggingAfter's default, the
+// admin.lagging_after of pkg/config: a record loads within batch.max_wait
+// (1 s by default) plus an INSERT (well under a second here) of its
+// arrival; 30 s behind is no batch's normal wait but a backlog, a slow
+// or refusing ClickHouse, or a partition that stopped.
+const DefaultLaggingAfter = 30 * time.Second
 
 // Dashboard serves the live dashboard page at / and its data at
 // /api/stats. Mount it on the admin server with pattern "GET /": the more
@@ -60,6 +76,9 @@ type Dashboard struct {
 func NewDashboard(o DashboardOptions) *Dashboard {
 	if o.KPIMinutes <= 0 {
 		o.KPIMinutes = 30
+	}
+	if o.LaggingAfter <= 0 {
+		o.LaggingAfter = DefaultLaggingAfter
 	}
 	if o.KPITTL <= 0 {
 		o.KPITTL = 5 * time.Second
@@ -109,7 +128,7 @@ func (d *Dashboard) stats(w http.ResponseWriter, r *http.Request) {
 // (other requests share it), and never fails the snapshot.
 func (d *Dashboard) Snapshot(ctx context.Context) Stats {
 	now := d.o.now()
-	st := Stats{Ready: d.o.Ready == nil || d.o.Ready(), Time: now}
+	st := Stats{Ready: d.o.Ready == nil || d.o.Ready(), Time: now, LaggingAfterSec: d.o.LaggingAfter.Seconds()}
 	var infos []pipeline.PipelineInfo
 	var parts []pipeline.PartitionStats
 	if d.o.Engine != nil {
@@ -120,7 +139,7 @@ func (d *Dashboard) Snapshot(ctx context.Context) Stats {
 	if err != nil {
 		d.o.Log.Warn("gathering metrics for the dashboard failed", "err", err)
 	}
-	st.Pipelines, st.Partitions = build(now, infos, parts, cs, &d.rates)
+	st.Pipelines, st.Partitions = build(now, d.o.LaggingAfter, infos, parts, cs, &d.rates)
 	if d.kpi != nil {
 		st.KPI = d.kpi.get(ctx)
 		if st.KPI.Error != "" {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,12 +39,14 @@ type fakeKPI struct {
 	paymentErr error
 	block      bool
 	sawCtxErr  atomic.Bool
+	lastN      atomic.Int32 // the n of the last OrdersPerMinute
 }
 
 var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 
 func (f *fakeKPI) OrdersPerMinute(ctx context.Context, n int) ([]OrdersMinute, error) {
 	f.calls.Add(1)
+	f.lastN.Store(int32(n))
 	if ctx.Err() != nil {
 		f.sawCtxErr.Store(true)
 	}
@@ -446,5 +449,140 @@ func TestClickHouseKPIErrors(t *testing.T) {
 	err = k.wrap("orders_per_minute", errors.New("dial tcp: connection refused"))
 	if errors.Is(err, ErrNoKPIViews) || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("other error: %v", err)
+	}
+}
+
+// TestKPIWindow: a series is charted over the n minutes ending with its
+// newest minute; rows before that are left out (the newest of them named
+// as Earlier), and minutes of the window without rows stay absent, to be
+// drawn as gaps, not closed up.
+func TestKPIWindow(t *testing.T) {
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	cases := []struct {
+		name    string
+		minutes []int // of the rows, ascending
+		n       int
+		kept    []int
+		from    int
+		earlier *int
+	}{
+		{name: "none", n: 30},
+		{name: "one", minutes: []int{5}, n: 30, kept: []int{5}, from: 5 - 29},
+		{name: "adjacent", minutes: []int{0, 1, 2}, n: 3, kept: []int{0, 1, 2}, from: 0},
+		// Two runs of minutes 10 apart: both in a 30-minute window, the
+		// gap between them kept.
+		{name: "gap inside", minutes: []int{0, 1, 2, 12, 13}, n: 30, kept: []int{0, 1, 2, 12, 13}, from: 13 - 29},
+		// Yesterday's minutes are not drawn beside today's.
+		{name: "days apart", minutes: []int{-1440, -1439, 0, 1}, n: 30, kept: []int{0, 1}, from: 1 - 29, earlier: ptr(-1439)},
+		{name: "edge", minutes: []int{-30, -29, 0}, n: 30, kept: []int{-29, 0}, from: -29, earlier: ptr(-30)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var rows []OrdersMinute
+			for _, m := range c.minutes {
+				rows = append(rows, OrdersMinute{Minute: at(m).In(time.FixedZone("CET", 3600)), Orders: uint64(m + 2000)})
+			}
+			kept, w := window(rows, func(r *OrdersMinute) *time.Time { return &r.Minute }, c.n)
+			if len(c.minutes) == 0 {
+				if w != nil || len(kept) != 0 {
+					t.Fatalf("no rows: window %+v, rows %v", w, kept)
+				}
+				return
+			}
+			var got []int
+			for _, r := range kept {
+				if r.Minute.Location() != time.UTC {
+					t.Errorf("minute %v not in UTC", r.Minute)
+				}
+				got = append(got, int(r.Minute.Sub(t0)/time.Minute))
+				if r.Orders != uint64(got[len(got)-1]+2000) {
+					t.Errorf("row of minute %d carries %d orders", got[len(got)-1], r.Orders)
+				}
+			}
+			if !slices.Equal(got, c.kept) {
+				t.Errorf("kept minutes %v, want %v", got, c.kept)
+			}
+			last := c.minutes[len(c.minutes)-1]
+			if !w.From.Equal(at(c.from)) || !w.To.Equal(at(last)) || w.Minutes != c.n || w.Present != len(c.kept) {
+				t.Errorf("window %+v, want %v..%v, %d minutes, %d present", w, at(c.from), at(last), c.n, len(c.kept))
+			}
+			switch {
+			case c.earlier == nil && w.Earlier != nil:
+				t.Errorf("earlier %v, want none", *w.Earlier)
+			case c.earlier != nil && (w.Earlier == nil || !w.Earlier.Equal(at(*c.earlier))):
+				t.Errorf("earlier %v, want %v", w.Earlier, at(*c.earlier))
+			}
+		})
+	}
+}
+
+// TestKPIWindowInStats: /api/stats carries each series' window, and the
+// cache asks the source for one minute more than the window holds.
+func TestKPIWindowInStats(t *testing.T) {
+	e := newEnv(t)
+	_, raw := e.stats(t)
+	kpi := raw["kpi"].(map[string]any)
+	ow, ok := kpi["orders_window"].(map[string]any)
+	if !ok {
+		t.Fatalf("no orders_window: %v", kpi)
+	}
+	if ow["from"] != "2026-11-25T08:32:00Z" || ow["to"] != "2026-11-25T09:01:00Z" || ow["minutes"] != 30.0 || ow["present"] != 2.0 || ow["earlier"] != nil {
+		t.Errorf("orders_window %v", ow)
+	}
+	if pw, ok := kpi["payments_window"].(map[string]any); !ok || pw["to"] != "2026-11-25T09:00:00Z" {
+		t.Errorf("payments_window %v", kpi["payments_window"])
+	}
+	if n := e.kpi.lastN.Load(); n != 31 {
+		t.Errorf("source asked for %d minutes, want 31", n)
+	}
+}
+
+// TestLaggingIsTimeBehind: a partition lags when its oldest record not
+// loaded yet is older than LaggingAfter, whatever its lag in records: 37
+// records waiting for a batch cut a second ago are not lagging, 5 records
+// waiting 45 s are, and a lag in records with nothing fetched waiting is
+// 0 s behind.
+func TestLaggingIsTimeBehind(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.Now()
+	e.eng.infos = []pipeline.PipelineInfo{{Name: "orders", Topic: "orders"}, {Name: "payments", Topic: "payments"}}
+	e.eng.parts = []pipeline.PartitionStats{
+		{Pipeline: "orders", Topic: "orders", Partition: 0, Committed: 1000, HighWatermark: 1037, Lag: 37, Oldest: now.Add(-1200 * time.Millisecond)},
+		{Pipeline: "orders", Topic: "orders", Partition: 1, Committed: 990, HighWatermark: 992, Lag: 2},
+		{Pipeline: "payments", Topic: "payments", Partition: 0, Committed: 70, HighWatermark: 75, Lag: 5, Oldest: now.Add(-45 * time.Second)},
+		// A producer clock ahead of ours: not behind.
+		{Pipeline: "payments", Topic: "payments", Partition: 1, Committed: 7, HighWatermark: 8, Lag: 1, Oldest: now.Add(3 * time.Second)},
+	}
+	st, raw := e.stats(t)
+	if st.LaggingAfterSec != 30 {
+		t.Errorf("lagging_after_s %v, want the default 30", st.LaggingAfterSec)
+	}
+	for _, k := range []string{"behind_s", "lagging"} {
+		if _, ok := raw["partitions"].([]any)[1].(map[string]any)[k]; !ok {
+			t.Errorf("partition JSON lacks %q", k)
+		}
+		if _, ok := raw["pipelines"].([]any)[0].(map[string]any)[k]; !ok {
+			t.Errorf("pipeline JSON lacks %q", k)
+		}
+	}
+	want := []struct {
+		behind  float64
+		lagging bool
+	}{{1.2, false}, {0, false}, {45, true}, {0, false}}
+	for i, w := range want {
+		if p := st.Partitions[i]; p.BehindSec != w.behind || p.Lagging != w.lagging {
+			t.Errorf("partition %s/%d: behind %v s lagging %v, want %v s %v", p.Pipeline, p.Partition, p.BehindSec, p.Lagging, w.behind, w.lagging)
+		}
+	}
+	o, p := st.Pipelines[0], st.Pipelines[1]
+	if o.BehindSec != 1.2 || o.Lagging != 0 || p.BehindSec != 45 || p.Lagging != 1 {
+		t.Errorf("orders behind %v s lagging %d, payments %v s %d; want 1.2 0, 45 1", o.BehindSec, o.Lagging, p.BehindSec, p.Lagging)
+	}
+
+	// The threshold is configurable.
+	d := NewDashboard(DashboardOptions{Engine: e.eng, LaggingAfter: time.Second, now: e.clock.Now})
+	st = d.Snapshot(context.Background())
+	if st.LaggingAfterSec != 1 || st.Pipelines[0].Lagging != 1 || !st.Partitions[0].Lagging {
+		t.Errorf("LaggingAfter 1s: lagging_after_s %v, orders lagging %d", st.LaggingAfterSec, st.Pipelines[0].Lagging)
 	}
 }

@@ -128,13 +128,60 @@ func quoteIdent(s string) string {
 
 // KPI is the KPI part of /api/stats. Error is set (and the series may be
 // empty or partial) when a view is missing or ClickHouse did not answer in
-// time.
+// time. Each series holds the minutes present in its window, oldest first;
+// the window is null when the series has no rows.
 type KPI struct {
 	OrdersPerMinute    []OrdersMinute   `json:"orders_per_minute"`
+	OrdersWindow       *Window          `json:"orders_window"`
 	PaymentSuccessRate []PaymentsMinute `json:"payment_success_rate"`
+	PaymentsWindow     *Window          `json:"payments_window"`
 	Error              string           `json:"error,omitempty"`
 	// FetchedAt is when the values were read (they are cached).
 	FetchedAt time.Time `json:"fetched_at"`
+}
+
+// Window is the stretch of event time a series is charted over: the
+// KPIMinutes minutes that end with the newest minute present, one slot
+// per minute on a time axis. A minute of the window without a row is a
+// gap (no events at that time, or none loaded yet) and is drawn as one;
+// rows older than the window are left out rather than drawn next to newer
+// ones, since event times may lie days apart.
+type Window struct {
+	From    time.Time `json:"from"`    // the window's first minute (UTC)
+	To      time.Time `json:"to"`      // its last: the newest minute present
+	Minutes int       `json:"minutes"` // slots from From to To, both included
+	// Present counts the minutes of the window that have a row.
+	Present int `json:"present"`
+	// Earlier is the newest minute present before From: data left of
+	// the chart. Null when the rows read hold none (KPISource is asked
+	// for one row more than the window can hold, so one older row, if
+	// any exists, is among them).
+	Earlier *time.Time `json:"earlier"`
+}
+
+// window keeps the rows (oldest first, one per distinct minute, as
+// KPISource returns them) that fall in the n-minute window ending with
+// the newest row's minute, with every minute in UTC, and describes the
+// window; nil when there are no rows.
+func window[T any](rows []T, minute func(*T) *time.Time, n int) ([]T, *Window) {
+	if len(rows) == 0 {
+		return rows, nil
+	}
+	for i := range rows {
+		m := minute(&rows[i])
+		*m = m.UTC()
+	}
+	to := *minute(&rows[len(rows)-1])
+	w := &Window{From: to.Add(-time.Duration(n-1) * time.Minute), To: to, Minutes: n}
+	first := len(rows)
+	for first > 0 && !minute(&rows[first-1]).Before(w.From) {
+		first--
+	}
+	if first > 0 {
+		w.Earlier = ptr(*minute(&rows[first-1]))
+	}
+	w.Present = len(rows) - first
+	return rows[first:], w
 }
 
 // kpiCache reads the KPIs at most once per ttl, however many dashboards
@@ -166,12 +213,15 @@ func (c *kpiCache) get(ctx context.Context) KPI {
 	var k KPI
 	var errs []string
 	var err error
-	if k.OrdersPerMinute, err = c.src.OrdersPerMinute(rctx, c.minutes); err != nil {
+	// One row more than the window holds: the newest minute before it.
+	if k.OrdersPerMinute, err = c.src.OrdersPerMinute(rctx, c.minutes+1); err != nil {
 		errs = append(errs, err.Error())
 	}
-	if k.PaymentSuccessRate, err = c.src.PaymentSuccessRate(rctx, c.minutes); err != nil {
+	if k.PaymentSuccessRate, err = c.src.PaymentSuccessRate(rctx, c.minutes+1); err != nil {
 		errs = append(errs, err.Error())
 	}
+	k.OrdersPerMinute, k.OrdersWindow = window(k.OrdersPerMinute, func(r *OrdersMinute) *time.Time { return &r.Minute }, c.minutes)
+	k.PaymentSuccessRate, k.PaymentsWindow = window(k.PaymentSuccessRate, func(r *PaymentsMinute) *time.Time { return &r.Minute }, c.minutes)
 	if k.OrdersPerMinute == nil {
 		k.OrdersPerMinute = []OrdersMinute{}
 	}

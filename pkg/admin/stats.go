@@ -21,11 +21,15 @@ type EngineStats interface {
 
 // Stats is the body of GET /api/stats.
 type Stats struct {
-	Ready      bool            `json:"ready"`
-	Time       time.Time       `json:"time"`
-	Pipelines  []PipelineStats `json:"pipelines"`
-	Partitions []PartitionJSON `json:"partitions"`
-	KPI        KPI             `json:"kpi"`
+	Ready bool      `json:"ready"`
+	Time  time.Time `json:"time"`
+	// LaggingAfterSec is the threshold of lagging: how far behind, in
+	// seconds, a partition may be (PartitionJSON.BehindSec) before it
+	// counts as lagging.
+	LaggingAfterSec float64         `json:"lagging_after_s"`
+	Pipelines       []PipelineStats `json:"pipelines"`
+	Partitions      []PartitionJSON `json:"partitions"`
+	KPI             KPI             `json:"kpi"`
 }
 
 // PipelineStats sums one pipeline over this process. Counters run since the
@@ -47,6 +51,11 @@ type PipelineStats struct {
 	// watermark yet, or nothing is committed).
 	Lag        *int64 `json:"lag"`
 	LagUnknown int    `json:"lag_unknown"`
+	// BehindSec is the most any of its partitions is behind in time (0
+	// without partitions); Lagging counts the partitions behind by more
+	// than Stats.LaggingAfterSec.
+	BehindSec float64 `json:"behind_s"`
+	Lagging   int     `json:"lagging"`
 	// RowsPerSec is the load rate over the last RateWindow seconds of
 	// samples (taken when /api/stats is read); null until two samples at
 	// least a second apart exist.
@@ -81,8 +90,15 @@ type PartitionJSON struct {
 	Batches       int64      `json:"batches"`
 	LastBatchMS   *float64   `json:"last_batch_ms"`
 	LastBatchAt   *time.Time `json:"last_batch_at"`
-	Paused        bool       `json:"paused"`
-	Failing       bool       `json:"failing"`
+	// BehindSec is how far behind the partition is in time: the age of
+	// the oldest record fetched and not loaded yet, from its Kafka
+	// timestamp; 0 when every record fetched is loaded (a lag in records
+	// then is what the next fetch brings). Lagging: BehindSec is more
+	// than Stats.LaggingAfterSec.
+	BehindSec float64 `json:"behind_s"`
+	Lagging   bool    `json:"lagging"`
+	Paused    bool    `json:"paused"`
+	Failing   bool    `json:"failing"`
 }
 
 // Metric names read back from the registry (pkg/pipeline/metrics.go).
@@ -264,7 +280,7 @@ func (s *sampler) observe(cur sample) (sample, bool) {
 }
 
 // build assembles the pipeline and partition parts of Stats.
-func build(now time.Time, infos []pipeline.PipelineInfo, parts []pipeline.PartitionStats, cs map[string]*counters, smp *sampler) ([]PipelineStats, []PartitionJSON) {
+func build(now time.Time, laggingAfter time.Duration, infos []pipeline.PipelineInfo, parts []pipeline.PartitionStats, cs map[string]*counters, smp *sampler) ([]PipelineStats, []PartitionJSON) {
 	byName := map[string]*PipelineStats{}
 	var order []string
 	add := func(name, topic string) *PipelineStats {
@@ -312,6 +328,17 @@ func build(now time.Time, infos []pipeline.PipelineInfo, parts []pipeline.Partit
 				lastAt[ps.Pipeline] = ps.LastBatchAt
 				p.Latency.LastMS = pj.LastBatchMS
 			}
+		}
+		if !ps.Oldest.IsZero() {
+			// A producer's clock ahead of ours makes a record look
+			// newer than now: not behind.
+			behind := max(now.Sub(ps.Oldest), 0)
+			pj.BehindSec = math.Round(behind.Seconds()*1000) / 1000
+			pj.Lagging = behind > laggingAfter
+		}
+		p.BehindSec = max(p.BehindSec, pj.BehindSec)
+		if pj.Lagging {
+			p.Lagging++
 		}
 		if ps.Paused {
 			p.Paused++

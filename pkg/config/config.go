@@ -146,6 +146,12 @@ type Admin struct {
 	Token Secret `mapstructure:"token"`
 	// TokenFile holds the token instead of Token.
 	TokenFile string `mapstructure:"token_file"`
+	// LaggingAfter is how far behind in time a partition may be before
+	// the dashboard and /api/stats call it lagging: behind is the age of
+	// the oldest record fetched and not loaded yet (by its Kafka
+	// timestamp). It must exceed every batch.max_wait, the time a record
+	// waits for its batch in a stream that keeps up.
+	LaggingAfter time.Duration `mapstructure:"lagging_after"`
 }
 
 // Log configures the process's structured log.

@@ -47,6 +47,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		{"clickhouse.dial_timeout (default)", cfg.ClickHouse.DialTimeout, 5 * time.Second},
 		{"clickhouse.insert_timeout (default)", cfg.ClickHouse.InsertTimeout, 60 * time.Second},
 		{"admin.listen", cfg.Admin.Listen, "127.0.0.1:8080"},
+		{"admin.lagging_after (default)", cfg.Admin.LaggingAfter, 30 * time.Second},
 		{"log.level", cfg.Log.Level, "info"},
 		{"log.format (default)", cfg.Log.Format, "text"},
 		{"batch", cfg.Batch, config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second, Combine: 1}},
@@ -251,6 +252,7 @@ func TestLoadBadConfigs(t *testing.T) {
 		"tls_cert_without_key.bad.yml":      {"kafka.tls.key_file", "missing: a client certificate needs both kafka.tls.cert_file and kafka.tls.key_file"},
 		"admin_token_short.bad.yml":         {"admin.token", "must be at least 16 characters, got 7"},
 		"secret_wrong_type.bad.yml":         {"clickhouse.password", "wrong type"},
+		"lagging_below_max_wait.bad.yml":    {"admin.lagging_after", "must be longer than pipelines[1].batch.max_wait (45s): every record waits that long for its batch, got 30s"},
 	}
 
 	// Every bad file has an expectation and every expectation a file.

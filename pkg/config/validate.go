@@ -166,6 +166,17 @@ func (c *Config) Validate() Errors {
 		}
 		errs = append(errs, p.Batch.validate(key+".batch")...)
 	}
+	// Every record waits up to max_wait for its batch: a threshold at or
+	// below it would call a stream that keeps up lagging.
+	waitKey, wait := "batch.max_wait", c.Batch.MaxWait
+	for i, p := range c.Pipelines {
+		if p.Batch.MaxWait > wait {
+			waitKey, wait = fmt.Sprintf("pipelines[%d].batch.max_wait", i), p.Batch.MaxWait
+		}
+	}
+	if c.Admin.LaggingAfter <= wait {
+		add("admin.lagging_after", "must be longer than %s (%v): every record waits that long for its batch, got %v", waitKey, wait, c.Admin.LaggingAfter)
+	}
 	return errs
 }
 

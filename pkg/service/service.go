@@ -247,7 +247,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		a.RequireToken(string(cfg.Admin.Token))
 		a.Handle("GET /", admin.NewDashboard(admin.DashboardOptions{
 			Engine: engine, Metrics: s.reg, Ready: s.Ready, Log: log.With("stage", "admin"),
-			KPI: admin.NewClickHouseKPI(conn, cfg.ClickHouse.Database),
+			KPI:          admin.NewClickHouseKPI(conn, cfg.ClickHouse.Database),
+			LaggingAfter: cfg.Admin.LaggingAfter,
 		}))
 		s.admin = a
 	}
