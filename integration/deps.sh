@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what building and testing Sluice needs on a fresh Debian machine:
 # Go modules, Java 17+ and Maven (for the Kafka broker from Maven Central),
-# and the ClickHouse server and client from Debian. Idempotent and quick when
-# everything is already there.
+# the ClickHouse server and client from Debian, and Debian's Chromium (the
+# dashboard's browser test drives it headless, integration/dashboard_browser_test.go).
+# Idempotent and quick when everything is already there.
 set -euo pipefail
 SERVICE_NAME=deps
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -15,6 +16,7 @@ if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -qE 'version
 fi
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+[[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive
@@ -25,4 +27,4 @@ fi
 "$INTEGRATION_DIR/kafka.sh" fetch
 "$INTEGRATION_DIR/zookeeper.sh" fetch # the cluster bed's (make up-cluster)
 (cd "$REPO_ROOT" && go mod download)
-log "ok: $(go version | cut -d' ' -f3), java $(java -version 2>&1 | head -1 | cut -d'"' -f2), $(mvn -v 2>/dev/null | head -1 | cut -d' ' -f1-3 | sed 's/\x1b\[[0-9;]*m//g'), clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null)"
+log "ok: $(go version | cut -d' ' -f3), java $(java -version 2>&1 | head -1 | cut -d'"' -f2), $(mvn -v 2>/dev/null | head -1 | cut -d' ' -f1-3 | sed 's/\x1b\[[0-9;]*m//g'), clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null), chromium $(dpkg-query -W -f='${Version}' chromium 2>/dev/null)"
