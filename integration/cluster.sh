@@ -371,7 +371,13 @@ do_start() {
   mapfile -t members < <(ordered "$@")
   local t0=$SECONDS m
   for m in "${members[@]}"; do
-    [[ $(kind "$m") == kafka ]] && { require_java17 "Kafka $KAFKA_VERSION"; "$INTEGRATION_DIR/kafka.sh" fetch >/dev/null; break; }
+    if [[ $(kind "$m") == kafka ]]; then
+      require_java17 "Kafka $KAFKA_VERSION"
+      # kafka.sh's jar cache (fetched once); its "jars ready" line only once.
+      # (pipefail: a failed fetch fails the start, with its messages shown)
+      "$INTEGRATION_DIR/kafka.sh" fetch 2>&1 | { grep -v '^\[kafka\] jars ready' >&2 || true; }
+      break
+    fi
   done
   for m in "${members[@]}"; do
     [[ $(kind "$m") == ch ]] && { "$INTEGRATION_DIR/clickhouse.sh" install; ch_write_users; break; }

@@ -118,6 +118,21 @@ func TestKafkaThreeBrokers(t *testing.T) {
 		}
 	}
 
+	// And each of the three answers: a broker killed less than its
+	// session timeout (9 s) ago is still in the metadata, and a topic
+	// created then starts with it in every ISR.
+	vctx, vcancel := context.WithTimeout(ctx, 10*time.Second)
+	vs, err := adm.ApiVersions(vctx)
+	vcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs.Sorted() {
+		if v.Err != nil {
+			t.Fatalf("broker %d does not answer: %v", v.NodeID, v.Err)
+		}
+	}
+
 	topic := "cluster_smoke_" + suffix()
 	const partitions = 6
 	resp, err := adm.CreateTopics(ctx, partitions, 3, nil, topic)
@@ -130,7 +145,7 @@ func TestKafkaThreeBrokers(t *testing.T) {
 	defer func() { _, _ = adm.DeleteTopics(context.Background(), topic) }()
 
 	// Each partition: three replicas on three distinct brokers, all in sync.
-	err = eventually(30*time.Second, func() error {
+	inSync := func() error {
 		td, err := adm.ListTopics(ctx, topic)
 		if err != nil {
 			return err
@@ -156,8 +171,8 @@ func TestKafkaThreeBrokers(t *testing.T) {
 			}
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if err := eventually(30*time.Second, inSync); err != nil {
 		t.Fatalf("topic %s: %v", topic, err)
 	}
 
@@ -211,6 +226,35 @@ func TestKafkaThreeBrokers(t *testing.T) {
 	}
 	if len(perPartition) != partitions {
 		t.Fatalf("records in %d partitions, want all %d: %v", len(perPartition), partitions, perPartition)
+	}
+	// The records are on every replica: each broker's log of each
+	// partition has grown, and every replica is still in sync.
+	err = eventually(30*time.Second, func() error {
+		set := kadm.TopicsSet{}
+		for p := int32(0); p < partitions; p++ {
+			set.Add(topic, p)
+		}
+		dirs, err := adm.DescribeAllLogDirs(ctx, set)
+		if err != nil {
+			return err
+		}
+		for _, id := range []int32{1, 2, 3} {
+			for p := int32(0); p < partitions; p++ {
+				var size int64 = -1
+				dirs[id].Each(func(d kadm.DescribedLogDir) {
+					if lp, ok := d.Topics[topic][p]; ok {
+						size = lp.Size
+					}
+				})
+				if size <= 0 {
+					return fmt.Errorf("broker %d: partition %d has log size %d", id, p, size)
+				}
+			}
+		}
+		return inSync()
+	})
+	if err != nil {
+		t.Fatalf("topic %s after %d records: %v", topic, n, err)
 	}
 	t.Logf("topic %s: %d partitions x 3 in-sync replicas; %d records produced (acks=all) and consumed, per partition %v", topic, partitions, n, perPartition)
 }
@@ -288,8 +332,10 @@ func TestClickHouseTwoShardsTwoReplicas(t *testing.T) {
 	}
 	ctx := clickhouse.Context(context.Background(), clickhouse.WithSettings(clickhouse.Settings{
 		// Fail an ON CLUSTER query within a minute when a server does not
-		// run it (18.16's default waits three).
-		"distributed_ddl_task_timeout": 60,
+		// run it (18.16's default waits three). 120 arrives as 60: 18.16
+		// reads its Int64 settings as zigzag varints, clickhouse-go sends
+		// plain ones to a server that old (seen in system.settings).
+		"distributed_ddl_task_timeout": 120,
 	}))
 
 	// Each server: its own macros, and the same cluster of 2 x 2.
