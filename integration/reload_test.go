@@ -238,6 +238,23 @@ func TestReloadAddsAPipeline(t *testing.T) {
 	stayed(t, p, b)
 }
 
+// heldWait is the max_wait of a pipeline whose records must be loaded by
+// a reload's flush: far enough (for this machine) that a flush seen
+// before it is the reload's, below admin.lagging_after's default (30 s),
+// which must exceed every max_wait.
+const heldWait = 25 * time.Second
+
+// flushedByReload fails the test when the records of topic held since
+// consumed are not committed before its batches would have been cut by
+// heldWait alone.
+func (w *world) flushedByReload(group, topic string, consumed time.Time) {
+	w.t.Helper()
+	w.waitCommitted(group, topic, time.Until(consumed.Add(heldWait-5*time.Second)))
+	if time.Since(consumed) >= heldWait {
+		w.t.Fatalf("%s committed %v after its records were consumed: max_wait may have cut the batch, not the reload", topic, time.Since(consumed))
+	}
+}
+
 // TestReloadRemovesAPipeline: a pipeline removed from the file flushes
 // what it holds (its max_wait is far away), commits it and stops
 // consuming; the other pipeline's partitions stay and it goes on loading.
@@ -249,9 +266,9 @@ func TestReloadRemovesAPipeline(t *testing.T) {
 	group := w.name("g_rl_rm")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	pa := reloadPipe{name: "a", topic: a}
-	// b cuts its batches only after 10 minutes: what it holds at the edit
-	// is loaded by the removal's flush or not at all.
-	pb := reloadPipe{name: "b", topic: b, batch: "max_wait: 10m"}
+	// b cuts its batches only after heldWait: what it holds at the edit
+	// is loaded by the removal's flush.
+	pb := reloadPipe{name: "b", topic: b, batch: "max_wait: " + heldWait.String()}
 	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, pb}, ""))
 	w.produceSpreadOrders(a, 300, time.Minute)
 	p := w.startReload(path, group, nil, a)
@@ -259,12 +276,13 @@ func TestReloadRemovesAPipeline(t *testing.T) {
 	waitUntil(t, "b's records consumed into its batches", 60*time.Second, func() bool {
 		return p.metric(`sluice_records_consumed_total{pipeline="b"}`) == 300
 	})
+	consumed := time.Now()
 	if n := w.rows("orders", b); n != 0 {
-		t.Fatalf("%d rows of %s loaded before the removal (max_wait 10m)", n, b)
+		t.Fatalf("%d rows of %s loaded before the removal (max_wait %v)", n, b, heldWait)
 	}
 
 	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa}, ""))
-	w.waitCommitted(group, b, 60*time.Second) // flushed and committed by the removal
+	w.flushedByReload(group, b, consumed)
 	w.exactlyOnce(b)
 	p.waitLog(`msg="config reload: pipeline removed" pipeline=b`, 30*time.Second)
 	// a goes on; b does not consume any more.
@@ -300,17 +318,18 @@ func TestReloadChangesAPipeline(t *testing.T) {
 	group := w.name("g_rl_ch")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	pa := reloadPipe{name: "a", topic: a}
-	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, {name: "b", topic: b, batch: "max_wait: 10m"}}, ""))
+	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, {name: "b", topic: b, batch: "max_wait: " + heldWait.String()}}, ""))
 	w.produceSpreadOrders(a, 300, time.Minute)
 	p := w.startReload(path, group, nil, a)
 	w.produceSpreadOrders(b, 300, time.Minute)
 	waitUntil(t, "b's records consumed into its batches", 60*time.Second, func() bool {
 		return p.metric(`sluice_records_consumed_total{pipeline="b"}`) == 300
 	})
+	consumed := time.Now()
 
 	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, {name: "b", topic: b, table: "orders2"}}, ""))
 	p.waitLog(`msg="config reload: pipeline changed, restarted with its new settings" pipeline=b`, 30*time.Second)
-	w.waitCommitted(group, b, 60*time.Second)
+	w.flushedByReload(group, b, consumed)
 	if n := w.rows("orders", b); n != 300 {
 		t.Fatalf("%d rows of %s in orders, want the 300 it held at the change", n, b)
 	}
