@@ -8,7 +8,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test test-unit test-integration bench bench-offsets bench-e2e demo up down up-cluster down-cluster test-cluster deps lint fmt clean
+.PHONY: all build test test-unit test-integration bench bench-offsets bench-e2e bench-scale demo up down up-cluster down-cluster test-cluster deps lint fmt clean
 
 all: build
 
@@ -66,6 +66,17 @@ bench-offsets: up
 bench-e2e: up
 	@mkdir -p $(BIN)
 	set -o pipefail; $(BENCH_ENV) $(GO) test -tags integration -run '^$$' -bench 'E2E' -benchtime 1x -count 1 -timeout 15m ./bench/ 2>&1 | tee $(BIN)/bench-e2e.txt
+
+## bench-scale: issue 10's scaling curve on the cluster bed (bench/scale_bench_test.go, build tag
+## cluster): 800,000 JSON orders produced once to a 12-partition topic (RF 3), then 1, 2 and 3
+## `bin/sluice run` processes in one group, each N with a fresh group and fresh tables migrated ON
+## CLUSTER; rows/s, loader, ClickHouse and Kafka CPU per row, peak RSS, parts; fails unless every
+## run loaded exactly once. One table and bin/bench-scale.json (docs/capacity.md reads it).
+## SLUICE_SCALE_ORDERS and SLUICE_SCALE_PROCS change the sizes.
+bench-scale: up-cluster build
+	@mkdir -p $(BIN)
+	set -o pipefail; set -a; . "$${SLUICE_STATE_DIR:-$(CURDIR)/.state}/cluster/env"; set +a; \
+	SLUICE_SCALE_BIN=$(CURDIR)/$(BIN)/sluice $(GO) test -tags cluster -run '^$$' -bench 'Scale' -benchtime 1x -count 1 -timeout 30m ./bench/ 2>&1 | tee $(BIN)/bench-scale.txt
 
 ## demo: start the stack, create tables, generate events, run Sluice, show where to look
 demo: deps up build
