@@ -10,6 +10,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/internal/itest"
@@ -40,7 +42,9 @@ type loadWorld struct {
 	db    string
 	topic string
 	group string
-	conns map[string]driver.Conn
+	// partitions of the topic.
+	partitions int
+	conns      map[string]driver.Conn
 	// cfgPath is the last config written (config).
 	cfgPath string
 	kcl     *kgo.Client
@@ -51,8 +55,14 @@ func member(s, r int) string { return fmt.Sprintf("s%dr%d", s+1, r+1) }
 
 func newLoadWorld(t *testing.T, partitions int32) *loadWorld {
 	t.Helper()
+	return newLoadWorldRF(t, partitions, 3)
+}
+
+// newLoadWorldRF is newLoadWorld with the topic's replication factor.
+func newLoadWorldRF(t *testing.T, partitions int32, rf int16) *loadWorld {
+	t.Helper()
 	sfx := suffix()
-	w := &loadWorld{t: t, db: "eo_" + sfx, topic: "eo-orders-" + sfx, group: "eo-" + sfx, conns: map[string]driver.Conn{}}
+	w := &loadWorld{t: t, db: "eo_" + sfx, topic: "eo-orders-" + sfx, group: "eo-" + sfx, partitions: int(partitions), conns: map[string]driver.Conn{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	for s, rs := range shards {
@@ -83,13 +93,13 @@ func newLoadWorld(t *testing.T, partitions int32) *loadWorld {
 	}
 	t.Cleanup(kcl.Close)
 	w.kcl, w.adm = kcl, kadm.NewClient(kcl)
-	if _, err := w.adm.CreateTopic(ctx, partitions, 3, nil, w.topic); err != nil {
+	if _, err := w.adm.CreateTopic(ctx, partitions, rf, nil, w.topic); err != nil {
 		t.Fatal(err)
 	}
 	return w
 }
 
-// produce writes n JSON orders round-robin over the topic's partitions.
+// produce writes n JSON orders, spread over the partitions by their keys.
 func (w *loadWorld) produce(n int) {
 	w.t.Helper()
 	g, err := gen.New(gen.Options{Seed: 11, SchemaDir: filepath.Join("..", "..", "schemas", "avro")})
@@ -102,7 +112,7 @@ func (w *loadWorld) produce(n int) {
 		if err != nil {
 			w.t.Fatal(err)
 		}
-		recs = append(recs, &kgo.Record{Topic: w.topic, Key: k, Value: v, Partition: int32(seq % 4)})
+		recs = append(recs, &kgo.Record{Topic: w.topic, Key: k, Value: v})
 	}
 	if err := w.kcl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		w.t.Fatalf("produce: %v", err)
@@ -239,9 +249,9 @@ func (r *running) stop(t *testing.T) {
 
 func (w *loadWorld) waitCommitted(d time.Duration) {
 	w.t.Helper()
-	ends := itest.EndOffsets(w.t, w.adm, w.topic)
+	ends := w.ends()
 	if err := eventually(d, func() error {
-		if got := itest.Committed(w.t, w.adm, w.group, w.topic); !itest.EqualOffsets(got, ends) {
+		if got := w.committed(); !itest.EqualOffsets(got, ends) {
 			return fmt.Errorf("committed %v, log ends %v", got, ends)
 		}
 		return nil
@@ -250,10 +260,58 @@ func (w *loadWorld) waitCommitted(d time.Duration) {
 	}
 }
 
+// committed is the group's committed offsets of the topic. With a broker
+// down a request may go to it (the client's cached coordinator or
+// leader) and fail: it is asked again, for up to a minute.
+func (w *loadWorld) committed() map[int32]int64 {
+	w.t.Helper()
+	out := map[int32]int64{}
+	err := eventually(time.Minute, func() error {
+		resp, err := w.adm.FetchOffsets(context.Background(), w.group)
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == w.topic && o.Err == nil {
+				out[o.Partition] = o.At
+			}
+		})
+		return nil
+	})
+	if err != nil {
+		w.t.Fatalf("committed offsets of %s: %v", w.group, err)
+	}
+	return out
+}
+
+// ends is the topic's log end offsets, asked again like committed.
+func (w *loadWorld) ends() map[int32]int64 {
+	w.t.Helper()
+	out := map[int32]int64{}
+	err := eventually(time.Minute, func() error {
+		resp, err := w.adm.ListEndOffsets(context.Background(), w.topic)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return err
+		}
+		resp.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+		return nil
+	})
+	if err != nil {
+		w.t.Fatalf("end offsets of %s: %v", w.topic, err)
+	}
+	return out
+}
+
 func (w *loadWorld) committedTotal() int64 {
 	w.t.Helper()
 	var sum int64
-	for _, c := range itest.Committed(w.t, w.adm, w.group, w.topic) {
+	for _, c := range w.committed() {
 		sum += c
 	}
 	return sum
@@ -286,7 +344,7 @@ func (w *loadWorld) localCount(m string) uint64 {
 // once, each partition on its own shard only.
 func (w *loadWorld) exactlyOnce() {
 	w.t.Helper()
-	ends := itest.EndOffsets(w.t, w.adm, w.topic)
+	ends := w.ends()
 	var want uint64
 	for _, e := range ends {
 		want += uint64(e)
@@ -347,7 +405,7 @@ func TestStoredOffsetsAreReadFromACaughtUpReplica(t *testing.T) {
 	// As if the first member had crashed after its INSERTs, before its
 	// commits: the group starts again from the log start.
 	zero := kadm.Offsets{}
-	for p := range int32(4) {
+	for p := range int32(w.partitions) {
 		zero.Add(kadm.Offset{Topic: w.topic, Partition: p, At: 0, LeaderEpoch: -1})
 	}
 	if _, err := w.adm.CommitOffsets(context.Background(), w.group, zero); err != nil {
@@ -357,7 +415,7 @@ func TestStoredOffsetsAreReadFromACaughtUpReplica(t *testing.T) {
 	// While the preferred replicas lag, nothing may be read as final:
 	// the group's offsets stay at the start.
 	time.Sleep(5 * time.Second)
-	for p, off := range itest.Committed(t, w.adm, w.group, w.topic) {
+	for p, off := range w.committed() {
 		if off != 0 {
 			t.Fatalf("partition %d committed to %d while its stored offsets could not be read from a caught-up replica", p, off)
 		}

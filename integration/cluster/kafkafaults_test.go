@@ -1,0 +1,185 @@
+//go:build cluster
+
+package cluster
+
+// Kafka cluster faults under load (issue 10, point 4): the broker that
+// leads most of the topic's partitions killed with SIGKILL, and the
+// partitions' replicas reassigned with their leadership moved, while Sluice
+// loads into the sharded, replicated tables. Each ends exactly once, with
+// `sluice audit` clean.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// leaders maps each partition of the topic to its leader's member name
+// (kafka1 … kafka3, by the bed's node ids).
+// A broker that is down fails the request now and then (the client asks
+// the one it knows): callers retry.
+func (w *loadWorld) leaders() (map[int32]string, error) {
+	md, err := w.adm.Metadata(context.Background(), w.topic)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]string{}
+	for _, p := range md.Topics[w.topic].Partitions {
+		out[p.Partition] = fmt.Sprintf("kafka%d", p.Leader)
+	}
+	return out, nil
+}
+
+func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
+	w := newLoadWorld(t, 6)
+	const n = 30000
+	w.produce(n)
+	leaders, err := w.leaders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, m := range leaders {
+		count[m]++
+	}
+	victim := ""
+	for m, c := range count {
+		if victim == "" || c > count[victim] || (c == count[victim] && m < victim) {
+			victim = m
+		}
+	}
+	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
+	if err := eventually(2*time.Minute, func() error {
+		if c := w.committedTotal(); c < 3000 {
+			return fmt.Errorf("committed %d", c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := w.committedTotal()
+	runScript(t, "kill9", victim)
+	t.Cleanup(func() { runScript(t, "start", victim) }) // also when the test fails
+	if before >= n {
+		t.Fatalf("everything was committed (%d) before the kill: the fault did not hit a load", before)
+	}
+	// The other two brokers take the leadership (min.insync.replicas 2
+	// still holds): loading and producing go on.
+	if err := eventually(time.Minute, func() error {
+		leaders, err := w.leaders()
+		if err != nil {
+			return err
+		}
+		for p, m := range leaders {
+			if m == victim {
+				return fmt.Errorf("partition %d still led by %s", p, m)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.produce(3000)
+	time.Sleep(5 * time.Second)
+	t.Logf("%s led %d of 6 partitions; committed %d at the kill, %d before its restart", victim, count[victim], before, w.committedTotal())
+	runScript(t, "restart", victim)
+	w.waitCommitted(4 * time.Minute)
+	r.stop(t)
+	w.exactlyOnce()
+	w.audit()
+}
+
+// TestPartitionReassignmentMidLoad: the topic has two replicas per
+// partition on three brokers; mid-load every partition moves to the broker
+// it was not on (which copies the log) and drops one of its old ones,
+// and the new one is elected leader.
+func TestPartitionReassignmentMidLoad(t *testing.T) {
+	w := newLoadWorldRF(t, 6, 2)
+	const n = 30000
+	w.produce(n)
+	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
+	if err := eventually(2*time.Minute, func() error {
+		if c := w.committedTotal(); c < 3000 {
+			return fmt.Errorf("committed %d", c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	md, err := w.adm.Metadata(ctx, w.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each partition to [the broker it is not on, its first replica]:
+	// the new one copies the log, becomes the preferred leader and is
+	// elected.
+	moves := kadm.AlterPartitionAssignmentsReq{}
+	want := map[int32]int32{}
+	for _, p := range md.Topics[w.topic].Partitions {
+		var fresh int32
+		for b := int32(1); b <= 3; b++ {
+			if !slices.Contains(p.Replicas, b) {
+				fresh = b
+			}
+		}
+		reps := []int32{fresh, p.Replicas[0]}
+		moves.Assign(w.topic, p.Partition, reps)
+		want[p.Partition] = reps[0]
+		t.Logf("partition %d: replicas %v (leader %d) -> %v", p.Partition, p.Replicas, p.Leader, reps)
+	}
+	resp, err := w.adm.AlterPartitionAssignments(ctx, moves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range resp {
+		for _, p := range ps {
+			if p.Err != nil {
+				t.Fatalf("reassign %s[%d]: %v", p.Topic, p.Partition, p.Err)
+			}
+		}
+	}
+	before := w.committedTotal()
+	if before >= n {
+		t.Fatalf("everything was committed (%d) before the reassignment: the fault did not hit a load", before)
+	}
+	if err := eventually(time.Minute, func() error {
+		set := kadm.TopicsSet{}
+		set.Add(w.topic)
+		res, err := w.adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, set)
+		if err != nil {
+			return err
+		}
+		for _, ps := range res {
+			for _, p := range ps {
+				if p.Err != nil && !errors.Is(p.Err, kerr.ElectionNotNeeded) {
+					return fmt.Errorf("elect %s[%d]: %w", p.Topic, p.Partition, p.Err)
+				}
+			}
+		}
+		md, err := w.adm.Metadata(ctx, w.topic)
+		if err != nil {
+			return err
+		}
+		for _, p := range md.Topics[w.topic].Partitions {
+			if p.Leader != want[p.Partition] || len(p.Replicas) != 2 {
+				return fmt.Errorf("partition %d led by %d, replicas %v, want leader %d", p.Partition, p.Leader, p.Replicas, want[p.Partition])
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("every partition moved to a new broker and leader; committed %d at the reassignment", before)
+	w.produce(3000)
+	w.waitCommitted(4 * time.Minute)
+	r.stop(t)
+	w.exactlyOnce()
+	w.audit()
+}
