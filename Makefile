@@ -97,10 +97,15 @@ up-cluster:
 down-cluster:
 	@integration/cluster.sh stop
 
-## test-cluster: the bed's smoke test (build tag cluster) after up-cluster; not part of `make test`
+## test-cluster: the tests on the cluster bed (build tag cluster, integration/cluster) after
+## up-cluster: the bed's smoke test, exactly once into replicated and sharded tables (a lagging
+## replica, a writing replica killed), Kafka cluster faults (the leaders' broker killed, a
+## reassignment) and TestClusterChaos; ~7 minutes here. Not part of `make test` (its 20-minute
+## budget); .ci/run runs it after `make test`.
 test-cluster: up-cluster
+	@mkdir -p $(BIN)
 	set -a; . "$${SLUICE_STATE_DIR:-$(CURDIR)/.state}/cluster/env"; set +a; \
-	$(GO) test -tags cluster -count=1 -timeout 15m -v ./integration/cluster/...
+	$(GO) test -tags cluster -count=1 -timeout 30m -v ./integration/cluster/... 2>&1 | tee $(BIN)/cluster.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' ; exit $${PIPESTATUS[0]}
 
 ## lint: go vet (also with the integration tag), gofmt, and the Helm chart checked offline:
 ## deploy/helm is its own module in the workspace deploy/helm/go.work (Helm as a library stays
