@@ -453,3 +453,65 @@ func TestReplicaKilledMidLoad(t *testing.T) {
 	w.exactlyOnce()
 	w.audit()
 }
+
+// TestMigrateOnCluster: `sluice migrate` with clickhouse.cluster creates, on
+// every server, each table as a replicated local table and a Distributed
+// one over it, and the views; a second run changes nothing.
+func TestMigrateOnCluster(t *testing.T) {
+	w := newLoadWorld(t, 1) // its own database, migrated by the library
+	w.config([][]int{{0, 1}, {0, 1}}, 500)
+	db := "mig_" + suffix()
+	// The same config, another database: the command creates it.
+	raw, err := os.ReadFile(w.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "migrate.yaml")
+	if err := os.WriteFile(path, []byte(strings.Replace(string(raw), "database: "+w.db, "database: "+db, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.buildSluice()
+	t.Cleanup(func() {
+		if !t.Failed() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			_ = w.conns["s1r1"].Exec(ctx, "DROP DATABASE IF EXISTS "+db+" ON CLUSTER "+clusterName)
+		}
+	})
+	for run := 1; run <= 2; run++ {
+		out, err := exec.Command(binary, "migrate", "-c", path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("sluice migrate (run %d): %v\n%s", run, err, out)
+		}
+	}
+	want := map[string]string{
+		"orders_local": "ReplicatedMergeTree", "payments_local": "ReplicatedMergeTree", "shipments_local": "ReplicatedMergeTree",
+		"orders": "Distributed", "payments": "Distributed", "shipments": "Distributed",
+		"orders_per_minute": "View", "payment_success_rate": "View",
+	}
+	for m, conn := range w.conns {
+		rows, err := conn.Query(context.Background(), "SELECT name, engine FROM system.tables WHERE database = ?", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for rows.Next() {
+			var name, engine string
+			if err := rows.Scan(&name, &engine); err != nil {
+				t.Fatal(err)
+			}
+			got[name] = engine
+		}
+		rows.Close()
+		for name, engine := range want {
+			if got[name] != engine {
+				t.Errorf("%s: %s.%s is %q, want %s (tables: %v)", m, db, name, got[name], engine, got)
+			}
+		}
+	}
+	// The views answer through the Distributed tables on any server.
+	var n uint64
+	if err := w.conns["s2r2"].QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM %s.orders_per_minute", db)).Scan(&n); err != nil {
+		t.Fatalf("orders_per_minute: %v", err)
+	}
+}
