@@ -13,7 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	sluicecfg "github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/gen"
+	"github.com/sluice-etl/sluice/pkg/kafkaconn"
 )
 
 // Exit codes.
@@ -41,6 +43,11 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 
 // config is the parsed command line.
 type config struct {
+	// configFile is a Sluice config whose Kafka connection (brokers, TLS,
+	// SASL) and schema registry URL sluice-gen takes; kafkaOpts are its
+	// TLS and SASL options.
+	configFile      string
+	kafkaOpts       []kgo.Opt
 	brokers         []string
 	count           int
 	rate            float64
@@ -165,6 +172,11 @@ flags, 130 when interrupted.`,
 			if !cfg.registryFlag {
 				cfg.registry = strings.TrimSpace(getenv(registryEnv))
 			}
+			if cfg.configFile != "" {
+				if err := cfg.fromSluiceConfig(cmd.Flags().Changed("brokers")); err != nil {
+					return err
+				}
+			}
 			return runGen(cmd.Context(), cfg, stdout, stderr, tty)
 		},
 	}
@@ -174,6 +186,7 @@ flags, 130 when interrupted.`,
 
 	f := cmd.Flags()
 	f.SortFlags = false
+	f.StringVarP(&cfg.configFile, "config", "c", "", "a Sluice config file: its kafka.brokers, kafka.tls and kafka.sasl (and schema_registry.url) connect sluice-gen as they connect Sluice")
 	f.StringSliceVar(&cfg.brokers, "brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap brokers, comma-separated (env "+brokersEnv+" when the flag is not given)")
 	f.IntVar(&cfg.count, "count", 10000, "number of orders to produce (each with its payments and shipments)")
 	f.Float64Var(&cfg.rate, "rate", 0, "event records (orders+payments+shipments) per second; 0 = as fast as possible")
@@ -204,6 +217,28 @@ flags, 130 when interrupted.`,
 	f.StringVar(&cfg.format, "format", string(gen.FormatAvro), "wire format of orders, payments and shipments: "+formatNames())
 	f.StringVar(&cfg.registry, "registry", "", "schema registry URL for --format avro-confluent, e.g. http://127.0.0.1:8081 (env "+registryEnv+" when the flag is not given)")
 	return cmd
+}
+
+// fromSluiceConfig takes the Kafka connection of the Sluice config at
+// c.configFile (loaded as `sluice run` loads it, environment overrides
+// included): the brokers unless --brokers was given, TLS and SASL, and
+// the schema registry URL unless --registry or its variable was given. A
+// config Sluice would refuse is a usage error naming the key.
+func (c *config) fromSluiceConfig(brokersFlag bool) error {
+	sc, err := sluicecfg.Load(c.configFile)
+	if err != nil {
+		return usageError{fmt.Errorf("--config %s: %w", c.configFile, err)}
+	}
+	if !brokersFlag {
+		c.brokers = sc.Kafka.Brokers
+	}
+	if c.kafkaOpts, err = kafkaconn.Security(sc.Kafka); err != nil {
+		return usageError{fmt.Errorf("--config %s: %w", c.configFile, err)}
+	}
+	if c.registry == "" {
+		c.registry = sc.SchemaRegistry.URL
+	}
+	return nil
 }
 
 // options turns the flags into generator options, or a usage error.
@@ -299,11 +334,11 @@ func runGen(ctx context.Context, cfg config, stdout, stderr io.Writer, tty bool)
 		return usageError{err}
 	}
 
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.brokers...),
 		kgo.ClientID("sluice-gen"),
 		kgo.RecordDeliveryTimeout(cfg.deliveryTimeout),
-	)
+	}, cfg.kafkaOpts...)...)
 	if err != nil {
 		return usageError{fmt.Errorf("kafka client: %w", err)}
 	}
@@ -375,8 +410,12 @@ func ping(ctx context.Context, cl *kgo.Client, cfg config) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted: %w", ctx.Err())
 		}
-		return fmt.Errorf("cannot reach Kafka at %s within %v (check --brokers or %s): %w",
-			strings.Join(cfg.brokers, ","), cfg.timeout, brokersEnv, err)
+		check := "--brokers or " + brokersEnv
+		if cfg.configFile != "" {
+			check = "kafka.brokers, kafka.tls and kafka.sasl of --config " + cfg.configFile
+		}
+		return fmt.Errorf("cannot reach Kafka at %s within %v (check %s): %w",
+			strings.Join(cfg.brokers, ","), cfg.timeout, check, err)
 	}
 	return nil
 }
