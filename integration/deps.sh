@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what building and testing Sluice needs on a fresh Debian machine:
 # Go modules, Java 17+ and Maven (for the Kafka broker from Maven Central),
-# the ClickHouse server and client from Debian, and Debian's Chromium (the
-# dashboard's browser test drives it headless, integration/dashboard_browser_test.go).
+# the ClickHouse server and client from Debian, Debian's Chromium (the
+# dashboard's browser test drives it headless, integration/dashboard_browser_test.go)
+# and Debian's Prometheus (the Grafana board's queries, integration/prometheus_test.go).
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 SERVICE_NAME=deps
@@ -17,11 +18,14 @@ fi
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
+# Prometheus evaluates the Grafana dashboard's queries (integration/prometheus_test.go).
+[[ -x /usr/bin/prometheus ]] || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # RUNLEVEL=1: packages with a service (prometheus) do not start it.
+  RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 "$INTEGRATION_DIR/clickhouse.sh" install
 "$INTEGRATION_DIR/kafka.sh" fetch

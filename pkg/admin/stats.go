@@ -173,7 +173,9 @@ func gather(g prometheus.Gatherer) (map[string]*counters, error) {
 			case mInsertErrors:
 				c.insertErrors = v
 			case mDeadLetters:
-				c.deadLetters[stage] += v
+				if v > 0 { // the engine starts every stage's series at 0
+					c.deadLetters[stage] += v
+				}
 			case mBatchSeconds:
 				h := m.GetHistogram()
 				c.hist = histogram{count: h.GetSampleCount(), sum: h.GetSampleSum()}

@@ -226,6 +226,7 @@ func New(o Options) (*Engine, error) {
 		}
 		e.byTopic[p.Topic] = p
 		e.publishLimits(p, -1, p.Limits, false) // the gauges start at the configured limits
+		o.Metrics.startPipeline(p.Name)
 	}
 	e.opts.DeadLetters = e.countLetters(o.DeadLetters)
 	e.hardCtx, e.hardCancel = context.WithCancel(context.Background())

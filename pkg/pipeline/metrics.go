@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-etl/sluice/pkg/record"
 )
 
 // Metrics are the engine's Prometheus series. Labels are bounded: pipeline
@@ -145,4 +147,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.OutOfRange, m.SkippedOffsets, m.Stalled)
 	}
 	return m
+}
+
+// startPipeline makes the pipeline's counters exist at 0 before anything
+// happens to them. A counter series that first appears at 3 is read by
+// Prometheus's increase() and rate() as 0 until it moves again: without
+// this, a dashboard's "dead letters (1h)" hid the first letters of every
+// pipeline and stage (found by TestGrafanaDashboardQueriesOnARealPrometheus).
+// The label sets are the closed ones: stages and reason classes.
+func (m *Metrics) startPipeline(name string) {
+	for _, c := range []*prometheus.CounterVec{m.Consumed, m.Loaded, m.Batches, m.InsertErrors, m.ViewFailures,
+		m.Skipped, m.TruncatedLetters, m.OutOfRange, m.SkippedOffsets} {
+		c.WithLabelValues(name)
+	}
+	for _, s := range []record.Stage{record.StageDecode, record.StageTransform, record.StageLoad} {
+		m.DeadLetters.WithLabelValues(name, string(s))
+		for _, class := range record.ReasonClasses {
+			m.DeadLetterReasons.WithLabelValues(name, string(s), class)
+		}
+	}
 }

@@ -64,8 +64,18 @@ func TestDeadLettersByReasonClassAndRetriesByErrorType(t *testing.T) {
 	if trunc != 6 || invalid != 6 {
 		t.Errorf("dead letters by reason class: truncated %v, invalid_value %v; want 6 and 6", trunc, invalid)
 	}
-	if n := testutil.CollectAndCount(m.DeadLetterReasons); n != 2 {
-		t.Errorf("%d series of sluice_dead_letter_reasons_total, want 2", n)
+	// Every stage and class exists from the start (at 0, so that
+	// increase() sees the first letter); only the two classes moved.
+	moved := 0
+	for _, stage := range []record.Stage{record.StageDecode, record.StageTransform, record.StageLoad} {
+		for _, class := range record.ReasonClasses {
+			if testutil.ToFloat64(m.DeadLetterReasons.WithLabelValues("events", string(stage), class)) > 0 {
+				moved++
+			}
+		}
+	}
+	if n, want := testutil.CollectAndCount(m.DeadLetterReasons), 3*len(record.ReasonClasses); n != want || moved != 2 {
+		t.Errorf("%d series of sluice_dead_letter_reasons_total (want %d), %d of them above 0 (want 2)", n, want, moved)
 	}
 	if all := testutil.ToFloat64(m.DeadLetters.WithLabelValues("events", "decode")); all != trunc+invalid {
 		t.Errorf("sluice_dead_letters_total %v, by reason class %v: they count the same letters", all, trunc+invalid)

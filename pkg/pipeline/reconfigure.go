@@ -148,6 +148,7 @@ func (e *Engine) reconfigure(cl *kgo.Client, pipes []*Pipeline) error {
 			continue
 		}
 		e.publishLimits(p, -1, p.Limits, false)
+		e.m.startPipeline(p.Name)
 	}
 
 	e.mu.Lock()
