@@ -30,6 +30,14 @@ package bench
 //     this process). The bed is shared; a run with a high figure here was
 //     disturbed by other work.
 //   - peak RSS: VmHWM of each process at the last commit.
+//   - batches: each process's /metrics at the last commit
+//     (sluice_batch_rows, sluice_batch_duration_seconds: cut to commit),
+//     summed; "in flight" is Little's law, rows/s × mean batch latency ÷
+//     mean batch rows: how many batches were between cut and commit on
+//     average.
+//   - bed before: the CPU the bed's servers and brokers used, in cores,
+//     over the 2 s before the processes start (idle, or other sessions'
+//     tests).
 //   - parts: the bed's servers have no system.part_log, so parts created
 //     are the level-0 parts of the shards' local tables in system.parts,
 //     active or not, counted right after the load (INSERTs create level
@@ -53,6 +61,9 @@ package bench
 //	SLUICE_SCALE_BIN     the sluice binary (bin/sluice; built if unset)
 //	SLUICE_SCALE_ORDERS  JSON orders produced (800,000)
 //	SLUICE_SCALE_PROCS   the process counts, in order ("1,2,3")
+//	SLUICE_SCALE_ROUNDS  how many times the counts run, interleaved (3):
+//	                     the machine is shared, so one run of a count
+//	                     says little; the summary takes the median
 //	SLUICE_SCALE_JSON    the report (<repo>/bin/bench-scale.json)
 
 import (
@@ -60,11 +71,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,12 +125,34 @@ type ScaleReport struct {
 	MemoryBoundMiB int64      `json:"memory_bound_mib"`
 	Gomaxprocs     int        `json:"gomaxprocs"`
 	PartsSource    string     `json:"parts_source"`
+	Rounds         int        `json:"rounds"`
 	Runs           []ScaleRun `json:"runs"`
+	// Summary is one line per process count: the median of its rounds.
+	Summary []ScaleSummary `json:"summary"`
+}
+
+// ScaleSummary is the median of one process count's rounds, and the
+// spread of its rates.
+type ScaleSummary struct {
+	Processes         int     `json:"processes"`
+	Runs              int     `json:"runs"`
+	RowsPerSec        float64 `json:"rows_per_sec_median"`
+	RowsPerSecMin     float64 `json:"rows_per_sec_min"`
+	RowsPerSecMax     float64 `json:"rows_per_sec_max"`
+	LoaderCPUUsPerRow float64 `json:"loader_cpu_us_per_row_median"`
+	CHCPUUsPerRow     float64 `json:"clickhouse_cpu_us_per_row_median"`
+	KafkaCPUUsPerRow  float64 `json:"kafka_cpu_us_per_row_median"`
+	PeakRSSMB         float64 `json:"peak_rss_mb_max"`
+	PartsPerMillion   float64 `json:"parts_per_million_rows_median"`
+	BatchRows         float64 `json:"batch_rows_median"`
+	BatchSeconds      float64 `json:"batch_seconds_median"`
+	OtherCores        float64 `json:"other_cores_median"`
 }
 
 // ScaleRun is the figures of N processes.
 type ScaleRun struct {
 	Processes         int       `json:"processes"`
+	Round             int       `json:"round"`
 	Attempts          int       `json:"attempts"`
 	Rows              uint64    `json:"rows"`
 	Distinct          uint64    `json:"distinct_offsets"`
@@ -132,6 +169,11 @@ type ScaleRun struct {
 	PartsCreated      int64     `json:"parts_created"`
 	PartsPerMillion   float64   `json:"parts_per_million_rows"`
 	Merges            int64     `json:"merged_parts"`
+	BatchRows         float64   `json:"batch_rows_mean"`
+	BatchSeconds      float64   `json:"batch_seconds_mean"`
+	InFlight          float64   `json:"batches_in_flight"`
+	BedCHCoresBefore  float64   `json:"bed_clickhouse_cores_before"`
+	BedKCoresBefore   float64   `json:"bed_kafka_cores_before"`
 	Disturbed         []string  `json:"disturbed_attempts,omitempty"`
 }
 
@@ -155,6 +197,7 @@ type scaleBed struct {
 	bin      string
 	orders   int
 	procs    []int
+	rounds   int
 	jsonPath string
 	suffix   string
 	topic    string
@@ -177,6 +220,9 @@ func newScaleBed(b *testing.B) *scaleBed {
 	var err error
 	if s.orders, err = strconv.Atoi(strings.ReplaceAll(itest.Env("SLUICE_SCALE_ORDERS", "800000"), "_", "")); err != nil || s.orders <= 0 {
 		b.Fatalf("SLUICE_SCALE_ORDERS: want a positive integer")
+	}
+	if s.rounds, err = strconv.Atoi(itest.Env("SLUICE_SCALE_ROUNDS", "3")); err != nil || s.rounds <= 0 {
+		b.Fatalf("SLUICE_SCALE_ROUNDS: want a positive integer")
 	}
 	for _, f := range strings.Split(itest.Env("SLUICE_SCALE_PROCS", "1,2,3"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -279,7 +325,7 @@ func bedCPU(ms []bedMember, kind string) time.Duration {
 func (s *scaleBed) run() {
 	b := s.b
 	rep := &ScaleReport{Date: time.Now().UTC().Format(time.RFC3339), Commit: scaleGitDescribe(), Machine: scaleMachine(),
-		Orders: s.orders, Partitions: scalePartitions, Gomaxprocs: runtime.NumCPU(),
+		Orders: s.orders, Partitions: scalePartitions, Gomaxprocs: runtime.NumCPU(), Rounds: s.rounds,
 		PartsSource: "system.parts (no system.part_log on the bed): level-0 parts created, parts of higher levels merged, per shard the larger count of its two replicas"}
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		rep.LoadAvg = strings.Join(strings.Fields(string(la))[:3], " ")
@@ -301,32 +347,18 @@ func (s *scaleBed) run() {
 	fmt.Printf("bench-scale: produced %d JSON orders (%.0f B each) over %d partitions (RF 3, acks=all) in %v; load average %s\n",
 		s.orders, rep.BytesPerOrder, scalePartitions, time.Since(t0).Round(time.Second), rep.LoadAvg)
 
-	for _, n := range s.procs {
-		var r ScaleRun
-		var disturbed []string
-		for attempt := 1; ; attempt++ {
-			if err := s.waitBed(5 * time.Minute); err != nil {
-				b.Fatal(err)
+	for round := 1; round <= s.rounds; round++ {
+		for _, n := range s.procs {
+			r := s.runCount(n, round)
+			fmt.Printf("bench-scale: round %d, %d process(es): %d rows exactly once, %.0f rows/s (others %.2f cores)\n",
+				round, n, r.Rows, r.RowsPerSec, r.OtherCores)
+			rep.Runs = append(rep.Runs, r)
+			if rep.MemoryBoundMiB == 0 {
+				rep.MemoryBoundMiB = s.memoryBound()
 			}
-			r, err = s.runN(n, attempt)
-			var d *disturbance
-			if errors.As(err, &d) && attempt < scaleAttempts {
-				fmt.Printf("bench-scale: %d process(es), attempt %d disturbed (%v): running it again\n", n, attempt, err)
-				disturbed = append(disturbed, err.Error())
-				continue
-			}
-			if err != nil {
-				b.Fatalf("%d process(es), attempt %d: %v", n, attempt, err)
-			}
-			r.Attempts, r.Disturbed = attempt, disturbed
-			break
-		}
-		fmt.Printf("bench-scale: %d process(es): %d rows exactly once, %.0f rows/s\n", n, r.Rows, r.RowsPerSec)
-		rep.Runs = append(rep.Runs, r)
-		if rep.MemoryBoundMiB == 0 {
-			rep.MemoryBoundMiB = s.memoryBound()
 		}
 	}
+	rep.Summary = summarize(s.procs, rep.Runs)
 	fmt.Println()
 	formatScale(os.Stdout, rep)
 	raw, err := json.MarshalIndent(rep, "", "  ")
@@ -340,6 +372,73 @@ func (s *scaleBed) run() {
 		b.Fatalf("write %s: %v", s.jsonPath, err)
 	}
 	fmt.Printf("report: %s\n", s.jsonPath)
+}
+
+// runCount runs n processes until a run is not disturbed (at most
+// scaleAttempts), and fails the benchmark on any other error.
+func (s *scaleBed) runCount(n, round int) ScaleRun {
+	b := s.b
+	var disturbed []string
+	for attempt := 1; ; attempt++ {
+		if err := s.waitBed(5 * time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		r, err := s.runN(n, fmt.Sprintf("%d_%d", round, attempt))
+		var d *disturbance
+		if errors.As(err, &d) && attempt < scaleAttempts {
+			fmt.Printf("bench-scale: round %d, %d process(es), attempt %d disturbed (%v): running it again\n", round, n, attempt, err)
+			disturbed = append(disturbed, err.Error())
+			continue
+		}
+		if err != nil {
+			b.Fatalf("round %d, %d process(es), attempt %d: %v", round, n, attempt, err)
+		}
+		r.Round, r.Attempts, r.Disturbed = round, attempt, disturbed
+		return r
+	}
+}
+
+// summarize takes, per process count, the median of its runs.
+func summarize(procs []int, runs []ScaleRun) []ScaleSummary {
+	var out []ScaleSummary
+	for _, n := range procs {
+		var rs []ScaleRun
+		for _, r := range runs {
+			if r.Processes == n {
+				rs = append(rs, r)
+			}
+		}
+		med := func(f func(ScaleRun) float64) float64 {
+			v := make([]float64, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			slices.Sort(v)
+			if len(v)%2 == 1 {
+				return v[len(v)/2]
+			}
+			return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		}
+		sm := ScaleSummary{Processes: n, Runs: len(rs),
+			RowsPerSec:        med(func(r ScaleRun) float64 { return r.RowsPerSec }),
+			LoaderCPUUsPerRow: med(func(r ScaleRun) float64 { return r.LoaderCPUUsPerRow }),
+			CHCPUUsPerRow:     med(func(r ScaleRun) float64 { return r.CHCPUUsPerRow }),
+			KafkaCPUUsPerRow:  med(func(r ScaleRun) float64 { return r.KafkaCPUUsPerRow }),
+			PartsPerMillion:   med(func(r ScaleRun) float64 { return r.PartsPerMillion }),
+			BatchRows:         med(func(r ScaleRun) float64 { return r.BatchRows }),
+			BatchSeconds:      med(func(r ScaleRun) float64 { return r.BatchSeconds }),
+			OtherCores:        med(func(r ScaleRun) float64 { return r.OtherCores }),
+			RowsPerSecMin:     rs[0].RowsPerSec, RowsPerSecMax: rs[0].RowsPerSec,
+		}
+		for _, r := range rs {
+			sm.RowsPerSecMin, sm.RowsPerSecMax = min(sm.RowsPerSecMin, r.RowsPerSec), max(sm.RowsPerSecMax, r.RowsPerSec)
+			for _, m := range r.PeakRSSMB {
+				sm.PeakRSSMB = max(sm.PeakRSSMB, m)
+			}
+		}
+		out = append(out, sm)
+	}
+	return out
 }
 
 // produce writes the orders, seq i to partition i mod 12 (every partition
@@ -390,12 +489,37 @@ type disturbance struct{ what string }
 
 func (d *disturbance) Error() string { return d.what }
 
-// waitBed waits until every member of the bed runs: the cluster tests
-// that share it kill members and restart them.
+// serving is nil when every member of the bed runs and answers: each
+// replica a ping, the brokers a metadata request.
+func (s *scaleBed) serving() error {
+	if _, err := s.members(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for si, rs := range s.replicas {
+		for ri, conn := range rs {
+			if err := conn.Ping(ctx); err != nil {
+				return fmt.Errorf("replica s%dr%d: %w", si+1, ri+1, err)
+			}
+		}
+	}
+	md, err := s.adm.BrokerMetadata(ctx)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	if len(md.Brokers) != len(s.brokers) {
+		return fmt.Errorf("kafka: %d of %d brokers in the metadata", len(md.Brokers), len(s.brokers))
+	}
+	return nil
+}
+
+// waitBed waits until every member of the bed runs and answers: the
+// cluster tests that share it kill members and restart them.
 func (s *scaleBed) waitBed(d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
-		_, err := s.members()
+		err := s.serving()
 		if err == nil {
 			return nil
 		}
@@ -408,7 +532,7 @@ func (s *scaleBed) waitBed(d time.Duration) error {
 
 // runN loads the topic with n processes into a fresh database. An error
 // of a run during which a member of the bed restarted is a disturbance.
-func (s *scaleBed) runN(n, attempt int) (ScaleRun, error) {
+func (s *scaleBed) runN(n int, attempt string) (ScaleRun, error) {
 	before, err := s.members()
 	if err != nil {
 		return ScaleRun{}, &disturbance{err.Error()}
@@ -419,16 +543,19 @@ func (s *scaleBed) runN(n, attempt int) (ScaleRun, error) {
 		if derr := s.sameMembers(before); derr != nil {
 			return r, &disturbance{fmt.Sprintf("%v (after: %v)", derr, err)}
 		}
+		if serr := s.serving(); serr != nil {
+			return r, &disturbance{fmt.Sprintf("%v (after: %v)", serr, err)}
+		}
 	}
 	return r, err
 }
 
 // load is one run of n processes.
-func (s *scaleBed) load(n, attempt int) (ScaleRun, error) {
+func (s *scaleBed) load(n int, attempt string) (ScaleRun, error) {
 	ctx := context.Background()
 	r := ScaleRun{Processes: n}
-	db := fmt.Sprintf("bench_scale_%s_%d_%d", s.suffix, n, attempt)
-	group := "bench-scale-" + s.suffix + "-" + strconv.Itoa(n) + "-" + strconv.Itoa(attempt)
+	db := fmt.Sprintf("bench_scale_%s_%d_%s", s.suffix, n, attempt)
+	group := fmt.Sprintf("bench-scale-%s-%d-%s", s.suffix, n, attempt)
 	first := s.replicas[0][0]
 	if err := migrate.ApplyCluster(ctx, first, db, migrate.Cluster{Name: s.cluster, LocalSuffix: "_local"},
 		schemas.ClickHouse, "clickhouse", slog.New(slog.DiscardHandler)); err != nil {
@@ -461,6 +588,13 @@ func (s *scaleBed) load(n, attempt int) (ScaleRun, error) {
 	if err != nil {
 		return r, &disturbance{err.Error()}
 	}
+	{
+		c, k, t := bedCPU(ms, "clickhouse"), bedCPU(ms, "kafka"), time.Now()
+		time.Sleep(2 * time.Second)
+		el := time.Since(t).Seconds()
+		r.BedCHCoresBefore = (bedCPU(ms, "clickhouse") - c).Seconds() / el
+		r.BedKCoresBefore = (bedCPU(ms, "kafka") - k).Seconds() / el
+	}
 	ch0, k0, m0, self0 := bedCPU(ms, "clickhouse"), bedCPU(ms, "kafka"), machineCPU(), benchutil.SelfCPU()
 	start := time.Now()
 	procs := make([]*scaleProc, 0, n)
@@ -470,7 +604,7 @@ func (s *scaleBed) load(n, attempt int) (ScaleRun, error) {
 		}
 	}()
 	for i := range n {
-		p, err := startScaleProc(s.bin, cfgPath, filepath.Join(s.b.TempDir(), fmt.Sprintf("sluice-%d.log", i+1)))
+		p, err := startScaleProc(s.bin, cfgPath, filepath.Join(s.b.TempDir(), fmt.Sprintf("sluice-%d.log", i+1)), freeAddr())
 		if err != nil {
 			return r, err
 		}
@@ -517,6 +651,14 @@ func (s *scaleBed) load(n, attempt int) (ScaleRun, error) {
 		loaderCPU += c
 		r.PeakRSSMB = append(r.PeakRSSMB, float64(hwm)/1024)
 	}
+	var bm batchMetrics
+	for _, p := range procs {
+		m, err := scrapeBatches(p.admin)
+		if err != nil {
+			return r, fmt.Errorf("sluice (pid %s) /metrics: %w", p.pid, err)
+		}
+		bm.add(m)
+	}
 	chLoad, kLoad := bedCPU(ms, "clickhouse")-ch0, bedCPU(ms, "kafka")-k0
 	others := machineCPU() - m0 - (benchutil.SelfCPU() - self0) - chLoad - kLoad - loaderCPU
 	if err := s.sameMembers(ms); err != nil {
@@ -535,6 +677,10 @@ func (s *scaleBed) load(n, attempt int) (ScaleRun, error) {
 	r.CHCPUUsPerRow = float64(chLoad.Microseconds()) / rows
 	r.KafkaCPUUsPerRow = float64(kLoad.Microseconds()) / rows
 	r.OtherCores = max(0, others.Seconds()/end.Sub(start).Seconds())
+	if bm.batches > 0 {
+		r.BatchRows, r.BatchSeconds = bm.rows/bm.batches, bm.seconds/bm.batches
+		r.InFlight = r.RowsPerSec * r.BatchSeconds / r.BatchRows
+	}
 
 	if r.PartsCreated, _, err = s.parts(ctx, db); err != nil {
 		return r, err
@@ -768,23 +914,82 @@ func (s *scaleBed) memoryBound() int64 {
 	return config.MemoryBound(cfg, runtime.GOMAXPROCS(0), false) >> 20
 }
 
+// batchMetrics is what a process's /metrics says of its batches.
+type batchMetrics struct{ batches, rows, seconds float64 }
+
+func (m *batchMetrics) add(o batchMetrics) {
+	m.batches, m.rows, m.seconds = m.batches+o.batches, m.rows+o.rows, m.seconds+o.seconds
+}
+
+// scrapeBatches reads the batch histograms' sums and counts (one pipeline).
+func scrapeBatches(addr string) (batchMetrics, error) {
+	var m batchMetrics
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return m, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return m, err
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		name, rest, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, "{")
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "sluice_batch_rows_count":
+			m.batches += v
+		case "sluice_batch_rows_sum":
+			m.rows += v
+		case "sluice_batch_duration_seconds_sum":
+			m.seconds += v
+		}
+	}
+	if m.batches == 0 {
+		return m, errors.New("no sluice_batch_rows_count")
+	}
+	return m, nil
+}
+
+// freeAddr is a loopback address with a port free a moment ago, for a
+// process's admin server.
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 // scaleProc is one `sluice run` process.
 type scaleProc struct {
 	cmd    *exec.Cmd
 	pid    string
+	admin  string
 	log    string
 	logf   *os.File
 	exited chan error
 	done   bool
 }
 
-func startScaleProc(bin, cfgPath, logPath string) (*scaleProc, error) {
+// startScaleProc starts `sluice run`, its admin server at admin (the
+// environment overrides the shared config's admin.listen).
+func startScaleProc(bin, cfgPath, logPath, admin string) (*scaleProc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	p := &scaleProc{log: logPath, logf: f, exited: make(chan error, 1)}
+	p := &scaleProc{log: logPath, logf: f, admin: admin, exited: make(chan error, 1)}
 	p.cmd = exec.Command(bin, "run", "-c", cfgPath)
+	p.cmd.Env = append(os.Environ(), "SLUICE_ADMIN_LISTEN="+admin)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		f.Close()
@@ -849,27 +1054,37 @@ func machineCPU() time.Duration {
 	return d
 }
 
-// formatScale prints the runs as one table, with each figure's ratio to
-// the one-process run where scaling is the question.
+// formatScale prints every run, then the median of each process count
+// with each rate's ratio to the one-process median.
 func formatScale(w *os.File, rep *ScaleReport) {
 	fmt.Fprintf(w, "bench-scale %s (%s) on %s\n", rep.Date, rep.Commit, rep.Machine)
 	fmt.Fprintf(w, "%d JSON orders of %.0f B, %d partitions RF 3, ClickHouse 2 shards x 2 replicas; load average before: %s; memory bound per process %d MiB (GOMAXPROCS %d)\n",
 		rep.Orders, rep.BytesPerOrder, rep.Partitions, rep.LoadAvg, rep.MemoryBoundMiB, rep.Gomaxprocs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "procs\trows/s\tvs 1\tload s\tfirst commit s\tloader µs/row\tCH µs/row load\tCH µs/row +merges\tKafka µs/row\tpeak RSS MB each\tparts/M rows\tmerged parts\tother cores\texactly once\t")
-	var base float64
+	fmt.Fprintln(tw, "round\tprocs\trows/s\tload s\tfirst commit s\tloader µs/row\tCH µs/row load\t+merges\tKafka µs/row\tpeak RSS MB each\tparts/M rows\tmerged parts\tbatch rows\tbatch s\tin flight\tbed before CH/Kafka cores\tother cores\texactly once\t")
 	for _, r := range rep.Runs {
-		if base == 0 {
-			base = r.RowsPerSec
-		}
 		rss := make([]string, len(r.PeakRSSMB))
 		for i, v := range r.PeakRSSMB {
 			rss[i] = fmt.Sprintf("%.0f", v)
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.0f\t%d\t%.2f\t%d/%d\t\n",
-			r.Processes, r.RowsPerSec, r.RowsPerSec/base, r.LoadSeconds, r.FirstCommitSec, r.LoaderCPUUsPerRow,
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.0f\t%d\t%.0f\t%.2f\t%.1f\t%.2f/%.2f\t%.2f\t%d/%d\t\n",
+			r.Round, r.Processes, r.RowsPerSec, r.LoadSeconds, r.FirstCommitSec, r.LoaderCPUUsPerRow,
 			r.CHCPUUsPerRow, r.CHMergeCPUUsRow, r.KafkaCPUUsPerRow, strings.Join(rss, " "), r.PartsPerMillion, r.Merges,
-			r.OtherCores, r.Distinct, r.Rows)
+			r.BatchRows, r.BatchSeconds, r.InFlight, r.BedCHCoresBefore, r.BedKCoresBefore, r.OtherCores, r.Distinct, r.Rows)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "median of the rounds:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "procs\trows/s\t(min-max)\tvs 1\tloader µs/row\tCH µs/row\tKafka µs/row\tpeak RSS MB\tparts/M rows\tbatch rows\tbatch s\tother cores\t")
+	var base float64
+	for _, m := range rep.Summary {
+		if base == 0 {
+			base = m.RowsPerSec
+		}
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f-%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t\n",
+			m.Processes, m.RowsPerSec, m.RowsPerSecMin, m.RowsPerSecMax, m.RowsPerSec/base, m.LoaderCPUUsPerRow,
+			m.CHCPUUsPerRow, m.KafkaCPUUsPerRow, m.PeakRSSMB, m.PartsPerMillion, m.BatchRows, m.BatchSeconds, m.OtherCores)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "parts: %s\n", rep.PartsSource)
