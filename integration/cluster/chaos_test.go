@@ -8,7 +8,8 @@ package cluster
 // deploy step replaces one, the replica that takes a shard's writes is
 // killed, and a broker is killed — each restarted. Poison records go to
 // the dead-letter topic. At the end every offset is a row exactly once or
-// a dead letter exactly once, and `sluice audit` is clean.
+// a dead letter exactly once, and `sluice audit` is clean. Up to three
+// partitions' batches of a shard share an INSERT (batch.combine).
 
 import (
 	"bytes"
@@ -215,6 +216,8 @@ func (w *loadWorld) fullISR(d time.Duration) {
 func TestClusterChaos(t *testing.T) {
 	w := newLoadWorld(t, 12)
 	w.produce(20000)
+	// Shared INSERTs too: the partitions of a shard share one.
+	w.combine = 3
 	w.config([][]int{{0, 1}, {0, 1}}, 2000)
 	f := w.fleet(3)
 	ctx, stopProducing := context.WithCancel(context.Background())

@@ -45,8 +45,10 @@ type loadWorld struct {
 	// partitions of the topic.
 	partitions int
 	conns      map[string]driver.Conn
-	// cfgPath is the last config written (config).
+	// cfgPath is the last config written (config); combine its
+	// batch.combine (0: 1).
 	cfgPath string
+	combine int
 	kcl     *kgo.Client
 	adm     *kadm.Client
 }
@@ -155,6 +157,7 @@ log:
 batch:
   max_rows: %d
   max_wait: 200ms
+  combine: %d
 shutdown_timeout: 20s
 pipelines:
   - name: orders
@@ -163,7 +166,7 @@ pipelines:
     schema: %s
     table: orders
     transforms: [order_items]
-`, strings.Join(brokers, ", "), w.group, w.topic, w.db, clusterName, strings.Join(shardList, ", "), maxRows, w.topic, abs)
+`, strings.Join(brokers, ", "), w.group, w.topic, w.db, clusterName, strings.Join(shardList, ", "), maxRows, max(w.combine, 1), w.topic, abs)
 	path := filepath.Join(w.t.TempDir(), "sluice.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		w.t.Fatal(err)
