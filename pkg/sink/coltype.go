@@ -19,6 +19,7 @@ type colType struct {
 	precision int32    // Decimal
 	scale     int32    // Decimal
 	symbols   []string // Enum8/16
+	values    []int16  // Enum8/16: each symbol's number (the native writer sends these)
 }
 
 // parseType reads the type names ClickHouse 18.16 and current releases
@@ -73,7 +74,11 @@ func parseType(s string) (*colType, error) {
 	}
 	for _, prefix := range []string{"Enum8", "Enum16"} {
 		if in, ok := inner(prefix); ok {
-			return &colType{base: prefix, symbols: enumSymbols(in)}, nil
+			syms, vals := enumSymbols(in), enumValues(in)
+			if len(vals) != len(syms) {
+				vals = nil // not the writer's to refuse here; newNativeColbuf does
+			}
+			return &colType{base: prefix, symbols: syms, values: vals}, nil
 		}
 	}
 	for _, prefix := range []string{"DateTime", "FixedString"} {
@@ -234,6 +239,23 @@ func enumSymbols(s string) []string {
 		if len(name) >= 2 && name[0] == '\'' && name[len(name)-1] == '\'' {
 			out = append(out, strings.ReplaceAll(name[1:len(name)-1], "\\'", "'"))
 		}
+	}
+	return out
+}
+
+// enumValues reads the numbers of "'A' = 1, 'B' = -2".
+func enumValues(s string) []int16 {
+	var out []int16
+	for _, part := range strings.Split(s, ",") {
+		_, num, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return nil
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(num), 10, 16)
+		if err != nil {
+			return nil
+		}
+		out = append(out, int16(v))
 	}
 	return out
 }

@@ -44,11 +44,11 @@ func TestParseType(t *testing.T) {
 		{in: "Nullable(Decimal(18, 8))", want: &colType{base: "Decimal", nullable: true, precision: 18, scale: 8}},
 
 		// Enums keep their symbols in order.
-		{in: "Enum8('CREATED' = 1, 'CONFIRMED' = 2)", want: &colType{base: "Enum8", symbols: []string{"CREATED", "CONFIRMED"}}},
+		{in: "Enum8('CREATED' = 1, 'CONFIRMED' = 2)", want: &colType{base: "Enum8", symbols: []string{"CREATED", "CONFIRMED"}, values: []int16{1, 2}}},
 		{in: "Enum8('CREATED' = 1, 'CONFIRMED' = 2, 'CANCELLED' = 3)",
-			want: &colType{base: "Enum8", symbols: []string{"CREATED", "CONFIRMED", "CANCELLED"}}},
-		{in: "Enum16('neg' = -1, 'it\\'s' = 1000)", want: &colType{base: "Enum16", symbols: []string{"neg", "it's"}}},
-		{in: "Nullable(Enum8('A' = 1))", want: &colType{base: "Enum8", nullable: true, symbols: []string{"A"}}},
+			want: &colType{base: "Enum8", symbols: []string{"CREATED", "CONFIRMED", "CANCELLED"}, values: []int16{1, 2, 3}}},
+		{in: "Enum16('neg' = -1, 'it\\'s' = 1000)", want: &colType{base: "Enum16", symbols: []string{"neg", "it's"}, values: []int16{-1, 1000}}},
+		{in: "Nullable(Enum8('A' = 1))", want: &colType{base: "Enum8", nullable: true, symbols: []string{"A"}, values: []int16{1}}},
 
 		// Wrappers.
 		{in: "Nullable(String)", want: &colType{base: "String", nullable: true}},

@@ -118,6 +118,9 @@ type Table struct {
 	// catch-up checks for this table.
 	cluster *Cluster
 	syncs   map[*Replica]*syncPoint
+	// native, when set, sends the INSERTs instead of conn (UseNative,
+	// nativewriter.go); the buffers then hold the wire representation.
+	native *NativeWriter
 }
 
 // ErrMissingColumn says the table lacks a column Sluice needs.
@@ -251,7 +254,11 @@ type Buffers struct {
 func (t *Table) NewBuffers() *Buffers {
 	b := &Buffers{cols: make([]colbuf, len(t.types))}
 	for i, ct := range t.types {
-		b.cols[i], _ = newColbuf(ct) // checked in NewTable
+		if t.native != nil {
+			b.cols[i], _ = newNativeColbuf(ct) // checked in UseNative
+		} else {
+			b.cols[i], _ = newColbuf(ct) // checked in NewTable
+		}
 	}
 	return b
 }
@@ -361,7 +368,15 @@ func (t *Table) SendMany(ctx context.Context, parts []Part) error {
 	} else {
 		ictx = clickhouse.Context(ictx, clickhouse.WithQueryID(id))
 	}
-	err := t.sendOn(ictx, conn, parts, id, what)
+	var err error
+	switch {
+	case t.native != nil && rep != nil:
+		err = t.sendNative(ictx, rep.Addr, parts, id, what, t.cluster.nativeSettings())
+	case t.native != nil:
+		err = t.sendNative(ictx, "", parts, id, what, nil)
+	default:
+		err = t.sendOn(ictx, conn, parts, id, what)
+	}
 	if rep != nil && err != nil && ctx.Err() == nil {
 		rep.fail(err, t.cluster.now())
 	}
