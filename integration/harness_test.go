@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/internal/itest"
+	"github.com/sluice-etl/sluice/internal/sluicerun"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/migrate"
 	"github.com/sluice-etl/sluice/pkg/service"
@@ -144,46 +145,20 @@ pipelines:
 	return cfg
 }
 
+// runningSluice is one Sluice in this process (itest.Sluice).
 type runningSluice struct {
-	cancel context.CancelFunc
-	done   chan error
-	svc    *service.Service
+	*sluicerun.Sluice
+	svc *service.Service
 }
 
 // startSluice runs one Sluice in this process.
 func (w *world) startSluice(cfg *config.Config, opts ...service.Option) *runningSluice {
 	w.t.Helper()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := service.New(ctx, cfg, log, opts...)
-	if err != nil {
-		cancel()
-		w.t.Fatalf("start sluice: %v", err)
-	}
-	r := &runningSluice{cancel: cancel, done: make(chan error, 1), svc: svc}
-	go func() {
-		r.done <- svc.Run(ctx)
-		svc.Close()
-	}()
-	w.t.Cleanup(func() { r.stop(w.t) })
-	return r
+	s := sluicerun.Start(w.t, cfg, opts...)
+	return &runningSluice{Sluice: s, svc: s.Svc}
 }
 
-func (r *runningSluice) stop(t *testing.T) {
-	if r.done == nil {
-		return
-	}
-	r.cancel()
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("sluice returned %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Error("sluice did not stop within 60s")
-	}
-	r.done = nil
-}
+func (r *runningSluice) stop(t *testing.T) { r.Stop(t) }
 
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,33 +21,8 @@ import (
 // same file; a wrong password in the file is refused (exit 1, naming the
 // config's keys), and a file Sluice would refuse is a usage error.
 func TestConfigConnectsOverTLSAndSASL(t *testing.T) {
-	ca, err := testcert.NewCA("sluice-gen test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ca.Server("kfake", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := kfake.NewCluster(
-		kfake.NumBrokers(1),
-		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}),
-		kfake.EnableSASL(),
-		kfake.Superuser(sluicecfg.SASLScramSHA512, "gen", "gen-secret"),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	brokers, caFile := testcert.KfakeTLS(t, kfake.EnableSASL(), kfake.Superuser(sluicecfg.SASLScramSHA512, "gen", "gen-secret"))
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	schema, err := filepath.Abs(filepath.Join(schemas, "order.avsc"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +43,7 @@ pipelines:
     topic: orders
     format: json
     schema: %s
-`, strings.Join(c.ListenAddrs(), ","), caFile, password, schema)
+`, strings.Join(brokers, ","), caFile, password, schema)
 		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -90,7 +90,7 @@ func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
 	t.Logf("%s led %d of 6 partitions; committed %d at the kill, %d before its restart", victim, count[victim], before, w.committedTotal())
 	runScript(t, "restart", victim)
 	w.waitCommitted(4 * time.Minute)
-	r.stop(t)
+	r.Stop(t)
 	w.exactlyOnce()
 	w.audit()
 }
@@ -179,7 +179,7 @@ func TestPartitionReassignmentMidLoad(t *testing.T) {
 	t.Logf("every partition moved to a new broker and leader; committed %d at the reassignment", before)
 	w.produce(3000)
 	w.waitCommitted(4 * time.Minute)
-	r.stop(t)
+	r.Stop(t)
 	w.exactlyOnce()
 	w.audit()
 }

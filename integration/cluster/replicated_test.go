@@ -27,10 +27,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/internal/itest"
+	"github.com/sluice-etl/sluice/internal/sluicerun"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/gen"
 	"github.com/sluice-etl/sluice/pkg/migrate"
-	"github.com/sluice-etl/sluice/pkg/service"
 	"github.com/sluice-etl/sluice/pkg/sink"
 	"github.com/sluice-etl/sluice/schemas"
 )
@@ -197,43 +197,9 @@ func (w *loadWorld) audit() {
 	w.t.Logf("sluice audit:\n%s", out)
 }
 
-type running struct {
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func (w *loadWorld) start(cfg *config.Config) *running {
+func (w *loadWorld) start(cfg *config.Config) *sluicerun.Sluice {
 	w.t.Helper()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := service.New(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		w.t.Fatalf("start sluice: %v", err)
-	}
-	r := &running{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		r.done <- svc.Run(ctx)
-		svc.Close()
-	}()
-	w.t.Cleanup(func() { r.stop(w.t) })
-	return r
-}
-
-func (r *running) stop(t *testing.T) {
-	if r.done == nil {
-		return
-	}
-	r.cancel()
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("sluice returned %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Error("sluice did not stop within 60s")
-	}
-	r.done = nil
+	return sluicerun.Start(w.t, cfg)
 }
 
 func (w *loadWorld) waitCommitted(d time.Duration) {
@@ -392,7 +358,7 @@ func TestStoredOffsetsAreReadFromACaughtUpReplica(t *testing.T) {
 	w.fetches(false, "s1r2", "s2r2")
 	a := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
 	w.waitCommitted(2 * time.Minute)
-	a.stop(t)
+	a.Stop(t)
 	for _, m := range []string{"s1r2", "s2r2"} {
 		if c := w.localCount(m); c != 0 {
 			t.Fatalf("%s holds %d rows with its fetches stopped: the lag this test needs is not there", m, c)
@@ -418,7 +384,7 @@ func TestStoredOffsetsAreReadFromACaughtUpReplica(t *testing.T) {
 	}
 	w.fetches(true, "s1r2", "s2r2")
 	w.waitCommitted(2 * time.Minute)
-	b.stop(t)
+	b.Stop(t)
 	w.exactlyOnce()
 	w.audit()
 }
@@ -452,7 +418,7 @@ func TestReplicaKilledMidLoad(t *testing.T) {
 	t.Logf("committed %d of %d at the kill, %d before the restart", before, n, w.committedTotal())
 	runScript(t, "restart", "s1r1")
 	w.waitCommitted(4 * time.Minute)
-	r.stop(t)
+	r.Stop(t)
 	w.exactlyOnce()
 	w.audit()
 }

@@ -2,9 +2,7 @@ package kafkaconn_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,36 +19,13 @@ import (
 // SASL, one user per mechanism; caFile trusts its CA.
 func cluster(t *testing.T) (brokers []string, caFile string) {
 	t.Helper()
-	ca, err := testcert.NewCA("kafkaconn test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ca.Server("kfake", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := kfake.NewCluster(
-		kfake.NumBrokers(1),
-		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}),
+	return testcert.KfakeTLS(t,
 		kfake.EnableSASL(),
 		kfake.Superuser(config.SASLPlain, "plain-user", "plain-pass"),
 		kfake.Superuser(config.SASLScramSHA256, "scram256-user", "scram256-pass"),
 		kfake.Superuser(config.SASLScramSHA512, "scram512-user", "scram512-pass"),
 		kfake.SeedTopics(1, "t"),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return c.ListenAddrs(), caFile
 }
 
 // TestEveryMechanismOverTLS: a client built from the config produces and

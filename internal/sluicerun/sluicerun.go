@@ -1,0 +1,61 @@
+// Package sluicerun runs a Sluice inside a test's process for the integration
+// and cluster tests. It is apart from internal/itest because it imports
+// pkg/service (and so pkg/sink), which itest's users in pkg/sink cannot.
+package sluicerun
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/service"
+)
+
+// Sluice is one Sluice run in the test's process (service.New and Run),
+// logging warnings and errors to stderr.
+type Sluice struct {
+	Svc    *service.Service
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start starts cfg's Sluice; it is stopped when the test ends if
+// Stop was not called. A start-up error fails the test.
+func Start(tb testing.TB, cfg *config.Config, opts ...service.Option) *Sluice {
+	tb.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := service.New(ctx, cfg, log, opts...)
+	if err != nil {
+		cancel()
+		tb.Fatalf("start sluice: %v", err)
+	}
+	s := &Sluice{Svc: svc, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		s.done <- svc.Run(ctx)
+		svc.Close()
+	}()
+	tb.Cleanup(func() { s.Stop(tb) })
+	return s
+}
+
+// Stop cancels the run (as SIGTERM does) and waits up to 60 s for it to
+// end; an error it returns fails the test. A second Stop does nothing.
+func (s *Sluice) Stop(tb testing.TB) {
+	if s.done == nil {
+		return
+	}
+	s.cancel()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			tb.Errorf("sluice returned %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		tb.Error("sluice did not stop within 60s")
+	}
+	s.done = nil
+}
