@@ -69,7 +69,7 @@ bench-e2e: up
 
 ## bench-scale: issue 10's scaling curve on the cluster bed (bench/scale_bench_test.go, build tag
 ## cluster): 800,000 JSON orders produced once to a 12-partition topic (RF 3), then 1, 2 and 3
-## `bin/sluice run` processes in one group, each N with a fresh group and fresh tables migrated ON
+## `bin/sluice run` processes in one group, three rounds (5m23s measured on 2026-12-02), each N with a fresh group and fresh tables migrated ON
 ## CLUSTER; rows/s, loader, ClickHouse and Kafka CPU per row, peak RSS, parts; fails unless every
 ## run loaded exactly once. One table and bin/bench-scale.json (docs/capacity.md reads it).
 ## SLUICE_SCALE_ORDERS and SLUICE_SCALE_PROCS change the sizes.
