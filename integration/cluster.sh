@@ -354,7 +354,11 @@ ordered() {
 
 write_env() {
   mkdir -p "$CL_DIR"
-  cat >"$CL_ENV.tmp" <<EOF
+  # A temporary file of its own: two starts at once (two sessions, or a
+  # test's restart beside make up-cluster) each rename a whole file.
+  local tmp
+  tmp=$(mktemp "$CL_ENV.XXXXXX")
+  cat >"$tmp" <<EOF
 # Written by integration/cluster.sh start: the cluster bed's addresses.
 # Source it (. $CL_ENV); make test-cluster does.
 export SLUICE_CLUSTER_KAFKA_BROKERS=$(k_brokers)
@@ -363,7 +367,8 @@ export SLUICE_CLUSTER_CLICKHOUSE_SHARDS="$(ch_shards_env)"
 export SLUICE_CLUSTER_CLICKHOUSE_CLUSTER=sluice
 export SLUICE_CLUSTER_SCRIPT=$INTEGRATION_DIR/cluster.sh
 EOF
-  mv -f "$CL_ENV.tmp" "$CL_ENV"
+  chmod 644 "$tmp"
+  mv -f "$tmp" "$CL_ENV"
 }
 
 do_start() {
