@@ -89,6 +89,9 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 		Short: "Consume the configured pipelines until SIGINT or SIGTERM; SIGHUP or an edit of the config file reloads it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// What is loaded now is what an edit is compared with,
+			// also one made while start-up waits for the services.
+			loaded := config.FileSum(cfgPath)
 			cfg, log, err := load()
 			if err != nil {
 				return err
@@ -122,7 +125,7 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 				}
 			}
 			setMemoryLimit(cfg)
-			go reloadOnChange(ctx, cfgPath, watch, hup, log, func() {
+			go reloadOnChange(ctx, cfgPath, loaded, watch, hup, log, func() {
 				if svc.ReloadFile(ctx, cfgPath) == nil {
 					setMemoryLimit(svc.Config())
 				}

@@ -10,15 +10,16 @@ import (
 )
 
 // reloadOnChange calls reload on every SIGHUP and, with watch, every
-// change of the config file's content, one call at a time, until ctx
-// ends. A directory that cannot be watched leaves SIGHUP, with a WARN.
-func reloadOnChange(ctx context.Context, path string, watch bool, hup <-chan os.Signal, log *slog.Logger, reload func()) {
+// change of the config file's content from since (config.FileSum of what
+// was loaded), one call at a time, until ctx ends. A directory that
+// cannot be watched leaves SIGHUP, with a WARN.
+func reloadOnChange(ctx context.Context, path string, since [32]byte, watch bool, hup <-chan os.Signal, log *slog.Logger, reload func()) {
 	edited := make(chan struct{}, 1)
 	go func() {
 		if !watch {
 			return
 		}
-		err := config.Watch(ctx, path, func() {
+		err := config.Watch(ctx, path, since, func() {
 			select {
 			case edited <- struct{}{}:
 			default: // a reload is due already; it reads the newest file

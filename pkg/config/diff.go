@@ -40,9 +40,9 @@ func (c Change) Empty() bool {
 	return len(c.Added) == 0 && len(c.Removed) == 0 && len(c.Changed) == 0
 }
 
-// SchemaSum is the digest of a schema file's content, as Diff compares it
-// (the zero sum when it cannot be read: Load has reported that).
-func SchemaSum(path string) [32]byte {
+// FileSum is the digest of a file's content, as Diff compares schema
+// files and Watch the config file (the zero sum when it cannot be read).
+func FileSum(path string) [32]byte {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return [32]byte{}
@@ -67,7 +67,7 @@ func Diff(running, next *Config, runningSums map[string][32]byte) Change {
 		switch {
 		case !ok:
 			ch.Added = append(ch.Added, p.Name)
-		case !reflect.DeepEqual(was, p) || runningSums[p.Name] != SchemaSum(p.Schema):
+		case !reflect.DeepEqual(was, p) || runningSums[p.Name] != FileSum(p.Schema):
 			ch.Changed = append(ch.Changed, p.Name)
 		}
 	}

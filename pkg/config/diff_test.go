@@ -60,7 +60,7 @@ func loadIn(t *testing.T, dir, yaml string) *config.Config {
 func sums(c *config.Config) map[string][32]byte {
 	out := map[string][32]byte{}
 	for _, p := range c.Pipelines {
-		out[p.Name] = config.SchemaSum(p.Schema)
+		out[p.Name] = config.FileSum(p.Schema)
 	}
 	return out
 }
@@ -175,7 +175,7 @@ func TestWatchCallsOnContentChanges(t *testing.T) {
 	var calls atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- config.Watch(ctx, path, func() { calls.Add(1) }) }()
+	go func() { done <- config.Watch(ctx, path, [32]byte{}, func() { calls.Add(1) }) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

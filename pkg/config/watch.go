@@ -2,9 +2,7 @@ package config
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -18,8 +16,9 @@ import (
 const WatchSettle = 300 * time.Millisecond
 
 // Watch calls changed each time the content of the file at path differs
-// from what it was when Watch started or when changed was last called,
-// until ctx ends. It watches the file's directory, not the file: editors
+// from since (its FileSum when it was last read, so an edit made before
+// Watch started is seen; the zero sum: the content when Watch starts) or
+// from what it was when changed was last called, until ctx ends. It watches the file's directory, not the file: editors
 // and Kubernetes replace the file (a rename, a symlink swap), which ends a
 // watch on the file itself. Any event in the directory schedules a read
 // after WatchSettle of quiet; the content's digest decides, so events of
@@ -28,7 +27,7 @@ const WatchSettle = 300 * time.Millisecond
 // content differs). changed runs on Watch's goroutine, one call at a
 // time. Watch returns nil when ctx ends, or an error when the directory
 // cannot be watched.
-func Watch(ctx context.Context, path string, changed func()) error {
+func Watch(ctx context.Context, path string, since [32]byte, changed func()) error {
 	dir := filepath.Dir(path)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -38,7 +37,10 @@ func Watch(ctx context.Context, path string, changed func()) error {
 	if err := w.Add(dir); err != nil {
 		return fmt.Errorf("config: watch %s: %w", dir, err)
 	}
-	last, _ := fileSum(path)
+	last := since
+	if last == ([32]byte{}) {
+		last = FileSum(path)
+	}
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
 	defer settle.Stop()
@@ -59,22 +61,12 @@ func Watch(ctx context.Context, path string, changed func()) error {
 			// the file to be sure.
 			settle.Reset(WatchSettle)
 		case <-settle.C:
-			sum, ok := fileSum(path)
-			if !ok || sum == last {
+			sum := FileSum(path)
+			if sum == ([32]byte{}) || sum == last { // unreadable, or unchanged
 				continue
 			}
 			last = sum
 			changed()
 		}
 	}
-}
-
-// fileSum is the digest of the file's content; false when it cannot be
-// read (being replaced, say).
-func fileSum(path string) ([32]byte, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return [32]byte{}, false
-	}
-	return sha256.Sum256(b), true
 }

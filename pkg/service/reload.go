@@ -68,7 +68,7 @@ func (s *Service) running(cfg *config.Config, pipes []*pipeline.Pipeline) {
 	}
 	for _, pc := range cfg.Pipelines {
 		if _, ok := s.sums[pc.Name]; !ok {
-			s.sums[pc.Name] = config.SchemaSum(pc.Schema)
+			s.sums[pc.Name] = config.FileSum(pc.Schema)
 		}
 	}
 	s.rowPath = false
