@@ -93,6 +93,11 @@ type ClickHouse struct {
 	// the time an abandoned INSERT's bytes may still take to reach the
 	// server (docs/DESIGN.md, invariant 6).
 	UnknownOutcomeWait time.Duration `mapstructure:"unknown_outcome_wait"`
+	// InsertProtocol is how INSERTs travel: "driver" (clickhouse-go) or
+	// "native" (pkg/sink/native: the block's columns written as they are,
+	// without clickhouse-go's per-value conversion; docs/DESIGN.md, "The
+	// columnar path"). Queries always go through clickhouse-go.
+	InsertProtocol string `mapstructure:"insert_protocol"`
 	// Cluster, when it lists shards, replaces Addr: Sluice writes each
 	// Kafka partition's rows to one shard's local replicated table and
 	// reads the stored offsets from a replica known to be caught up

@@ -46,6 +46,9 @@ var defaults = map[string]any{
 	// milliseconds or never; 2 s covers a congested link and costs only
 	// the retry of a failed INSERT.
 	"clickhouse.unknown_outcome_wait": "2s",
+	// clickhouse-go until the native writer has run the exactly-once
+	// suites as long as the driver has.
+	"clickhouse.insert_protocol": "driver",
 	// No cluster: one server (clickhouse.addr).
 	"clickhouse.cluster.name":          "",
 	"clickhouse.cluster.shards":        []string{},

@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/pipeline"
 	"github.com/sluice-etl/sluice/pkg/refdata"
+	"github.com/sluice-etl/sluice/pkg/sink"
 	"github.com/sluice-etl/sluice/pkg/stage"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
@@ -320,6 +321,15 @@ func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc
 	}
 	if err := table.Bind(filledBy(schema, ts)); err != nil {
 		return nil, config.Errors{{Key: key + ".table", Problem: err.Error()}}, nil
+	}
+	if cfg.ClickHouse.InsertProtocol == "native" {
+		w, err := sink.NewNativeWriter(cfg.ClickHouse)
+		if err == nil {
+			err = table.UseNative(w)
+		}
+		if err != nil {
+			return nil, config.Errors{{Key: "clickhouse.insert_protocol", Problem: err.Error()}}, nil
+		}
 	}
 	if pc.Format == decode.FormatJSON {
 		// The columnar path, for JSON; the row path stays for Avro.
