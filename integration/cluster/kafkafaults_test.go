@@ -36,6 +36,19 @@ func (w *loadWorld) leaders() (map[int32]string, error) {
 	return out, nil
 }
 
+// loading waits until the load is under way: 3,000 records committed.
+func (w *loadWorld) loading() {
+	w.t.Helper()
+	if err := eventually(2*time.Minute, func() error {
+		if c := w.committedTotal(); c < 3000 {
+			return fmt.Errorf("committed %d", c)
+		}
+		return nil
+	}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
 func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
 	w := newLoadWorld(t, 6)
 	const n = 30000
@@ -55,14 +68,7 @@ func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
 		}
 	}
 	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
-	if err := eventually(2*time.Minute, func() error {
-		if c := w.committedTotal(); c < 3000 {
-			return fmt.Errorf("committed %d", c)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w.loading()
 	before := w.committedTotal()
 	runScript(t, "kill9", victim)
 	t.Cleanup(func() { runScript(t, "start", victim) }) // also when the test fails
@@ -104,14 +110,7 @@ func TestPartitionReassignmentMidLoad(t *testing.T) {
 	const n = 30000
 	w.produce(n)
 	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
-	if err := eventually(2*time.Minute, func() error {
-		if c := w.committedTotal(); c < 3000 {
-			return fmt.Errorf("committed %d", c)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	w.loading()
 	ctx := context.Background()
 	md, err := w.adm.Metadata(ctx, w.topic)
 	if err != nil {
