@@ -54,6 +54,9 @@ import (
 //	SLUICE_BENCH_LATENCY_SECONDS (f) seconds of producing (60)
 //	SLUICE_BENCH_CASES           the cases to run (abcdef; d needs b)
 //	SLUICE_BENCH_JSON            the report (<repo>/bin/bench.json)
+//	SLUICE_BENCH_PROFILE_DIR     save CPU profiles of (a) and (b) there (off)
+//	SLUICE_BENCH_PROFILE_SECONDS how long each profile runs (15)
+//	SLUICE_CLICKHOUSE_INSERT_PROTOCOL  driver or native for (a), (b), (f)
 //
 // How each figure is measured: sidebyside_meter_test.go (server CPU,
 // visible rows, parts, merges) and the case files.
@@ -81,6 +84,12 @@ type suite struct {
 	// blockRows.
 	blockRows int
 	maxWait   time.Duration
+	// insertProtocol is clickhouse.insert_protocol of cases (a), (b), (f).
+	insertProtocol string
+	// profileDir, when set, receives a CPU profile of cases (a) and (b)
+	// (profile), profileSeconds long.
+	profileDir     string
+	profileSeconds int
 
 	jsonTopic, avroTopic, customersTopic, fxTopic string
 	report                                        *benchutil.Report
@@ -110,11 +119,14 @@ func newSuite(b *testing.B) *suite {
 		dbs:            map[string]string{},
 	}
 	s.avro = envInt(b, "SLUICE_BENCH_AVRO_ORDERS", s.orders)
+	s.profileDir, s.profileSeconds = os.Getenv("SLUICE_BENCH_PROFILE_DIR"), envInt(b, "SLUICE_BENCH_PROFILE_SECONDS", 15)
 	def, err := config.Load(s.writeConfig(b.TempDir(), "defaults", "default", "t", "json", "[]", "", ""))
 	if err != nil {
 		b.Fatalf("config defaults: %v", err)
 	}
 	s.blockRows, s.maxWait = def.Batch.MaxRows, def.Batch.MaxWait
+	// SLUICE_CLICKHOUSE_INSERT_PROTOCOL reaches the sluice processes too.
+	s.insertProtocol = def.ClickHouse.InsertProtocol
 	// Eight currencies, each with a rate history across the whole data set.
 	cur := []string{"USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK"}
 	s.g, err = gen.New(gen.Options{Seed: 8, SchemaDir: filepath.Join(repoRoot(), "schemas", "avro"), Customers: s.customers,
@@ -169,6 +181,7 @@ func (s *suite) run() {
 		"avro_bytes_per_order": fmt.Sprintf("%.0f", float64(p.AvroBytes)/float64(max(nAvro, 1))),
 		"batch_max_rows":       strconv.Itoa(s.blockRows),
 		"batch_max_wait":       s.maxWait.String(),
+		"insert_protocol":      s.insertProtocol,
 		"latency_rate":         strconv.Itoa(s.latencyRate),
 		"latency_seconds":      strconv.Itoa(s.latencySeconds),
 		"latency_max_wait":     latencyMaxWait.String(),

@@ -6,10 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,6 +64,7 @@ func (s *suite) sluiceLoadInto(c *benchutil.Case, key, topic, format, transforms
 		return err
 	}
 	defer p.kill()
+	profiled := s.profile(p, key)
 	// Everything committed but rows missing: the rest was dead-lettered.
 	var lastCheck time.Time
 	n, err := m.waitRows(ctx, uint64(want), 10*time.Minute, func(uint64) (bool, error) {
@@ -81,6 +86,9 @@ func (s *suite) sluiceLoadInto(c *benchutil.Case, key, topic, format, transforms
 	}
 	if err := m.loaded(ctx, cpu); err != nil {
 		return err
+	}
+	if err := <-profiled; err != nil {
+		c.Note = "profile: " + err.Error()
 	}
 	if err := p.stop(); err != nil {
 		return err
@@ -117,6 +125,60 @@ type sluiceProc struct {
 	done   bool
 	log    string
 	logf   *os.File
+	admin  string // the admin address, when profiled
+}
+
+// profile saves a CPU profile of p's first SLUICE_BENCH_PROFILE_SECONDS
+// (15) seconds of loading as <SLUICE_BENCH_PROFILE_DIR>/<case>.pprof, read
+// from its admin server (admin.pprof), while the case runs. The channel
+// gives the outcome once the profile is written (nil at once when not
+// profiling). Profiling costs the loader a little CPU (the sampling and
+// the profile's encoding), counted in its figures.
+func (s *suite) profile(p *sluiceProc, key string) <-chan error {
+	out := make(chan error, 1)
+	if s.profileDir == "" || p.admin == "" {
+		out <- nil
+		return out
+	}
+	go func() {
+		out <- func() error {
+			// The admin server comes up once start-up reached ClickHouse.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				c, err := net.DialTimeout("tcp", p.admin, time.Second)
+				if err == nil {
+					c.Close()
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("admin server at %s never answered: %w", p.admin, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			res, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, s.profileSeconds))
+			if err != nil {
+				return err
+			}
+			defer res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET profile: %s", res.Status)
+			}
+			if err := os.MkdirAll(s.profileDir, 0o755); err != nil {
+				return err
+			}
+			f, err := os.Create(filepath.Join(s.profileDir, key+".pprof"))
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, res.Body); err != nil {
+				f.Close()
+				return err
+			}
+			fmt.Printf("(%s) CPU profile of the first %d s: %s\n", key, s.profileSeconds, f.Name())
+			return f.Close()
+		}()
+	}()
+	return out
 }
 
 // startSluice writes a config for one pipeline and starts `sluice run`
@@ -124,12 +186,30 @@ type sluiceProc struct {
 func (s *suite) startSluice(db, group, topic, format, transforms, extra string) (*sluiceProc, error) {
 	dir := s.w.b.TempDir()
 	path := s.writeConfig(dir, db, group, topic, format, transforms, extra, "")
+	p := &sluiceProc{log: filepath.Join(dir, "sluice.log"), exited: make(chan error, 1)}
+	if s.profileDir != "" {
+		// The profile is fetched from the admin server, so it needs a
+		// known port and admin.pprof.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		p.admin = ln.Addr().String()
+		ln.Close()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		cfg := strings.Replace(string(b), "  listen: 127.0.0.1:0\n", "  listen: "+p.admin+"\n  pprof: true\n", 1)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	// Sluice creates the DLQ topic when it starts.
 	s.w.b.Cleanup(func() { _, _ = s.w.adm.DeleteTopics(context.Background(), group+"_dlq") })
 	if _, err := config.Load(path); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	p := &sluiceProc{log: filepath.Join(dir, "sluice.log"), exited: make(chan error, 1)}
 	var err error
 	if p.logf, err = os.Create(p.log); err != nil {
 		return nil, err

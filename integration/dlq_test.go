@@ -150,7 +150,14 @@ func TestDLQInspectAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	pipes, err := service.BuildPipelines(ctx, cfg, conn, nil)
+	nw, err := service.NativeWriterFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nw != nil {
+		defer nw.Close()
+	}
+	pipes, err := service.BuildPipelines(ctx, cfg, conn, nil, nw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -263,7 +263,14 @@ func TestBatchOverThePartitionLimitIsSplitNotDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	pipes, err := service.BuildPipelines(ctx, cfg, conn, nil)
+	nw, err := service.NativeWriterFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nw != nil {
+		defer nw.Close()
+	}
+	pipes, err := service.BuildPipelines(ctx, cfg, conn, nil, nw)
 	if err != nil {
 		t.Fatal(err)
 	}

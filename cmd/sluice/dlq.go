@@ -193,7 +193,14 @@ to the table's columns) except the INSERT.`,
 			if err != nil {
 				return err
 			}
-			pipes, err := service.BuildPipelines(ctx, cfg, conn, store)
+			nw, err := service.NativeWriterFor(cfg)
+			if err != nil {
+				return err
+			}
+			if nw != nil {
+				defer nw.Close()
+			}
+			pipes, err := service.BuildPipelines(ctx, cfg, conn, store, nw)
 			if err != nil {
 				return err
 			}

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -104,6 +105,18 @@ func tokenAuth(token string, next http.Handler) http.Handler {
 		w.Header().Add("WWW-Authenticate", `Basic realm="sluice admin", charset="UTF-8"`)
 		http.Error(w, "unauthorized: this endpoint needs admin.token (Authorization: Bearer <token>)", http.StatusUnauthorized)
 	})
+}
+
+// ServeProfiles adds Go's runtime profiles under /debug/pprof/
+// (admin.pprof): index, cmdline, profile (CPU, ?seconds=N), symbol, trace
+// and the named profiles (heap, allocs, goroutine, ...). Call it before
+// Serve.
+func (s *Server) ServeProfiles() {
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // Handle adds a handler (e.g. the dashboard) before Serve.

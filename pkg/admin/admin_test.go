@@ -135,3 +135,60 @@ func TestTokenProtectsAllButProbes(t *testing.T) {
 		t.Errorf("without a token /metrics answered %d", res.StatusCode)
 	}
 }
+
+// TestProfilesOnlyWhenAsked: /debug/pprof/ is not served unless
+// ServeProfiles was called; then the heap profile and a one-second CPU
+// profile come back (gzipped protobuf: its magic bytes), behind the token.
+func TestProfilesOnlyWhenAsked(t *testing.T) {
+	start := func(profiles bool, token string) string {
+		t.Helper()
+		s, err := New("127.0.0.1:0", prometheus.NewRegistry(), func() error { return nil }, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.RequireToken(token)
+		if profiles {
+			s.ServeProfiles()
+		}
+		go s.Serve()
+		t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+		return "http://" + s.Addr()
+	}
+	get := func(url, token string) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest("GET", url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+	if code, _ := get(start(false, "")+"/debug/pprof/heap", ""); code != http.StatusNotFound {
+		t.Fatalf("profiles not asked for: GET /debug/pprof/heap = %d, want 404", code)
+	}
+	base := start(true, "")
+	for _, path := range []string{"/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		code, body := get(base+path, "")
+		if code != http.StatusOK || len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+			t.Fatalf("GET %s = %d, %d bytes, want 200 and a gzipped profile", path, code, len(body))
+		}
+	}
+	if code, body := get(base+"/debug/pprof/", ""); code != http.StatusOK || !strings.Contains(string(body), "goroutine") {
+		t.Fatalf("GET /debug/pprof/ = %d %q", code, body)
+	}
+	guarded := start(true, "tok-123")
+	if code, _ := get(guarded+"/debug/pprof/heap", ""); code != http.StatusUnauthorized {
+		t.Fatalf("profiles without the token: %d, want 401", code)
+	}
+	if code, _ := get(guarded+"/debug/pprof/heap", "tok-123"); code != http.StatusOK {
+		t.Fatalf("profiles with the token: %d, want 200", code)
+	}
+}

@@ -157,6 +157,9 @@ type Admin struct {
 	// timestamp). It must exceed every batch.max_wait, the time a record
 	// waits for its batch in a stream that keeps up.
 	LaggingAfter time.Duration `mapstructure:"lagging_after"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/ (behind the
+	// token when one is set): CPU, heap, goroutines of a running loader.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // Log configures the process's structured log.

@@ -59,6 +59,7 @@ var defaults = map[string]any{
 	"clickhouse.cluster.sync_timeout": "30s",
 	"admin.listen":                    "127.0.0.1:8080",
 	"admin.lagging_after":             "30s", // above max_wait: a backlog, or loads not getting through
+	"admin.pprof":                     false,
 	"log.level":                       "info",
 	"log.format":                      "text",
 	// Every 1 s or 20,000 rows or 16 MiB, whichever comes first. 20,000

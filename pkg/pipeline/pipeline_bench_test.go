@@ -115,7 +115,14 @@ func runOnce(b *testing.B, brokers []string, conn driver.Conn, db, table, transf
 	b.StopTimer()
 	ctx := context.Background()
 	cfg := benchConfig(b, brokers, db, table, transforms, group)
-	pipes, err := service.BuildPipelines(ctx, cfg, conn, store)
+	nw, err := service.NativeWriterFor(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if nw != nil {
+		defer nw.Close()
+	}
+	pipes, err := service.BuildPipelines(ctx, cfg, conn, store, nw)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -43,6 +43,9 @@ type Service struct {
 	cfg    *config.Config
 	log    *slog.Logger
 	conn   driver.Conn
+	// native sends the INSERTs with clickhouse.insert_protocol native
+	// (nil with the driver); Close closes it.
+	native *sink.NativeWriter
 	engine *pipeline.Engine
 	admin  *admin.Server
 	reg    *prometheus.Registry
@@ -137,16 +140,21 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if cfg.UsesReference() {
 		s.store = refdata.NewStore(cfg.Reference.BaseCurrency)
 	}
+	native, err := NativeWriterFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.native = native
 	// ClickHouse: connect, then look up every pipeline's table. Both are
 	// one attempt, so a server that goes away between them is waited for
 	// too, not reported as a missing table.
 	var pipes []*pipeline.Pipeline
-	err := st.reach(ctx, clickHouseTarget(cfg.ClickHouse), func(actx context.Context) error {
+	err = st.reach(ctx, clickHouseTarget(cfg.ClickHouse), func(actx context.Context) error {
 		conn, err := openClickHouse(actx, cfg.ClickHouse)
 		if err != nil {
 			return err
 		}
-		if pipes, err = BuildPipelines(actx, cfg, conn, s.store); err != nil {
+		if pipes, err = BuildPipelines(actx, cfg, conn, s.store, s.native); err != nil {
 			_ = conn.Close()
 			return err
 		}
@@ -246,6 +254,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			return nil, config.Errors{{Key: "admin.listen", Problem: err.Error()}}
 		}
 		a.RequireToken(string(cfg.Admin.Token))
+		if cfg.Admin.Pprof {
+			a.ServeProfiles()
+		}
 		a.Handle("GET /", admin.NewDashboard(admin.DashboardOptions{
 			Engine: engine, Metrics: s.reg, Ready: s.Ready, Log: log.With("stage", "admin"),
 			KPI:          admin.NewClickHouseKPI(conn, cfg.ClickHouse.Database),
@@ -261,8 +272,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 // (with the reference store, nil when no pipeline needs it) and the sink
 // bound to its table. Problems come back as config.Errors naming the key;
 // a ClickHouse that stopped answering (Transient) comes back as is, for the
-// caller to wait or fail on.
-func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, store *refdata.Store) ([]*pipeline.Pipeline, error) {
+// caller to wait or fail on. With clickhouse.insert_protocol native every
+// table sends its INSERTs through nw (NativeWriterFor), which the caller
+// closes once the pipelines have stopped; nw is unused with the driver.
+func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, store *refdata.Store, nw *sink.NativeWriter) ([]*pipeline.Pipeline, error) {
 	var errs config.Errors
 	var pipes []*pipeline.Pipeline
 	// One registry client for every pipeline, so they share its cache.
@@ -276,7 +289,7 @@ func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, s
 	}
 	for i, pc := range cfg.Pipelines {
 		key := fmt.Sprintf("pipelines[%d]", i)
-		p, perrs, err := buildPipeline(ctx, conn, cfg, pc, key, store, reg)
+		p, perrs, err := buildPipeline(ctx, conn, nw, cfg, pc, key, store, reg)
 		if err != nil {
 			return nil, err
 		}
@@ -291,7 +304,7 @@ func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, s
 	return pipes, nil
 }
 
-func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store, reg decode.SchemaFetcher) (*pipeline.Pipeline, config.Errors, error) {
+func buildPipeline(ctx context.Context, conn driver.Conn, nw *sink.NativeWriter, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store, reg decode.SchemaFetcher) (*pipeline.Pipeline, config.Errors, error) {
 	var errs config.Errors
 	var dec decode.Decoder
 	schema, err := decode.LoadSchema(pc.Schema)
@@ -323,9 +336,9 @@ func buildPipeline(ctx context.Context, conn driver.Conn, cfg *config.Config, pc
 		return nil, config.Errors{{Key: key + ".table", Problem: err.Error()}}, nil
 	}
 	if cfg.ClickHouse.InsertProtocol == "native" {
-		w, err := sink.NewNativeWriter(cfg.ClickHouse)
-		if err == nil {
-			err = table.UseNative(w)
+		err := errors.New("no native writer was given (service.NativeWriterFor)")
+		if nw != nil {
+			err = table.UseNative(nw)
 		}
 		if err != nil {
 			return nil, config.Errors{{Key: "clickhouse.insert_protocol", Problem: err.Error()}}, nil
@@ -485,6 +498,25 @@ func (s *Service) Close() {
 		_ = s.conn.Close()
 		s.conn = nil
 	}
+	if s.native != nil {
+		s.native.Close()
+		s.native = nil
+	}
+}
+
+// NativeWriterFor is the one native-protocol writer of a process's tables
+// with clickhouse.insert_protocol native (its connections pooled per
+// server), nil with the driver. The caller closes it after the pipelines
+// that use it have stopped.
+func NativeWriterFor(cfg *config.Config) (*sink.NativeWriter, error) {
+	if cfg.ClickHouse.InsertProtocol != "native" {
+		return nil, nil
+	}
+	w, err := sink.NewNativeWriter(cfg.ClickHouse)
+	if err != nil {
+		return nil, config.Errors{{Key: "clickhouse.insert_protocol", Problem: err.Error()}}
+	}
+	return w, nil
 }
 
 // maxRecordBytes bounds one dead letter (and so the largest record a
