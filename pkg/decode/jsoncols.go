@@ -285,12 +285,19 @@ func (s *jsonParser) fastArray(p *plan, sub int, sc *colScratch) bool {
 		sc.sub = sc.sub[:m]
 		clear(sc.sub)
 		if !s.empty('}') {
+			// Keys usually come in schema order: try the next field's
+			// name before the map.
+			hint := 0
 			for {
 				k, err := s.key()
 				if err != nil {
 					return false
 				}
-				j, ok := ep.fieldIndex[string(k)]
+				j, ok := hint, hint < m && string(k) == ep.fields[hint].name
+				if !ok {
+					j, ok = ep.fieldIndex[string(k)]
+				}
+				hint = j + 1
 				if !ok {
 					if s.skip() != nil {
 						return false

@@ -1,7 +1,9 @@
 package decode
 
 import (
+	"encoding/binary"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode"
 	"unicode/utf16"
@@ -180,7 +182,18 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 func (s *jsonParser) str() ([]byte, *Error) {
 	b := s.buf
 	start := s.pos + 1
-	for i := start; i < len(b); i++ {
+	// Eight bytes at a time to the first that is not plain ASCII text (a
+	// quote, a backslash, a control character or a non-ASCII byte); the
+	// byte loop below takes it from there.
+	i := start
+	for i+8 <= len(b) {
+		if m := special8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			break
+		}
+		i += 8
+	}
+	for ; i < len(b); i++ {
 		c := b[i]
 		if c == '"' {
 			s.pos = i + 1
@@ -192,6 +205,20 @@ func (s *jsonParser) str() ([]byte, *Error) {
 	}
 	s.pos = len(b)
 	return nil, s.unexpected()
+}
+
+// special8 flags (bit 7 of the byte) each byte of x, eight bytes of a
+// string in memory order, that str must look at: '"', '\\', < 0x20 or >=
+// 0x80. Only the lowest flag is exact (a borrow can set flags above it),
+// which is the one str uses.
+func special8(x uint64) uint64 {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	q := x ^ ('"' * ones)
+	bs := x ^ ('\\' * ones)
+	return ((q-ones)&^q | (bs-ones)&^bs | (x-0x20*ones)&^x | x) & highs
 }
 
 // strSlow is str from i on, where an escape, a control character or a
