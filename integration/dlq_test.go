@@ -150,13 +150,11 @@ func TestDLQInspectAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	nw, err := service.NativeWriterFor(cfg)
+	nw, err := service.NativeWriterFor(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nw != nil {
-		defer nw.Close()
-	}
+	defer nw.Close()
 	pipes, err := service.BuildPipelines(ctx, cfg, conn, nil, nw)
 	if err != nil {
 		t.Fatal(err)

@@ -263,13 +263,11 @@ func TestBatchOverThePartitionLimitIsSplitNotDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	nw, err := service.NativeWriterFor(cfg)
+	nw, err := service.NativeWriterFor(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nw != nil {
-		defer nw.Close()
-	}
+	defer nw.Close()
 	pipes, err := service.BuildPipelines(ctx, cfg, conn, nil, nw)
 	if err != nil {
 		t.Fatal(err)

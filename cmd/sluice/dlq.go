@@ -193,13 +193,11 @@ to the table's columns) except the INSERT.`,
 			if err != nil {
 				return err
 			}
-			nw, err := service.NativeWriterFor(cfg)
+			nw, err := service.NativeWriterFor(cfg, log)
 			if err != nil {
 				return err
 			}
-			if nw != nil {
-				defer nw.Close()
-			}
+			defer nw.Close()
 			pipes, err := service.BuildPipelines(ctx, cfg, conn, store, nw)
 			if err != nil {
 				return err

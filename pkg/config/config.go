@@ -93,10 +93,13 @@ type ClickHouse struct {
 	// the time an abandoned INSERT's bytes may still take to reach the
 	// server (docs/DESIGN.md, invariant 6).
 	UnknownOutcomeWait time.Duration `mapstructure:"unknown_outcome_wait"`
-	// InsertProtocol is how INSERTs travel: "driver" (clickhouse-go) or
-	// "native" (pkg/sink/native: the block's columns written as they are,
-	// without clickhouse-go's per-value conversion; docs/DESIGN.md, "The
-	// columnar path"). Queries always go through clickhouse-go.
+	// InsertProtocol is how INSERTs travel: "native" (pkg/sink/native:
+	// the block's columns written as they are, without clickhouse-go's
+	// per-value conversion; docs/DESIGN.md, "The columnar path"; a table
+	// with a column it cannot write is a config error), "auto" (the
+	// default: native, except for such a table, which goes through the
+	// driver, logged) or "driver" (clickhouse-go). Queries always go
+	// through clickhouse-go.
 	InsertProtocol string `mapstructure:"insert_protocol"`
 	// Cluster, when it lists shards, replaces Addr: Sluice writes each
 	// Kafka partition's rows to one shard's local replicated table and

@@ -48,7 +48,7 @@ var defaults = map[string]any{
 	"clickhouse.unknown_outcome_wait": "2s",
 	// clickhouse-go until the native writer has run the exactly-once
 	// suites as long as the driver has.
-	"clickhouse.insert_protocol": "driver",
+	"clickhouse.insert_protocol": "auto",
 	// No cluster: one server (clickhouse.addr).
 	"clickhouse.cluster.name":          "",
 	"clickhouse.cluster.shards":        []string{},

@@ -66,8 +66,8 @@ func (c *Config) Validate() Errors {
 	positive("clickhouse.dial_timeout", c.ClickHouse.DialTimeout)
 	positive("clickhouse.insert_timeout", c.ClickHouse.InsertTimeout)
 	positive("clickhouse.unknown_outcome_wait", c.ClickHouse.UnknownOutcomeWait)
-	if !slices.Contains([]string{"driver", "native"}, c.ClickHouse.InsertProtocol) {
-		add("clickhouse.insert_protocol", "%q is not one of driver, native", c.ClickHouse.InsertProtocol)
+	if !slices.Contains([]string{"auto", "native", "driver"}, c.ClickHouse.InsertProtocol) {
+		add("clickhouse.insert_protocol", "%q is not one of auto, native, driver", c.ClickHouse.InsertProtocol)
 	}
 	if cl := c.ClickHouse.Cluster; cl.Enabled() {
 		if !identifier.MatchString(cl.Name) {

@@ -115,13 +115,11 @@ func runOnce(b *testing.B, brokers []string, conn driver.Conn, db, table, transf
 	b.StopTimer()
 	ctx := context.Background()
 	cfg := benchConfig(b, brokers, db, table, transforms, group)
-	nw, err := service.NativeWriterFor(cfg)
+	nw, err := service.NativeWriterFor(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if nw != nil {
-		defer nw.Close()
-	}
+	defer nw.Close()
 	pipes, err := service.BuildPipelines(ctx, cfg, conn, store, nw)
 	if err != nil {
 		b.Fatal(err)

@@ -45,7 +45,7 @@ type Service struct {
 	conn   driver.Conn
 	// native sends the INSERTs with clickhouse.insert_protocol native
 	// (nil with the driver); Close closes it.
-	native *sink.NativeWriter
+	native *Native
 	engine *pipeline.Engine
 	admin  *admin.Server
 	reg    *prometheus.Registry
@@ -140,7 +140,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if cfg.UsesReference() {
 		s.store = refdata.NewStore(cfg.Reference.BaseCurrency)
 	}
-	native, err := NativeWriterFor(cfg)
+	native, err := NativeWriterFor(cfg, log.With("stage", "load"))
 	if err != nil {
 		return nil, err
 	}
@@ -272,10 +272,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 // (with the reference store, nil when no pipeline needs it) and the sink
 // bound to its table. Problems come back as config.Errors naming the key;
 // a ClickHouse that stopped answering (Transient) comes back as is, for the
-// caller to wait or fail on. With clickhouse.insert_protocol native every
-// table sends its INSERTs through nw (NativeWriterFor), which the caller
-// closes once the pipelines have stopped; nw is unused with the driver.
-func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, store *refdata.Store, nw *sink.NativeWriter) ([]*pipeline.Pipeline, error) {
+// caller to wait or fail on. With clickhouse.insert_protocol native or
+// auto the tables send their INSERTs through nw (NativeWriterFor), which
+// the caller closes once the pipelines have stopped; nw is unused with
+// the driver.
+func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, store *refdata.Store, nw *Native) ([]*pipeline.Pipeline, error) {
 	var errs config.Errors
 	var pipes []*pipeline.Pipeline
 	// One registry client for every pipeline, so they share its cache.
@@ -304,7 +305,7 @@ func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, s
 	return pipes, nil
 }
 
-func buildPipeline(ctx context.Context, conn driver.Conn, nw *sink.NativeWriter, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store, reg decode.SchemaFetcher) (*pipeline.Pipeline, config.Errors, error) {
+func buildPipeline(ctx context.Context, conn driver.Conn, nw *Native, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store, reg decode.SchemaFetcher) (*pipeline.Pipeline, config.Errors, error) {
 	var errs config.Errors
 	var dec decode.Decoder
 	schema, err := decode.LoadSchema(pc.Schema)
@@ -335,14 +336,8 @@ func buildPipeline(ctx context.Context, conn driver.Conn, nw *sink.NativeWriter,
 	if err := table.Bind(filledBy(schema, ts)); err != nil {
 		return nil, config.Errors{{Key: key + ".table", Problem: err.Error()}}, nil
 	}
-	if cfg.ClickHouse.InsertProtocol == "native" {
-		err := errors.New("no native writer was given (service.NativeWriterFor)")
-		if nw != nil {
-			err = table.UseNative(nw)
-		}
-		if err != nil {
-			return nil, config.Errors{{Key: "clickhouse.insert_protocol", Problem: err.Error()}}, nil
-		}
+	if err := nw.use(cfg, table); err != nil {
+		return nil, config.Errors{{Key: "clickhouse.insert_protocol", Problem: err.Error()}}, nil
 	}
 	if pc.Format == decode.FormatJSON {
 		// The columnar path, for JSON; the row path stays for Avro.
@@ -504,19 +499,57 @@ func (s *Service) Close() {
 	}
 }
 
-// NativeWriterFor is the one native-protocol writer of a process's tables
-// with clickhouse.insert_protocol native (its connections pooled per
-// server), nil with the driver. The caller closes it after the pipelines
-// that use it have stopped.
-func NativeWriterFor(cfg *config.Config) (*sink.NativeWriter, error) {
-	if cfg.ClickHouse.InsertProtocol != "native" {
+// Native is the native-protocol writer of a process's tables
+// (clickhouse.insert_protocol native or auto; its connections pooled per
+// server), and what to do with a table it cannot write: with native that
+// is a config error, with auto the table goes through clickhouse-go,
+// logged once.
+type Native struct {
+	w      *sink.NativeWriter
+	strict bool
+	log    *slog.Logger
+}
+
+// NativeWriterFor makes the Native of cfg, nil with insert_protocol
+// driver. The caller closes it after the pipelines that use it have
+// stopped.
+func NativeWriterFor(cfg *config.Config, log *slog.Logger) (*Native, error) {
+	if cfg.ClickHouse.InsertProtocol == "driver" {
 		return nil, nil
 	}
 	w, err := sink.NewNativeWriter(cfg.ClickHouse)
 	if err != nil {
 		return nil, config.Errors{{Key: "clickhouse.insert_protocol", Problem: err.Error()}}
 	}
-	return w, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Native{w: w, strict: cfg.ClickHouse.InsertProtocol == "native", log: log}, nil
+}
+
+// Close closes the writer's idle connections.
+func (n *Native) Close() {
+	if n != nil {
+		n.w.Close()
+	}
+}
+
+// use makes table send its INSERTs through the native writer when its
+// protocol asks for it and the table's columns allow it.
+func (n *Native) use(cfg *config.Config, table *sink.Table) error {
+	if cfg.ClickHouse.InsertProtocol == "driver" {
+		return nil
+	}
+	if n == nil {
+		return errors.New("no native writer was given (service.NativeWriterFor)")
+	}
+	err := table.UseNative(n.w)
+	if err != nil && !n.strict {
+		n.log.Info("this table's INSERTs go through clickhouse-go: a column has no native buffer (clickhouse.insert_protocol: auto)",
+			"table", table.Name(), "reason", err.Error())
+		return nil
+	}
+	return err
 }
 
 // maxRecordBytes bounds one dead letter (and so the largest record a

@@ -1,0 +1,92 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/service"
+	"github.com/sluice-etl/sluice/pkg/sink"
+)
+
+// TestInsertProtocolAutoFallsBackPerTable: a table with a column the
+// native writer has no buffer for (Decimal(38, 2)) is a config error
+// naming clickhouse.insert_protocol with native; with auto (the default)
+// that table's INSERTs go through clickhouse-go, logged once naming it,
+// the other tables' through the native writer, and its orders load
+// exactly once.
+func TestInsertProtocolAutoFallsBackPerTable(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	for _, q := range []string{
+		fmt.Sprintf("CREATE TABLE %s.orders_wide AS %s.orders", w.db, w.db),
+		fmt.Sprintf("ALTER TABLE %s.orders_wide MODIFY COLUMN total Decimal(38, 2)", w.db),
+	} {
+		if err := w.ch.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wide, plain := w.name("orders_wide"), w.name("orders_plain")
+	w.createTopic(wide, 2)
+	w.createTopic(plain, 2)
+	pipes := strings.Replace(ordersPipeline(wide), "table: orders", "table: orders_wide", 1) +
+		strings.Replace(ordersPipeline(plain), "name: orders", "name: orders_plain", 1)
+	group := w.name("g_proto")
+
+	build := func(protocol string) (string, error) {
+		t.Helper()
+		cfg := w.sluiceConfig(group, pipes)
+		cfg.ClickHouse.InsertProtocol = protocol
+		conn, err := sink.Open(ctx, cfg.ClickHouse)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var logs bytes.Buffer
+		nw, err := service.NativeWriterFor(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nw.Close()
+		_, err = service.BuildPipelines(ctx, cfg, conn, nil, nw)
+		return logs.String(), err
+	}
+	_, err := build("native")
+	var ce config.Errors
+	if !errors.As(err, &ce) || len(ce) != 1 || ce[0].Key != "clickhouse.insert_protocol" || !strings.Contains(ce[0].Problem, "Decimal(38, 2)") {
+		t.Fatalf("native with a Decimal(38, 2) column: %v, want one config error naming clickhouse.insert_protocol and the type", err)
+	}
+	logs, err := build("auto")
+	if err != nil {
+		t.Fatalf("auto: %v", err)
+	}
+	if !strings.Contains(logs, "orders_wide") || strings.Count(logs, "go through clickhouse-go") != 1 {
+		t.Fatalf("auto: want one line saying orders_wide goes through clickhouse-go, got:\n%s", logs)
+	}
+
+	cfg := w.sluiceConfig(group, pipes)
+	if os.Getenv("SLUICE_CLICKHOUSE_INSERT_PROTOCOL") == "" && cfg.ClickHouse.InsertProtocol != "auto" {
+		t.Fatalf("the default insert_protocol is %q, want auto", cfg.ClickHouse.InsertProtocol)
+	}
+	cfg.ClickHouse.InsertProtocol = "auto"
+	w.produceOrders(wide, 21, 500)
+	w.produceOrders(plain, 22, 500)
+	s := w.startSluice(cfg)
+	w.waitCommitted(group, wide, 2*time.Minute)
+	w.waitCommitted(group, plain, 2*time.Minute)
+	s.stop(t)
+	w.exactlyOnceIn(wide, "orders_wide")
+	w.exactlyOnceIn(plain, "orders")
+	if n := w.count(fmt.Sprintf("SELECT count() FROM %s.orders_wide WHERE total > 0", w.db)); n != 500 {
+		t.Fatalf("orders_wide holds %d orders with a total, want 500", n)
+	}
+}
