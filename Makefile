@@ -8,7 +8,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test test-unit test-integration bench bench-offsets bench-e2e bench-scale demo up down up-cluster down-cluster test-cluster deps lint fmt clean
+.PHONY: all build test test-unit test-integration bench bench-offsets bench-e2e bench-memory bench-scale demo up down up-cluster down-cluster test-cluster deps lint fmt clean
 
 all: build
 
@@ -61,6 +61,13 @@ bench: up
 bench-offsets: up
 	@mkdir -p $(BIN)
 	set -o pipefail; $(BENCH_ENV) $(GO) test -tags integration -run '^$$' -bench 'MaxOffsetLookup50M|StoredRead50M' -benchmem -count 1 -timeout 30m ./bench/ 2>&1 | tee $(BIN)/bench-offsets.txt
+
+## bench-memory: issue 8's point 4: one `sluice run` at the default limits drains a backlog of
+## 10,000,000 JSON orders over 12 partitions (SLUICE_MEMORY_ORDERS, SLUICE_MEMORY_FORMAT=avro);
+## peak RSS against the bound `sluice check` prints, and the largest RSS in each tenth of the drain
+bench-memory: up
+	@mkdir -p $(BIN)
+	set -o pipefail; $(BENCH_ENV) $(GO) test -tags integration -run '^$$' -bench 'MemoryDrain' -benchtime 1x -count 1 -timeout 60m ./bench/ 2>&1 | tee $(BIN)/bench-memory.txt
 
 ## bench-e2e: `sluice run` loading 1M orders from the real Kafka, JSON, Avro and Avro enriched
 bench-e2e: up
