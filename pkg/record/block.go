@@ -33,6 +33,8 @@ type Block interface {
 	FailRow()
 	// SetInt overwrites a cell of a completed row.
 	SetInt(col, row int, v int64) error
+	// Cells reads and overwrites cells of completed rows (transforms).
+	Cells
 	// Ints is a side list of integers per row that a decoder fills for a
 	// transform (for example items.quantity for order_items): values of
 	// row r are Vals[Offsets[r]:Offsets[r+1]]. Nil when nobody asked for

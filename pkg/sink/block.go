@@ -22,6 +22,10 @@ type Block struct {
 	rowErr error
 	errCol int // the column of rowErr: the first in table order is reported, as the row path does
 	ints   map[string]*record.IntList
+	// The transforms' side (blockcells.go): the buffers as cellbufs, and
+	// the per-row marks (record.Cells.Marks).
+	cells []cellbuf
+	marks map[string][]uint8
 }
 
 // Block resets the buffers and returns them as the block of the next
@@ -35,6 +39,9 @@ func (t *Table) Block(bufs *Buffers, needs []string) *Block {
 		c.reset()
 	}
 	bl.rows, bl.rowErr = 0, nil
+	for k, m := range bl.marks {
+		bl.marks[k] = m[:0]
+	}
 	for _, n := range needs {
 		l := bl.ints[n]
 		if l == nil {

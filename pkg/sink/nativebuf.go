@@ -184,22 +184,22 @@ func newNativeColbuf(t *colType) (colbuf, error) {
 		return nil, fmt.Errorf("column type Decimal(%d, %d) is not supported by the native writer (clickhouse.insert_protocol: driver)", t.precision, t.scale)
 	case "DateTime":
 		conv := timeIn(dateTimeMin, dateTimeMax)
-		return nmk(n, then(conv, proto.ToDateTime), 0, &typed[proto.DateTime]{tm: func(t time.Time) (proto.DateTime, error) {
+		return ntimeOf(nmk(n, then(conv, proto.ToDateTime), 0, &typed[proto.DateTime]{tm: func(t time.Time) (proto.DateTime, error) {
 			if t.Before(dateTimeMin) || !t.Before(dateTimeMax) {
 				_, err := conv(t)
 				return 0, err
 			}
 			return proto.ToDateTime(t), nil
-		}}), nil
+		}}), conv, n), nil
 	case "Date":
 		conv := timeIn(dateTimeMin, dateMax)
-		return nmk(n, then(conv, proto.ToDate), 0, &typed[proto.Date]{tm: func(t time.Time) (proto.Date, error) {
+		return ntimeOf(nmk(n, then(conv, proto.ToDate), 0, &typed[proto.Date]{tm: func(t time.Time) (proto.Date, error) {
 			if t.Before(dateTimeMin) || !t.Before(dateMax) {
 				_, err := conv(t)
 				return 0, err
 			}
 			return proto.ToDate(t), nil
-		}}), nil
+		}}), conv, n), nil
 	case "Array":
 		if (t.elem.base == "String" || t.elem.base == "FixedString") && !t.elem.nullable {
 			return &buf[[]string]{conv: stringsIn, zero: []string{}}, nil

@@ -66,6 +66,8 @@ type currency struct {
 	base                   string // the base currency, converted without a lookup
 	amount, currency, time string // fields read
 	amountBase, rate       string // columns written
+	// reads are amount, currency and time on the columnar path.
+	reads [3]cellRead
 }
 
 func newCurrency(env Env) (Transform, error) {
@@ -93,6 +95,11 @@ func newCurrency(env Env) (Transform, error) {
 	}
 	if err := notInSchema(env.Schema, c.amountBase, c.rate); err != nil {
 		return nil, err
+	}
+	c.reads = [3]cellRead{
+		readOf(env.Schema, c.amount, record.CellDecimal),
+		readOf(env.Schema, c.currency, record.CellString),
+		readOf(env.Schema, c.time, record.CellTime),
 	}
 	return c, nil
 }
@@ -177,6 +184,115 @@ func (c *currency) convert(row record.Row) (reason string, missed bool) {
 	}
 	row[c.amountBase], row[c.rate] = basedBoxed, rateBoxed
 	return "", false
+}
+
+// Needs is nil: currency reads only columns (stage.ColumnTransform).
+func (c *currency) Needs() []string { return nil }
+
+// currencyCols are the block columns of one batch.
+type currencyCols struct{ amount, currency, time, amountBase, rate int }
+
+// ApplyBlock is Apply on a batch whose rows are in its Block: the same
+// conversion on scaled integers (mulHalfEvenInt), the same reasons, the
+// same AwaitCurrent at the first miss. Its errors are Apply's, and one
+// more: the block's table cannot serve the fields read (see columns.go).
+// A converted value its column cannot hold fails the row at stage load,
+// as Prepare would.
+func (c *currency) ApplyBlock(ctx context.Context, b *record.Batch) error {
+	blk := b.Block
+	var cols currencyCols
+	for i, p := range []*int{&cols.amount, &cols.currency, &cols.time} {
+		col, err := c.reads[i].column(blk)
+		if err != nil {
+			return fmt.Errorf("currency: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
+		}
+		*p = col
+	}
+	cols.amountBase, cols.rate = blk.Column(c.amountBase), blk.Column(c.rate)
+	current := false
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Failed != nil {
+			continue
+		}
+		r := b.Base + i
+		reason, missed, err := c.convertCell(blk, &cols, r)
+		if missed && !current {
+			if err := c.store.AwaitCurrent(ctx, refdata.FxRates); err != nil {
+				return fmt.Errorf("currency: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
+			}
+			current = true
+			reason, _, err = c.convertCell(blk, &cols, r)
+		}
+		switch {
+		case reason != "":
+			it.Fail(record.StageTransform, "currency: "+reason)
+		case err != nil:
+			it.Fail(record.StageLoad, err.Error())
+		}
+	}
+	return nil
+}
+
+// convertCell is convert for row r of blk: the reason it cannot convert
+// (missed: a rate the Store lacks), or the error of a column that does not
+// take the result.
+func (c *currency) convertCell(blk record.Block, cols *currencyCols, r int) (reason string, missed bool, err error) {
+	u, scale, ok := blk.Decimal(cols.amount, r)
+	if !ok {
+		return "", false, firstInTable([]int{cols.amountBase, cols.rate},
+			[]error{blk.SetNull(cols.amountBase, r), blk.SetNull(cols.rate, r)})
+	}
+	cur, ok := blk.String(cols.currency, r)
+	if !ok {
+		return fmt.Sprintf("field %s is null, want a currency code", c.currency), false, nil
+	}
+	at, ok := blk.Time(cols.time, r)
+	if !ok {
+		return fmt.Sprintf("field %s is null, want a timestamp", c.time), false, nil
+	}
+	rate := int64(1e8) // the base currency's 1 at scale 8
+	if cur != c.base {
+		rt, found := c.store.RateAt(cur, at)
+		if !found {
+			return "no FX rate for " + cur + " at " + formatTime(at), true, nil
+		}
+		if rate, ok = rateInt(rt.Rate); !ok {
+			return fmt.Sprintf("FX rate %s for %s (effective from %s) does not fit Decimal(18,8)",
+				rt.Rate, cur, formatTime(time.UnixMilli(rt.EffectiveFrom))), false, nil
+		}
+	}
+	based, ok := mulHalfEvenInt(u, scale, rate, rateScale, baseScale)
+	if !ok || based >= max18 || based <= -max18 {
+		// The decimal path, for the reason's values and for what the
+		// integers do not cover (a product past 64 bits).
+		amount := decimal.New(u, -scale)
+		d := mulHalfEven(amount, decimal.New(rate, -rateScale), baseScale)
+		if d.Cmp(maxBase) >= 0 || d.Cmp(minBase) <= 0 {
+			return fmt.Sprintf("%s %s overflows Decimal(18,2) (%s %s %s)", c.amountBase, d, c.amount, amount, cur), false, nil
+		}
+		based = d.CoefficientInt64() // exponent -baseScale, under 10^16
+	}
+	return "", false, firstInTable([]int{cols.amountBase, cols.rate},
+		[]error{blk.SetDecimal(cols.amountBase, r, based, baseScale), blk.SetDecimal(cols.rate, r, rate, rateScale)})
+}
+
+// max18 is 10^18, the first unscaled value a Decimal(18,s) cannot hold
+// (maxBase and maxRate unscaled).
+const max18 = 1e18
+
+// rateInt is toRateScale as an integer at scale 8; its fast path takes a
+// rate already at scale 8, as the fx-rates topic's decimal(18,8) gives.
+func rateInt(r decimal.Decimal) (int64, bool) {
+	if r.Exponent() == -rateScale && r.NumDigits() <= 18 {
+		v := r.CoefficientInt64()
+		return v, v < max18 && v > -max18
+	}
+	d, ok := toRateScale(r)
+	if !ok {
+		return 0, false
+	}
+	return d.CoefficientInt64(), true
 }
 
 // mulHalfEven returns round_half_even(a * r, scale), exactly. The result's

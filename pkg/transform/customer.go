@@ -43,7 +43,8 @@ const customerFound = "__customer_found"
 // Safe for concurrent use: it holds no state beyond the Store.
 type customer struct {
 	store *refdata.Store
-	key   string // field read
+	key   string   // field read
+	read  cellRead // key on the columnar path
 }
 
 func newCustomer(env Env) (Transform, error) {
@@ -60,7 +61,7 @@ func newCustomer(env Env) (Transform, error) {
 	if err := notInSchema(env.Schema, colCustomerName, colCustomerCountry, colCustomerSegment); err != nil {
 		return nil, err
 	}
-	return &customer{store: env.Store, key: key}, nil
+	return &customer{store: env.Store, key: key, read: readOf(env.Schema, key, record.CellString)}, nil
 }
 
 func (c *customer) Outputs() []string {
@@ -100,6 +101,58 @@ func (c *customer) Apply(ctx context.Context, b *record.Batch) error {
 		}
 		row[colCustomerName], row[colCustomerCountry], row[colCustomerSegment] = cu.Name, cu.Country, cu.Segment
 		row[customerFound] = true
+	}
+	return nil
+}
+
+// Needs is nil: customer reads only columns (stage.ColumnTransform).
+func (c *customer) Needs() []string { return nil }
+
+// ApplyBlock is Apply on a batch whose rows are in its Block: the same
+// join, the same NULLs on a miss, the same AwaitCurrent at the first miss;
+// the join's result goes to the block's marks (customerFound: markFound
+// or markMissed), which fraud reads and nothing loads. Its errors are
+// Apply's, and one more: the block's table cannot serve the key field (see
+// columns.go). A name its column cannot hold fails the row at stage load,
+// as Prepare would.
+func (c *customer) ApplyBlock(ctx context.Context, b *record.Batch) error {
+	blk := b.Block
+	key, err := c.read.column(blk)
+	if err != nil {
+		return fmt.Errorf("customer: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
+	}
+	name, country, segment := blk.Column(colCustomerName), blk.Column(colCustomerCountry), blk.Column(colCustomerSegment)
+	marks := blk.Marks(customerFound)
+	current := false
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Failed != nil {
+			continue
+		}
+		r := b.Base + i
+		id, ok := blk.String(key, r)
+		var cu refdata.Customer
+		if ok {
+			cu, ok = c.store.Customer(id)
+			if !ok && !current {
+				if err := c.store.AwaitCurrent(ctx, refdata.Customers); err != nil {
+					return fmt.Errorf("customer: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
+				}
+				current = true
+				cu, ok = c.store.Customer(id)
+			}
+		}
+		var errs [3]error
+		if ok {
+			marks[r] = markFound
+			errs = [3]error{blk.SetString(name, r, cu.Name), blk.SetString(country, r, cu.Country), blk.SetString(segment, r, cu.Segment)}
+		} else {
+			marks[r] = markMissed
+			errs = [3]error{blk.SetNull(name, r), blk.SetNull(country, r), blk.SetNull(segment, r)}
+		}
+		if err := firstInTable([]int{name, country, segment}, errs[:]); err != nil {
+			it.Fail(record.StageLoad, err.Error())
+		}
 	}
 	return nil
 }

@@ -82,6 +82,16 @@ type fraud struct {
 	// append copies.
 	scores  [1 << numRules]any
 	reasons [1 << numRules]any
+	// The same unboxed, for the columnar path.
+	scoreVals  [1 << numRules]int64
+	reasonVals [1 << numRules][]string
+
+	// The columnar path: what each rule reads (columns.go), and the
+	// threshold unscaled when it fits an int64 (highOK).
+	amountRead, shippingRead, countryRead, idRead, timeRead cellRead
+	highUnscaled                                            int64
+	highScale                                               int32
+	highOK                                                  bool
 }
 
 func newFraud(env Env) (Transform, error) {
@@ -131,6 +141,16 @@ func newFraud(env Env) (Transform, error) {
 		}
 		f.scores[mask] = int64(min(score, maxScore))
 		f.reasons[mask] = names[:len(names):len(names)]
+		f.scoreVals[mask] = int64(min(score, maxScore))
+		f.reasonVals[mask] = names[:len(names):len(names)]
+	}
+	f.countryRead = cellRead{name: colCustomerCountry, kind: record.CellString} // read only when the join hit, never NULL then
+	if f.on[ruleCountryMismatch] {
+		f.shippingRead = readOf(env.Schema, f.shipping, record.CellString)
+	}
+	if f.on[ruleVelocity] {
+		f.idRead = readOf(env.Schema, f.customerID, record.CellString)
+		f.timeRead = readOf(env.Schema, f.time, record.CellTime)
 	}
 	return f, nil
 }
@@ -146,12 +166,23 @@ func (f *fraud) buildHighAmount(env Env) error {
 		d = d.Round(baseScale)
 	}
 	f.highAmount = d
+	if d.Exponent() <= 0 && d.NumDigits() <= 18 {
+		f.highUnscaled, f.highScale, f.highOK = d.CoefficientInt64(), -d.Exponent(), true
+	}
 
 	f.amountBase = defaultAmountBaseColumn
 	if env.Fields.AmountBase != "" {
 		f.amountBase = env.Fields.AmountBase
 	} else if amount, err := amountField(env); err == nil {
 		f.amountBase = amountBaseColumn(env, amount)
+	}
+	// On the columnar path the column must hold NULLs when the value can
+	// be NULL: the field's own, or currency's for a NULL amount.
+	f.amountRead = readOf(env.Schema, f.amountBase, record.CellDecimal)
+	if _, ok := env.Schema.Field(f.amountBase); !ok {
+		if amount, err := amountField(env); err == nil {
+			f.amountRead.nullable = readOf(env.Schema, amount, record.CellDecimal).nullable
+		}
 	}
 	if runsBefore(env.Transforms, "currency", "fraud") {
 		return nil
@@ -253,6 +284,117 @@ func (f *fraud) fired(it *record.Item, ps *partVelocity) int {
 		}
 	}
 	return mask
+}
+
+// Needs is nil: fraud reads only columns and customer's marks
+// (stage.ColumnTransform).
+func (f *fraud) Needs() []string { return nil }
+
+// fraudCols are the block columns of one batch; -1 for a rule that is off.
+type fraudCols struct{ amountBase, shipping, country, customerID, time, score, reasons int }
+
+// ApplyBlock is Apply on a batch whose rows are in its Block: every rule
+// as fired does, in item order, under the partition's VELOCITY lock; the
+// join's result comes from customer's marks. Its only error is a block
+// whose table cannot serve what the rules read (see columns.go), returned
+// before any row is scored, so a retry cannot count an order twice. A
+// score its column cannot hold fails the row at stage load, as Prepare
+// would.
+func (f *fraud) ApplyBlock(_ context.Context, b *record.Batch) error {
+	blk := b.Block
+	cols := fraudCols{-1, -1, -1, -1, -1, blk.Column(colFraudScore), blk.Column(colFraudReasons)}
+	reads := []struct {
+		on  bool
+		r   cellRead
+		col *int
+	}{
+		{f.on[ruleHighAmount], f.amountRead, &cols.amountBase},
+		{f.on[ruleCountryMismatch], f.shippingRead, &cols.shipping},
+		{f.on[ruleCountryMismatch], f.countryRead, &cols.country},
+		{f.vel != nil, f.idRead, &cols.customerID},
+		{f.vel != nil, f.timeRead, &cols.time},
+	}
+	for _, rd := range reads {
+		if !rd.on {
+			continue
+		}
+		col, err := rd.r.column(blk)
+		if err != nil {
+			return fmt.Errorf("fraud: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
+		}
+		*rd.col = col
+	}
+	var marks []uint8
+	if f.on[ruleCountryMismatch] || f.on[ruleUnknownCustomer] {
+		marks = blk.Marks(customerFound)
+	}
+	var ps *partVelocity
+	if f.vel != nil {
+		ps = f.vel.part(b.Partition)
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+	}
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Failed != nil {
+			continue
+		}
+		r := b.Base + i
+		mask := f.firedCell(blk, &cols, marks, r, it, ps)
+		if err := firstInTable([]int{cols.score, cols.reasons}, []error{
+			blk.SetInt(cols.score, r, f.scoreVals[mask]), blk.SetStrings(cols.reasons, r, f.reasonVals[mask]),
+		}); err != nil {
+			it.Fail(record.StageLoad, err.Error())
+		}
+	}
+	return nil
+}
+
+// firedCell is fired for row r of blk.
+func (f *fraud) firedCell(blk record.Block, cols *fraudCols, marks []uint8, r int, it *record.Item, ps *partVelocity) int {
+	mask := 0
+	if f.on[ruleHighAmount] {
+		if u, scale, ok := blk.Decimal(cols.amountBase, r); ok && f.atLeastHigh(u, scale) {
+			mask |= 1 << ruleHighAmount
+		}
+	}
+	var found, joined bool
+	if marks != nil {
+		found, joined = marks[r] == markFound, marks[r] != 0
+	}
+	if f.on[ruleCountryMismatch] && found {
+		ship, ok1 := blk.String(cols.shipping, r)
+		country, ok2 := blk.String(cols.country, r)
+		if ok1 && ok2 && ship != country {
+			mask |= 1 << ruleCountryMismatch
+		}
+	}
+	if f.on[ruleUnknownCustomer] && joined && !found {
+		mask |= 1 << ruleUnknownCustomer
+	}
+	if ps != nil {
+		id, ok1 := blk.String(cols.customerID, r)
+		at, ok2 := blk.Time(cols.time, r)
+		if ok1 && ok2 {
+			off := int64(-1)
+			if it.Rec != nil {
+				off = it.Rec.Offset
+			}
+			if f.vel.observe(ps, id, at.UnixMicro(), off) {
+				mask |= 1 << ruleVelocity
+			}
+		}
+	}
+	return mask
+}
+
+// atLeastHigh says whether unscaled × 10^-scale >= fraud.high_amount:
+// integers at the threshold's scale (the column's, 2), else decimals.
+func (f *fraud) atLeastHigh(u int64, scale int32) bool {
+	if f.highOK && scale == f.highScale {
+		return u >= f.highUnscaled
+	}
+	return decimal.New(u, -scale).Cmp(f.highAmount) >= 0
 }
 
 var _ PartitionState = (*fraud)(nil)
