@@ -86,39 +86,42 @@ func enrichEdits() []func(m map[string]any) {
 		}
 	}
 	edits := []func(m map[string]any){
-		set("customer_id", "nobody"),                                                         // UNKNOWN_CUSTOMER
-		set("customer_id", ""),                                                               // a miss too
-		set("customer_id", nil),                                                              // a decode error (not nullable here)
-		set("customer_id", "c-gb", "shipping_country", "FR"),                                 // COUNTRY_MISMATCH
-		set("customer_id", "c-gb", "shipping_country", "GB"),                                 // none
-		set("customer_id", "c-empty", "shipping_country", ""),                                // a hit with empty values
-		set("customer_id", "c-empty", "shipping_country", "GB"),                              // COUNTRY_MISMATCH against ""
-		set("currency", "XTS"),                                                               // no rate
-		set("currency", "EUR", "created_at", 0),                                              // before the first rate
-		set("currency", "XBT"),                                                               // rate does not fit (decimals)
-		set("currency", "XAU"),                                                               // rate does not fit (integer digits)
-		set("currency", "CHF", "total", "10.05"),                                             // 9.045 -> 9.04
-		set("currency", "CHF", "total", "10.15"),                                             // 9.135 -> 9.14
-		set("currency", "NEG", "total", "3.33"),                                              // -4.995 -> -5.00
-		set("currency", "USD"),                                                               // base currency
-		set("currency", "USD", "total", "9999999999999999.99"),                               // base: fits
-		set("currency", "USD", "total", "-9999999999999999.99"),                              // base, refund: fits
-		set("currency", "EUR", "total", "9999999999999999.99"),                               // overflows after conversion
-		set("currency", "EUR", "total", "-9999999999999999.99"),                              // overflows, negative
-		set("currency", "CHF", "total", "9999999999999999.99"),                               // 0.9: fits
-		set("currency", "USD", "total", "-100.05"),                                           // a refund
-		set("currency", "USD", "total", "0.00"),                                              // zero
-		set("currency", "USD", "total", "5000.00"),                                           // HIGH_AMOUNT at the threshold
-		set("currency", "USD", "total", "4999.99"),                                           // just below
-		set("currency", "USD", "total", "-6000.00"),                                          // a large refund: no HIGH_AMOUNT
-		set("currency", "EUR", "created_at", ms(halfSecond)-1),                               // the rate before
-		set("currency", "EUR", "created_at", ms(halfSecond)),                                 // 1.23456789 from here
-		set("currency", "EUR", "created_at", ms(halfSecond)+999),                             // still
-		set("currency", "EUR", "created_at", ms(halfSecond)+1000),                            // 1.00000000
-		set("currency", "EUR", "total", "4050.00", "created_at", ms(halfSecond)+1),           // 4050 * 1.23456789 = 4999.999... -> 5000.00: HIGH_AMOUNT
-		set("currency", "EUR", "total", "4049.99", "created_at", ms(halfSecond)+1),           // 4999.99: none
-		set("created_at", -1000),                                                             // does not fit DateTime (load, both paths)
-		set("status", "SHIPPED"),                                                             // a decode error
+		set("customer_id", "nobody"),                                               // UNKNOWN_CUSTOMER
+		set("customer_id", ""),                                                     // a miss too
+		set("customer_id", nil),                                                    // a decode error (not nullable here)
+		set("customer_id", "c-gb", "shipping_country", "FR"),                       // COUNTRY_MISMATCH
+		set("customer_id", "c-gb", "shipping_country", "GB"),                       // none
+		set("customer_id", "c-empty", "shipping_country", ""),                      // a hit with empty values
+		set("customer_id", "c-empty", "shipping_country", "GB"),                    // COUNTRY_MISMATCH against ""
+		set("currency", "XTS"),                                                     // no rate
+		set("currency", "EUR", "created_at", 0),                                    // before the first rate
+		set("currency", "XBT"),                                                     // rate does not fit (decimals)
+		set("currency", "XAU"),                                                     // rate does not fit (integer digits)
+		set("currency", "CHF", "total", "10.05"),                                   // 9.045 -> 9.04
+		set("currency", "CHF", "total", "10.15"),                                   // 9.135 -> 9.14
+		set("currency", "NEG", "total", "3.33"),                                    // -4.995 -> -5.00
+		set("currency", "USD"),                                                     // base currency
+		set("currency", "USD", "total", "9999999999999999.99"),                     // base: fits
+		set("currency", "USD", "total", "-9999999999999999.99"),                    // base, refund: fits
+		set("currency", "EUR", "total", "9999999999999999.99"),                     // overflows after conversion
+		set("currency", "EUR", "total", "-9999999999999999.99"),                    // overflows, negative
+		set("currency", "CHF", "total", "9999999999999999.99"),                     // 0.9: fits
+		set("currency", "USD", "total", "-100.05"),                                 // a refund
+		set("currency", "USD", "total", "0.00"),                                    // zero
+		set("currency", "USD", "total", "5000.00"),                                 // HIGH_AMOUNT at the threshold
+		set("currency", "USD", "total", "4999.99"),                                 // just below
+		set("currency", "USD", "total", "-6000.00"),                                // a large refund: no HIGH_AMOUNT
+		set("currency", "EUR", "created_at", ms(halfSecond)-1),                     // the rate before
+		set("currency", "EUR", "created_at", ms(halfSecond)),                       // 1.23456789 from here
+		set("currency", "EUR", "created_at", ms(halfSecond)+999),                   // still
+		set("currency", "EUR", "created_at", ms(halfSecond)+1000),                  // 1.00000000
+		set("currency", "EUR", "total", "4050.00", "created_at", ms(halfSecond)+1), // 4050 * 1.23456789 = 4999.999... -> 5000.00: HIGH_AMOUNT
+		set("currency", "EUR", "total", "4049.99", "created_at", ms(halfSecond)+1), // 4999.99: none
+		// Does not fit DateTime: load on both paths in the base currency.
+		// With a rate to look up, the row path fails it at transform first
+		// and the columnar path at load (DESIGN.md, the columnar path).
+		set("created_at", -1000, "currency", "USD"),
+		set("status", "SHIPPED"), // a decode error
 		set("items", []any{map[string]any{"sku": "A", "quantity": 0, "unit_price": "1.00"}}), // order_items fails it
 	}
 	// VELOCITY: one customer's orders, out of order and re-delivered;
