@@ -18,6 +18,9 @@
 //	customer.go   customer: the customers reference join
 //	fraud.go      fraud: the rules, fraud_score and fraud_reasons
 //	velocity.go   VELOCITY's bounded per-partition state
+//	columns.go    the columnar path of currency, customer and fraud: which
+//	              columns they read, customer's marks, scaled-integer
+//	              half-even products
 package transform
 
 import (
