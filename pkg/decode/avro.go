@@ -54,6 +54,22 @@ func (d *avroDecoder) Decode(value []byte) (record.Row, error) {
 // value for plain Avro, the bytes after the 5-byte header for Confluent
 // (where an empty body is a valid record of no fields).
 func (d *avroDecoder) decodeBody(value []byte) (record.Row, *Error) {
+	m, e := d.native(value)
+	if e != nil {
+		return nil, e
+	}
+	if e := d.plan.recordFromAvro(m); e != nil {
+		return nil, e
+	}
+	return record.Row(m), nil
+}
+
+// native checks one Avro body (present, as in decodeBody) with the scan
+// and has goavro decode it: its record map, not yet normalised (the wire
+// values of the stripped schema). Both paths start here: the row path
+// normalises the map into the Row (recordFromAvro), the columnar path
+// (ColumnAvro) puts its values into a Block.
+func (d *avroDecoder) native(value []byte) (map[string]any, *Error) {
 	end, e := d.plan.scan(value, 0)
 	if e != nil {
 		return nil, e
@@ -74,10 +90,7 @@ func (d *avroDecoder) decodeBody(value []byte) (record.Row, *Error) {
 	if !ok {
 		return nil, fail(fmt.Sprintf("avro: goavro returned %T for a record", native))
 	}
-	if e := d.plan.recordFromAvro(m); e != nil {
-		return nil, e
-	}
-	return record.Row(m), nil
+	return m, nil
 }
 
 func checkPresent(value []byte) *Error {

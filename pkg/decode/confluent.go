@@ -109,17 +109,10 @@ func (d *confluentDecoder) Decode(value []byte) (record.Row, error) {
 // registry cannot be asked: then the error wraps ErrUnavailable and says
 // nothing about the record (see Decoder). Safe for concurrent use.
 func (d *confluentDecoder) DecodeContext(ctx context.Context, value []byte) (record.Row, error) {
-	if e := checkPresent(value); e != nil {
+	id, e := confluentID(value)
+	if e != nil {
 		return nil, e
 	}
-	if len(value) < confluentHeader {
-		return nil, &Error{Err: ErrNotConfluent, Reason: ErrNotConfluent.Error() + ": " + strconv.Itoa(len(value)) +
-			" bytes, want at least 5 (magic byte 0 and a 4-byte schema id)"}
-	}
-	if value[0] != 0 {
-		return nil, &Error{Err: ErrNotConfluent, Reason: fmt.Sprintf("%s: magic byte 0x%02x, want 0x00", ErrNotConfluent, value[0])}
-	}
-	id := int32(binary.BigEndian.Uint32(value[1:confluentHeader]))
 	w, err := d.writer(ctx, id)
 	if err != nil {
 		return nil, err
@@ -138,6 +131,22 @@ func (d *confluentDecoder) DecodeContext(ctx context.Context, value []byte) (rec
 		}
 	}
 	return row, nil
+}
+
+// confluentID checks that value is present and framed (magic byte 0)
+// and returns its schema id; the body is value[confluentHeader:].
+func confluentID(value []byte) (int32, *Error) {
+	if e := checkPresent(value); e != nil {
+		return 0, e
+	}
+	if len(value) < confluentHeader {
+		return 0, &Error{Err: ErrNotConfluent, Reason: ErrNotConfluent.Error() + ": " + strconv.Itoa(len(value)) +
+			" bytes, want at least 5 (magic byte 0 and a 4-byte schema id)"}
+	}
+	if value[0] != 0 {
+		return 0, &Error{Err: ErrNotConfluent, Reason: fmt.Sprintf("%s: magic byte 0x%02x, want 0x00", ErrNotConfluent, value[0])}
+	}
+	return int32(binary.BigEndian.Uint32(value[1:confluentHeader])), nil
 }
 
 // writer returns the decoder of schema id, building it on first use. The

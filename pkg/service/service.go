@@ -32,7 +32,6 @@ import (
 	"github.com/sluice-etl/sluice/pkg/pipeline"
 	"github.com/sluice-etl/sluice/pkg/refdata"
 	"github.com/sluice-etl/sluice/pkg/sink"
-	"github.com/sluice-etl/sluice/pkg/stage"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
 
@@ -339,17 +338,10 @@ func buildPipeline(ctx context.Context, conn driver.Conn, nw *Native, cfg *confi
 	if err := nw.use(cfg, table); err != nil {
 		return nil, config.Errors{{Key: "clickhouse.insert_protocol", Problem: err.Error()}}, nil
 	}
-	if pc.Format == decode.FormatJSON {
-		// The columnar path, for JSON; the row path stays for Avro.
-		var needs []string
-		for _, tr := range ts {
-			if ct, ok := tr.(stage.ColumnTransform); ok {
-				needs = append(needs, ct.Needs()...)
-			}
-		}
-		if cd, ok := decode.NewColumnJSON(schema, table.Column, needs); ok {
-			dec = cd
-		}
+	// The columnar path, for every format (stage.Columnar decides per
+	// pipeline whether its transforms allow it).
+	if dec, err = columnDecoder(pc.Format, schema, reg, dec, table.Column, ts); err != nil {
+		return nil, config.Errors{{Key: key + ".format", Problem: err.Error()}}, nil
 	}
 	return &pipeline.Pipeline{
 		Name:       pc.Name,

@@ -39,11 +39,23 @@ type Transform interface {
 type Retry func(what string, fn func() error) bool
 
 // ColumnDecoder decodes a record straight into a batch's Block (the
-// columnar path, decode.ColumnJSON): a decode error (stage decode) or an
-// error of a value that does not fit its column (stage load).
+// columnar path, decode.ColumnJSON and decode.ColumnAvro): a decode error
+// (stage decode) or an error of a value that does not fit its column
+// (stage load).
 type ColumnDecoder interface {
 	Needs() []string
 	DecodeInto(value []byte, blk record.Block) (decodeErr, loadErr error)
+}
+
+// ContextColumnDecoder is a ColumnDecoder whose decode may wait on what it
+// depends on (avro-confluent: the schema registry), the columnar
+// counterpart of decode.ContextDecoder: DecodeIntoContext is DecodeInto
+// with that wait bounded by ctx. A decodeErr that wraps
+// decode.ErrUnavailable says nothing about the record and appended no row
+// to blk: Run tries the record again, under its retry.
+type ContextColumnDecoder interface {
+	ColumnDecoder
+	DecodeIntoContext(ctx context.Context, value []byte, blk record.Block) (decodeErr, loadErr error)
 }
 
 // ColumnTransform is a transform that also works on a Block.
@@ -82,7 +94,9 @@ func Columnar(dec Decoder, ts []Transform) ([]string, bool) {
 // ran is not run twice (transforms may keep state, like fraud velocity).
 // It returns false when retry gave up, with b partly processed.
 //
-// When b has a Block (the caller checked Columnar), the rows go into it.
+// When b has a Block (the caller checked Columnar), the rows go into it,
+// with the same retry of a decoder that cannot reach its registry
+// (ContextColumnDecoder).
 func Run(ctx context.Context, b *record.Batch, dec Decoder, ts []Transform, retry Retry) bool {
 	if b.Block != nil {
 		return runColumns(ctx, b, dec.(ColumnDecoder), ts, retry)
@@ -120,9 +134,16 @@ func Run(ctx context.Context, b *record.Batch, dec Decoder, ts []Transform, retr
 }
 
 func runColumns(ctx context.Context, b *record.Batch, dec ColumnDecoder, ts []Transform, retry Retry) bool {
+	cd, _ := dec.(ContextColumnDecoder)
 	for i := range b.Items {
 		it := &b.Items[i]
-		derr, lerr := dec.DecodeInto(it.Rec.Value, b.Block)
+		derr, lerr := decodeInto(ctx, dec, cd, it.Rec.Value, b.Block)
+		if errors.Is(derr, decode.ErrUnavailable) {
+			var ok bool
+			if derr, lerr, ok = retryInto(ctx, dec, cd, it.Rec.Value, b.Block, derr, retry); !ok {
+				return false
+			}
+		}
 		switch {
 		case derr != nil:
 			it.FailClass(record.StageDecode, decodeClass(derr), derr.Error())
@@ -137,6 +158,33 @@ func runColumns(ctx context.Context, b *record.Batch, dec ColumnDecoder, ts []Tr
 		}
 	}
 	return true
+}
+
+func decodeInto(ctx context.Context, dec ColumnDecoder, cd ContextColumnDecoder, value []byte, blk record.Block) (error, error) {
+	if cd != nil {
+		return cd.DecodeIntoContext(ctx, value, blk)
+	}
+	return dec.DecodeInto(value, blk)
+}
+
+// retryInto decodes a record whose decode returned ErrUnavailable (derr,
+// the first attempt's) under retry, as the row path retries Decode: the
+// failed attempts appended no row. False when retry gave up. (Apart from
+// runColumns' loop so that only this rare case builds a closure.)
+func retryInto(ctx context.Context, dec ColumnDecoder, cd ContextColumnDecoder, value []byte, blk record.Block, derr error, retry Retry) (decodeErr, loadErr error, ok bool) {
+	first := true
+	ok = retry("decode", func() error {
+		if !first {
+			decodeErr, loadErr = decodeInto(ctx, dec, cd, value, blk)
+		} else {
+			decodeErr, first = derr, false
+		}
+		if errors.Is(decodeErr, decode.ErrUnavailable) {
+			return decodeErr
+		}
+		return nil
+	})
+	return decodeErr, loadErr, ok
 }
 
 // decodeClass is the dead-letter reason class of a decoder's per-record

@@ -1,0 +1,583 @@
+package decode
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-etl/sluice/pkg/record"
+)
+
+// ColumnAvro decodes Avro records — format avro, or avro-confluent with
+// its writer schemas resolved into the reader's — straight into the
+// columns of a record.Block (the columnar path), without a Row per record.
+//
+// A record's bytes go through the row decoder's first half unchanged: the
+// pre-scan (avroscan.go) and goavro on the schema without logical types
+// (avroDecoder.native), and for avro-confluent its framing and its writer
+// decoder per schema id (confluent.go). Then, instead of normalising
+// goavro's map into a Row, each top-level field is put into the block
+// with the typed puts: strings as they are, a long as an int, a decimal's
+// unscaled bytes as an int64 at the field's scale, timestamps and dates as
+// times, a null as a null. What is unusual (bytes, floats, an int, which a
+// Row boxes as an int32, a decimal wider than an int64, arrays and maps
+// that have a column) goes in through PutValue as the row path converts
+// it, so both paths store the same values.
+//
+// Only what would fail the row path's normalisation is checked before the
+// puts (a decimal beyond its precision, a null that the reader schema
+// refuses, an enum symbol the reader lacks, a Go type goavro should not
+// have returned); when a check fails, or the writer schema needs a
+// resolution of nested values, the record is normalised and resolved by
+// the row path's own code, whose error is the record's and whose Row goes
+// in through PutValue. Errors are therefore the row decoder's, text and
+// sentinel.
+//
+// Safe for concurrent use (each call appends to the block it is given).
+type ColumnAvro struct {
+	row    Decoder           // the row decoder: Decode, DecodeContext
+	plain  *avroLayout       // format avro
+	conf   *confluentDecoder // format avro-confluent
+	reader *plan
+	column func(string) int
+	needs  []string
+	// lists binds the reader's array fields to the side lists they fill.
+	lists map[string]sideList
+
+	// layouts maps schema ids to their layouts (avro-confluent); replaced,
+	// never changed, as confluentDecoder.ids is.
+	layouts atomic.Pointer[map[int32]*avroLayout]
+	mu      sync.Mutex
+}
+
+// sideList is a side list (Block.Ints) an array-of-records field fills
+// with the int subfield sub of each element.
+type sideList struct {
+	name, sub string
+}
+
+// avroLayout is how the records of one writer schema go into the block:
+// per reader field, where its value comes from and how it is put. Built
+// once per schema id; immutable.
+type avroLayout struct {
+	dec  *avroDecoder // the writer's decoder (scan, goavro)
+	res  *resolver    // the writer's resolution into the reader, nil when none
+	fail *Error       // every record of this id fails with this
+	// slow: the resolution changes values inside arrays, maps or records,
+	// so every record is normalised and resolved as a Row.
+	slow   bool
+	fields []avroCol
+	// checks are the writer's fields whose normalisation can fail (the
+	// fields the reader drops included: the row path normalises those
+	// too).
+	checks []fieldPlan
+}
+
+// avroCol is one reader field of a layout.
+type avroCol struct {
+	name string // the reader's field (and the writer's, when it has it)
+	col  int    // block column, -1 when the table has none
+	wp   *plan  // the writer's type; nil: absent from the writer, def is the value
+	def  any
+	res  *resolver // the field's scalar resolution, nil when none
+	list string    // the side list it fills, "" when none
+	sub  string
+}
+
+// NewColumnAvro binds the reader schema's top-level fields to the table's
+// columns (column gives the index of a name, -1 if absent) for format avro
+// or avro-confluent (reg: the schema registry, as for NewConfluent); needs
+// names the side lists the transforms read, as "field.subfield" of a
+// non-nullable array of records with a non-nullable int subfield
+// (order_items: "items.quantity"). It says false when the schema is not a
+// record, a side list cannot be filled, or format is another; err is a
+// configuration error, as NewFromSchemaWith's. Called once per pipeline at
+// start-up; it does not contact the registry.
+func NewColumnAvro(format string, s *Schema, reg SchemaFetcher, column func(string) int, needs []string) (*ColumnAvro, bool, error) {
+	if format != FormatAvro && format != FormatAvroConfluent {
+		return nil, false, nil
+	}
+	row, err := NewFromSchemaWith(format, s, reg)
+	if err != nil {
+		return nil, false, err
+	}
+	d := &ColumnAvro{row: row, reader: newPlan(s.root), column: column, lists: map[string]sideList{}}
+	if d.reader.op != opRecord || d.reader.nullable {
+		return nil, false, nil
+	}
+	for _, n := range needs {
+		field, sub, _ := strings.Cut(n, ".")
+		i, ok := d.reader.fieldIndex[field]
+		if !ok {
+			return nil, false, nil
+		}
+		fp := d.reader.fields[i].plan
+		if fp.op != opArray || fp.nullable || fp.elem.op != opRecord || fp.elem.nullable {
+			return nil, false, nil
+		}
+		j, ok := fp.elem.fieldIndex[sub]
+		if !ok {
+			return nil, false, nil
+		}
+		if sp := fp.elem.fields[j].plan; sp.nullable || sp.t.Kind != KindInt || sp.t.Logical != LogicalNone {
+			return nil, false, nil
+		}
+		if _, dup := d.lists[field]; dup {
+			return nil, false, nil // one list per field is all DecodeInto fills
+		}
+		d.lists[field] = sideList{name: n, sub: sub}
+	}
+	d.needs = append([]string(nil), needs...)
+	switch a := row.(type) {
+	case *avroDecoder:
+		d.plain = d.layout(a, nil)
+	case *confluentDecoder:
+		d.conf = a
+	}
+	return d, true, nil
+}
+
+// layout compiles how records written with dec's schema (resolved by res
+// into the reader's, when not nil) go into the block.
+func (d *ColumnAvro) layout(dec *avroDecoder, res *resolver) *avroLayout {
+	l := &avroLayout{dec: dec, res: res}
+	wp := dec.plan
+	for _, f := range wp.fields {
+		if f.plan.avroWork {
+			l.checks = append(l.checks, f)
+		}
+	}
+	var fres map[string]*fieldResolver
+	if res != nil {
+		if res.op != resRecord {
+			l.slow = true // cannot happen: both are records
+		}
+		fres = map[string]*fieldResolver{}
+		for i := range res.fields {
+			fres[res.fields[i].name] = &res.fields[i]
+		}
+	}
+	for _, rf := range d.reader.fields {
+		c := avroCol{name: rf.name, col: d.column(rf.name)}
+		if sl, ok := d.lists[rf.name]; ok {
+			c.list, c.sub = sl.name, sl.sub
+		}
+		fr := fres[rf.name]
+		switch {
+		case fr != nil && fr.res == nil: // absent from the writer
+			c.def = fr.def
+			if c.list != "" {
+				l.slow = true
+			}
+		case fr != nil:
+			switch fr.res.op {
+			case resKeep, resIntToLong, resIntToDouble, resFloatToDouble, resEnum:
+				c.res = fr.res
+			default:
+				l.slow = true
+			}
+			fallthrough
+		default:
+			i, ok := wp.fieldIndex[rf.name]
+			if !ok {
+				l.slow = true // cannot happen: the resolver has a default for it
+				continue
+			}
+			c.wp = wp.fields[i].plan
+		}
+		l.fields = append(l.fields, c)
+	}
+	return l
+}
+
+// Needs returns the side lists DecodeInto fills.
+func (d *ColumnAvro) Needs() []string { return d.needs }
+
+// Decode is the row path (the Decoder interface): the decoder the
+// pipeline would have without a Block (replay, a transform without a
+// columnar form).
+func (d *ColumnAvro) Decode(value []byte) (record.Row, error) { return d.row.Decode(value) }
+
+// DecodeContext is the row path with a context (decode.ContextDecoder).
+func (d *ColumnAvro) DecodeContext(ctx context.Context, value []byte) (record.Row, error) {
+	if cd, ok := d.row.(ContextDecoder); ok {
+		return cd.DecodeContext(ctx, value)
+	}
+	return d.row.Decode(value)
+}
+
+// DecodeInto is DecodeIntoContext without a deadline of its own.
+func (d *ColumnAvro) DecodeInto(value []byte, blk record.Block) (decodeErr, loadErr error) {
+	return d.DecodeIntoContext(context.Background(), value, blk)
+}
+
+// DecodeIntoContext appends the record's row to blk and returns nil, a
+// decode error (the row is a placeholder; the item is a dead letter at
+// stage decode: the row decoder's *Error for the record), or an error of
+// Block.EndRow (a value did not fit its column: stage load). One error
+// appends nothing: one that wraps ErrUnavailable (avro-confluent: the
+// schema registry could not be asked for the record's schema id, within
+// ctx), which says nothing about the record; the caller tries the record
+// again later, as with DecodeContext.
+func (d *ColumnAvro) DecodeIntoContext(ctx context.Context, value []byte, blk record.Block) (decodeErr, loadErr error) {
+	l, body := d.plain, value
+	if l == nil {
+		id, e := confluentID(value)
+		if e != nil {
+			blk.FailRow()
+			return e, nil
+		}
+		var err error
+		if l, err = d.confluentLayout(ctx, id); err != nil {
+			if errors.Is(err, ErrUnavailable) {
+				return err, nil // nothing appended
+			}
+			blk.FailRow()
+			return err, nil
+		}
+		if l.fail != nil {
+			e := *l.fail
+			blk.FailRow()
+			return &e, nil
+		}
+		body = value[confluentHeader:]
+	} else if e := checkPresent(value); e != nil {
+		blk.FailRow()
+		return e, nil
+	}
+	m, e := l.dec.native(body)
+	if e != nil {
+		blk.FailRow()
+		return e, nil
+	}
+	if l.slow || !l.ok(m) {
+		return d.rowInto(l, m, blk)
+	}
+	for i := range l.fields {
+		c := &l.fields[i]
+		if c.wp == nil {
+			if c.col >= 0 {
+				blk.PutValue(c.col, cloneValue(c.def))
+			}
+			continue
+		}
+		v := m[c.name]
+		if c.list != "" {
+			if lst := blk.Ints(c.list); lst != nil {
+				items, _ := v.([]any)
+				for _, x := range items {
+					e, _ := x.(map[string]any)
+					q, _ := e[c.sub].(int32) // checked by ok
+					lst.Vals = append(lst.Vals, int64(q))
+				}
+			}
+		}
+		if c.col >= 0 {
+			c.put(v, blk)
+		}
+	}
+	return nil, blk.EndRow()
+}
+
+// ok says whether the row path would normalise and resolve m without an
+// error, and that the side lists' values are where put expects them. It
+// allocates nothing (but for a decimal wider than 8 bytes).
+func (l *avroLayout) ok(m map[string]any) bool {
+	for i := range l.checks {
+		if !l.checks[i].plan.avroOK(m[l.checks[i].name]) {
+			return false
+		}
+	}
+	for i := range l.fields {
+		c := &l.fields[i]
+		if c.wp == nil {
+			continue
+		}
+		if c.res != nil && !c.res.scalarOK(c.wp, m[c.name]) {
+			return false
+		}
+		if c.list != "" {
+			items, ok := m[c.name].([]any)
+			if !ok {
+				return false
+			}
+			for _, x := range items {
+				e, ok := x.(map[string]any)
+				if !ok {
+					return false
+				}
+				if _, ok := e[c.sub].(int32); !ok {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// put puts goavro's value v of the field (checked by ok) into column
+// c.col, as the row path would load the field's Row value.
+func (c *avroCol) put(v any, blk record.Block) {
+	p, orig := c.wp, v
+	if p.nullable {
+		if v == nil {
+			blk.PutNull(c.col)
+			return
+		}
+		for _, x := range v.(map[string]any) { // one branch: checked by ok
+			v = x
+		}
+	}
+	switch p.op {
+	case opKeep:
+		switch x := v.(type) {
+		case string:
+			if c.res != nil && c.res.op == resEnum {
+				if _, ok := c.res.symbols[x]; !ok {
+					x = c.res.enumDefault // checked by ok: it has one
+				}
+			}
+			blk.PutString(c.col, x)
+			return
+		case int64:
+			blk.PutInt(c.col, x)
+			return
+		case int32:
+			switch {
+			case c.res == nil || c.res.op == resKeep:
+				blk.PutValue(c.col, v) // a Row's int32, already boxed
+			case c.res.op == resIntToLong:
+				blk.PutInt(c.col, int64(x))
+			case c.res.op == resIntToDouble:
+				blk.PutValue(c.col, float64(x))
+			}
+			return
+		case float32:
+			if c.res != nil && c.res.op == resFloatToDouble {
+				blk.PutValue(c.col, float64(x))
+				return
+			}
+		}
+		blk.PutValue(c.col, v) // bool, float64, float32, nil
+		return
+	case opDecimal:
+		if b, _ := v.([]byte); len(b) <= 8 {
+			blk.PutDecimal(c.col, unscaled64(b), p.scale)
+			return
+		}
+	case opTimestampMillis:
+		blk.PutTime(c.col, time.UnixMilli(v.(int64)).UTC())
+		return
+	case opTimestampMicros:
+		blk.PutTime(c.col, time.UnixMicro(v.(int64)).UTC())
+		return
+	case opDate:
+		blk.PutTime(c.col, dateFromDays(int64(v.(int32))))
+		return
+	}
+	// Bytes, arrays, maps, records, wide decimals: the Row value.
+	x, _ := p.fromAvro(orig) // checked by ok
+	blk.PutValue(c.col, x)
+}
+
+// rowInto is the row path for one record whose map is m: normalised and
+// resolved by the row decoder's code, its error the record's, its Row put
+// value by value.
+func (d *ColumnAvro) rowInto(l *avroLayout, m map[string]any, blk record.Block) (decodeErr, loadErr error) {
+	if e := l.dec.plan.recordFromAvro(m); e != nil {
+		blk.FailRow()
+		return e, nil
+	}
+	if l.res != nil {
+		if e := l.res.record(m); e != nil {
+			blk.FailRow()
+			return e, nil
+		}
+	}
+	for _, f := range d.reader.fields {
+		v := m[f.name]
+		if sl, ok := d.lists[f.name]; ok {
+			if lst := blk.Ints(sl.name); lst != nil {
+				items, _ := v.([]any)
+				for _, x := range items {
+					e, _ := x.(map[string]any)
+					switch q := e[sl.sub].(type) {
+					case int32:
+						lst.Vals = append(lst.Vals, int64(q))
+					case int64:
+						lst.Vals = append(lst.Vals, q)
+					}
+				}
+			}
+		}
+		if col := d.column(f.name); col >= 0 {
+			blk.PutValue(col, v)
+		}
+	}
+	return nil, blk.EndRow()
+}
+
+// confluentLayout returns the layout of schema id, building it on first
+// use; the error is writer's (an *Error for an unknown id, else it wraps
+// ErrUnavailable).
+func (d *ColumnAvro) confluentLayout(ctx context.Context, id int32) (*avroLayout, error) {
+	if m := d.layouts.Load(); m != nil {
+		if l := (*m)[id]; l != nil {
+			return l, nil
+		}
+	}
+	w, err := d.conf.writer(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	l := &avroLayout{fail: w.fail}
+	if w.fail == nil {
+		l = d.layout(w.avro, w.res)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.layouts.Load()
+	n := 1
+	if old != nil {
+		if l0 := (*old)[id]; l0 != nil {
+			return l0, nil
+		}
+		n += len(*old)
+	}
+	next := make(map[int32]*avroLayout, n)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	next[id] = l
+	d.layouts.Store(&next)
+	return l, nil
+}
+
+// avroOK says whether fromAvro(v) succeeds, without converting anything.
+func (p *plan) avroOK(v any) bool {
+	if p.nullable {
+		if v == nil {
+			return true
+		}
+		u, ok := v.(map[string]any)
+		if !ok || len(u) != 1 {
+			return false
+		}
+		for _, x := range u {
+			v = x
+		}
+	}
+	switch p.op {
+	case opKeep:
+		return true
+	case opBytes:
+		_, ok := v.([]byte)
+		return ok
+	case opDecimal:
+		b, ok := v.([]byte)
+		if !ok {
+			return false
+		}
+		if len(b) <= 8 {
+			u := unscaled64(b)
+			return p.limit64 == 0 || u < p.limit64 && u > -p.limit64
+		}
+		_, e := p.decimalFromAvro(b)
+		return e == nil
+	case opTimestampMillis, opTimestampMicros:
+		_, ok := v.(int64)
+		return ok
+	case opDate:
+		_, ok := v.(int32)
+		return ok
+	case opArray:
+		s, ok := v.([]any)
+		if !ok {
+			return false
+		}
+		if p.elem.avroWork {
+			for _, x := range s {
+				if !p.elem.avroOK(x) {
+					return false
+				}
+			}
+		}
+		return true
+	case opMap:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		if p.elem.avroWork {
+			for _, x := range m {
+				if !p.elem.avroOK(x) {
+					return false
+				}
+			}
+		}
+		return true
+	case opRecord:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		for i := range p.fields {
+			f := &p.fields[i]
+			if f.plan.avroWork && !f.plan.avroOK(m[f.name]) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// scalarOK says whether apply succeeds on the Row value of goavro's v of
+// writer type wp (whose normalisation avroOK accepted), for the scalar
+// resolutions a layout puts itself.
+func (r *resolver) scalarOK(wp *plan, v any) bool {
+	if wp.nullable && v != nil {
+		for _, x := range v.(map[string]any) { // one branch: avroOK
+			v = x
+		}
+	}
+	if v == nil {
+		return !r.rejectNull
+	}
+	switch r.op {
+	case resKeep:
+		return true
+	case resIntToLong, resIntToDouble:
+		_, ok := v.(int32)
+		return ok && wp.op == opKeep
+	case resFloatToDouble:
+		_, ok := v.(float32)
+		return ok && wp.op == opKeep
+	case resEnum:
+		s, ok := v.(string)
+		if !ok || wp.op != opKeep {
+			return false
+		}
+		_, known := r.symbols[s]
+		return known || r.hasEnumDefault
+	}
+	return false
+}
+
+// unscaled64 reads a big-endian two's-complement integer of at most 8
+// bytes (decimalFromAvro's).
+func unscaled64(b []byte) int64 {
+	var v int64
+	if len(b) > 0 {
+		v = int64(int8(b[0])) // sign-extends
+		for _, c := range b[1:] {
+			v = v<<8 | int64(c)
+		}
+	}
+	return v
+}
