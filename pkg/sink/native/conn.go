@@ -106,8 +106,13 @@ func Dial(ctx context.Context, opt Options) (*Conn, error) {
 	}
 	stop := c.watch(ctx)
 	err = c.hello()
-	if !stop() && err == nil {
-		err = ctx.Err()
+	stopped := stop()
+	switch cerr := cutOff(ctx, err); {
+	case cerr == nil:
+	case err != nil: // the deadline's i/o timeout, or the close's error
+		err = fmt.Errorf("%w (%v)", cerr, err)
+	case !stopped:
+		err = cerr
 	}
 	if err != nil {
 		nc.Close()
@@ -118,17 +123,29 @@ func Dial(ctx context.Context, opt Options) (*Conn, error) {
 
 // watch closes the connection when ctx ends (that is how a blocked read
 // or write gives up) and sets its deadline to ctx's. The returned stop
-// says false when ctx had ended and the connection is closed.
+// says false when ctx had ended and the connection is being closed. The
+// deadline may cut a read off (an i/o timeout) before the close does:
+// callers judge by ctx.Err(), not by stop alone. The close touches
+// nothing but the net.Conn (safe from any goroutine): stop does not wait
+// for it, so the caller records the connection broken itself.
 func (c *Conn) watch(ctx context.Context) (stop func() bool) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.nc.SetDeadline(dl)
 	} else {
 		_ = c.nc.SetDeadline(time.Time{})
 	}
-	return context.AfterFunc(ctx, func() {
-		c.broken = ctx.Err()
-		c.nc.Close()
-	})
+	return context.AfterFunc(ctx, func() { c.nc.Close() })
+}
+
+// cutOff is ctx's error, if ctx ended, after an operation that failed
+// with err. A failure at or past ctx's deadline came from it: the
+// connection's deadline is ctx's, and the poller may report it a moment
+// before ctx's own timer marks ctx done, so cutOff waits for that.
+func cutOff(ctx context.Context, err error) error {
+	if dl, ok := ctx.Deadline(); ok && err != nil && !time.Now().Before(dl) {
+		<-ctx.Done()
+	}
+	return ctx.Err()
 }
 
 func (c *Conn) hello() error {
@@ -225,8 +242,10 @@ func (c *Conn) Insert(ctx context.Context, in Insert) (err error) {
 	}
 	stop := c.watch(ctx)
 	defer func() {
-		if !stop() {
-			if cerr := ctx.Err(); cerr != nil {
+		// Cut off by ctx: by the close (stop false) or, first, by the
+		// deadline (an i/o timeout while ctx is already done).
+		if stopped := stop(); !stopped || err != nil {
+			if cerr := cutOff(ctx, err); cerr != nil {
 				err = fmt.Errorf("native: insert %s: %w (%v)", in.QueryID, cerr, err)
 			}
 		}
