@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/gen"
 	"github.com/sluice-etl/sluice/pkg/service"
 	"github.com/sluice-etl/sluice/pkg/sink"
 )
@@ -88,5 +90,42 @@ func TestInsertProtocolAutoFallsBackPerTable(t *testing.T) {
 	w.exactlyOnceIn(plain, "orders")
 	if n := w.count(fmt.Sprintf("SELECT count() FROM %s.orders_wide WHERE total > 0", w.db)); n != 500 {
 		t.Fatalf("orders_wide holds %d orders with a total, want 500", n)
+	}
+}
+
+// TestColumnarTransformsOnATableTheyCannotRead: currency reads the amount
+// from the table's column of its name; a table whose total is
+// Decimal(38, 2) cannot serve that to the columnar path (no cell reads
+// beyond 18 digits), so the pipeline takes the row path from the start
+// instead of failing every batch: each order loads once, converted.
+func TestColumnarTransformsOnATableTheyCannotRead(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	for _, q := range []string{
+		fmt.Sprintf("CREATE TABLE %s.orders_wide AS %s.orders", w.db, w.db),
+		fmt.Sprintf("ALTER TABLE %s.orders_wide MODIFY COLUMN total Decimal(38, 2)", w.db),
+	} {
+		if err := w.ch.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := gen.New(gen.Options{Seed: 4, SchemaDir: filepath.Join(repoRoot(), "schemas", "avro")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := w.name("orders_wide")
+	w.createTopic(topic, 2)
+	ref := w.referenceData(g.Codecs())
+	const n = 200
+	w.produceEUROrders(g.Codecs(), topic, n)
+	group := w.name("g_wide")
+	pipes := strings.Replace(strings.Replace(ordersPipeline(topic), "table: orders", "table: orders_wide", 1),
+		"[order_items]", "[order_items, currency, customer, fraud]", 1)
+	s := w.startSluice(w.sluiceConfig(group, pipes, ref))
+	w.waitCommitted(group, topic, 2*time.Minute)
+	s.stop(t)
+	w.exactlyOnceIn(topic, "orders_wide")
+	if got := w.count(fmt.Sprintf("SELECT countIf(total_base = toDecimal64(125, 2) AND customer_name = 'Alice Secure') FROM %s.orders_wide", w.db)); got != n {
+		t.Fatalf("%d of %d orders converted at 1.25 and joined", got, n)
 	}
 }

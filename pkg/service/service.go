@@ -340,8 +340,14 @@ func buildPipeline(ctx context.Context, conn driver.Conn, nw *Native, cfg *confi
 	}
 	// The columnar path, for every format (stage.Columnar decides per
 	// pipeline whether its transforms allow it).
+	rowDec := dec
 	if dec, err = columnDecoder(pc.Format, schema, reg, dec, table.Column, ts); err != nil {
 		return nil, config.Errors{{Key: key + ".format", Problem: err.Error()}}, nil
+	}
+	if servesColumns(ctx, table, dec, ts) != nil {
+		// The table cannot hand a columnar transform a field it reads
+		// (servesColumns): the row path, which reads the decoded values.
+		dec = rowDec
 	}
 	return &pipeline.Pipeline{
 		Name:       pc.Name,
