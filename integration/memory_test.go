@@ -24,7 +24,7 @@ import (
 // default limits, and samples the process's resident memory: it must stay
 // under the bound the config implies (`sluice check` prints it).
 func TestMemoryStaysUnderItsBound(t *testing.T) {
-	// JSON takes the columnar path, Avro the row path: the bound holds
+	// Both formats take the columnar path (Avro since ColumnAvro); the bound holds
 	// for both.
 	t.Run("json", func(t *testing.T) { memoryStaysUnderItsBound(t, "json", 400_000) })
 	t.Run("avro", func(t *testing.T) { memoryStaysUnderItsBound(t, "avro", 1_000_000) })

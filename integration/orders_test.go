@@ -141,7 +141,7 @@ func (w *world) checkOrders(want map[string]gen.Order) {
 
 // TestOrdersEndToEnd: 200,000 orders over 6 partitions, loaded exactly, with
 // the committed offsets at the log end, every column as produced; in Avro
-// (the row path) and in JSON (the columnar path).
+// and in JSON (both on the columnar path).
 func TestOrdersEndToEnd(t *testing.T) {
 	for _, format := range []string{"avro", "json"} {
 		t.Run(format, func(t *testing.T) { ordersEndToEnd(t, format) })

@@ -15,7 +15,9 @@ const (
 	NotGoMemory = 64 << 20
 	// RowPathBytes is what a decoded row costs on the row path (its Row
 	// map and boxed values, ~2 KiB for an order), per row of a batch in
-	// process. The columnar path has no such cost: its rows are the
+	// process: a pipeline with a transform that has no columnar form, or
+	// a table that cannot serve one (pkg/service, servesColumns). The
+	// columnar path, every format's, has no such cost: its rows are the
 	// column buffers, counted in the max_bytes term.
 	RowPathBytes = 2 << 10
 )

@@ -48,4 +48,6 @@
 //	decimal.go   exact decimal conversions and precision checks
 //	json.go      one JSON object per record, coerced by the plan
 //	jsonparse.go the single-pass JSON parser that json.go walks the plan with
+//	jsoncols.go  ColumnJSON: JSON straight into a batch's Block
+//	avrocols.go  ColumnAvro: goavro's output straight into a batch's Block
 package decode
