@@ -273,14 +273,8 @@ func (f *fraud) fired(it *record.Item, ps *partVelocity) int {
 		// A null customer_id or time cannot be attributed: not counted.
 		id, ok1 := row[f.customerID].(string)
 		at, ok2 := row[f.time].(time.Time)
-		if ok1 && ok2 {
-			off := int64(-1)
-			if it.Rec != nil {
-				off = it.Rec.Offset
-			}
-			if f.vel.observe(ps, id, at.UnixMicro(), off) {
-				mask |= 1 << ruleVelocity
-			}
+		if ok1 && ok2 && f.observe(ps, it, id, at) {
+			mask |= 1 << ruleVelocity
 		}
 	}
 	return mask
@@ -375,17 +369,21 @@ func (f *fraud) firedCell(blk record.Block, cols *fraudCols, marks []uint8, r in
 	if ps != nil {
 		id, ok1 := blk.String(cols.customerID, r)
 		at, ok2 := blk.Time(cols.time, r)
-		if ok1 && ok2 {
-			off := int64(-1)
-			if it.Rec != nil {
-				off = it.Rec.Offset
-			}
-			if f.vel.observe(ps, id, at.UnixMicro(), off) {
-				mask |= 1 << ruleVelocity
-			}
+		if ok1 && ok2 && f.observe(ps, it, id, at) {
+			mask |= 1 << ruleVelocity
 		}
 	}
 	return mask
+}
+
+// observe counts item it's order of customer id at time at in the
+// partition's velocity state and says whether VELOCITY fires.
+func (f *fraud) observe(ps *partVelocity, it *record.Item, id string, at time.Time) bool {
+	off := int64(-1)
+	if it.Rec != nil {
+		off = it.Rec.Offset
+	}
+	return f.vel.observe(ps, id, at.UnixMicro(), off)
 }
 
 // atLeastHigh says whether unscaled × 10^-scale >= fraud.high_amount:
