@@ -29,14 +29,7 @@ import (
 func TestInsertProtocolAutoFallsBackPerTable(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	for _, q := range []string{
-		fmt.Sprintf("CREATE TABLE %s.orders_wide AS %s.orders", w.db, w.db),
-		fmt.Sprintf("ALTER TABLE %s.orders_wide MODIFY COLUMN total Decimal(38, 2)", w.db),
-	} {
-		if err := w.ch.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.wideOrdersTable()
 	wide, plain := w.name("orders_wide"), w.name("orders_plain")
 	w.createTopic(wide, 2)
 	w.createTopic(plain, 2)
@@ -100,15 +93,7 @@ func TestInsertProtocolAutoFallsBackPerTable(t *testing.T) {
 // instead of failing every batch: each order loads once, converted.
 func TestColumnarTransformsOnATableTheyCannotRead(t *testing.T) {
 	w := newWorld(t)
-	ctx := context.Background()
-	for _, q := range []string{
-		fmt.Sprintf("CREATE TABLE %s.orders_wide AS %s.orders", w.db, w.db),
-		fmt.Sprintf("ALTER TABLE %s.orders_wide MODIFY COLUMN total Decimal(38, 2)", w.db),
-	} {
-		if err := w.ch.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.wideOrdersTable()
 	g, err := gen.New(gen.Options{Seed: 4, SchemaDir: filepath.Join(repoRoot(), "schemas", "avro")})
 	if err != nil {
 		t.Fatal(err)
@@ -127,5 +112,20 @@ func TestColumnarTransformsOnATableTheyCannotRead(t *testing.T) {
 	w.exactlyOnceIn(topic, "orders_wide")
 	if got := w.count(fmt.Sprintf("SELECT countIf(total_base = toDecimal64(125, 2) AND customer_name = 'Alice Secure') FROM %s.orders_wide", w.db)); got != n {
 		t.Fatalf("%d of %d orders converted at 1.25 and joined", got, n)
+	}
+}
+
+// wideOrdersTable creates orders_wide: the orders table with total as
+// Decimal(38, 2), which neither the native writer nor the columnar
+// transforms' cell reads take (more than 18 digits).
+func (w *world) wideOrdersTable() {
+	w.t.Helper()
+	for _, q := range []string{
+		fmt.Sprintf("CREATE TABLE %s.orders_wide AS %s.orders", w.db, w.db),
+		fmt.Sprintf("ALTER TABLE %s.orders_wide MODIFY COLUMN total Decimal(38, 2)", w.db),
+	} {
+		if err := w.ch.Exec(context.Background(), q); err != nil {
+			w.t.Fatal(err)
+		}
 	}
 }

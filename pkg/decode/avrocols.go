@@ -437,25 +437,7 @@ func (d *ColumnAvro) confluentLayout(ctx context.Context, id int32) (*avroLayout
 	if w.fail == nil {
 		l = d.layout(w.avro, w.res)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	old := d.layouts.Load()
-	n := 1
-	if old != nil {
-		if l0 := (*old)[id]; l0 != nil {
-			return l0, nil
-		}
-		n += len(*old)
-	}
-	next := make(map[int32]*avroLayout, n)
-	if old != nil {
-		for k, v := range *old {
-			next[k] = v
-		}
-	}
-	next[id] = l
-	d.layouts.Store(&next)
-	return l, nil
+	return publish(&d.mu, &d.layouts, id, l), nil
 }
 
 // avroOK says whether fromAvro(v) succeeds, without converting anything.

@@ -207,23 +207,30 @@ func (d *confluentDecoder) build(id int32, text string) *writerDecoder {
 // store publishes w for id, unless another goroutine got there first (then
 // that one is kept, so every record of an id uses one decoder).
 func (d *confluentDecoder) store(id int32, w *writerDecoder) *writerDecoder {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	old := d.ids.Load()
+	return publish(&d.mu, &d.ids, id, w)
+}
+
+// publish adds v for id to the copy-on-write map in p (readers Load it
+// without a lock; writers hold mu), unless the map has one already: that
+// one is returned, so every record of an id sees the same value.
+func publish[V any](mu *sync.Mutex, p *atomic.Pointer[map[int32]*V], id int32, v *V) *V {
+	mu.Lock()
+	defer mu.Unlock()
+	old := p.Load()
 	n := 1
 	if old != nil {
-		if w0 := (*old)[id]; w0 != nil {
-			return w0
+		if v0 := (*old)[id]; v0 != nil {
+			return v0
 		}
 		n += len(*old)
 	}
-	m := make(map[int32]*writerDecoder, n)
+	m := make(map[int32]*V, n)
 	if old != nil {
-		for k, v := range *old {
-			m[k] = v
+		for k, x := range *old {
+			m[k] = x
 		}
 	}
-	m[id] = w
-	d.ids.Store(&m)
-	return w
+	m[id] = v
+	p.Store(&m)
+	return v
 }
