@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,7 +20,6 @@ import (
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/registry"
 	"github.com/sluice-etl/sluice/pkg/stage"
-	"github.com/sluice-etl/sluice/pkg/transform"
 )
 
 // TestAvroBlockPathMatchesRowPath is TestBlockPathMatchesRowPath for Avro:
@@ -242,20 +240,7 @@ func newAvroOrders(tb testing.TB, format string, n int) *avroOrders {
 		}
 		f.values = append(f.values, v)
 	}
-	f.tab = ordersTableFromDDL(tb)
-	f.tab.now = func() time.Time { return time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC) }
-	filled := map[string]bool{"item_count": true}
-	for _, fl := range schema.Fields {
-		filled[fl.Name] = true
-	}
-	if err := f.tab.Bind(func(c string) bool { return filled[c] }); err != nil {
-		tb.Fatal(err)
-	}
-	ts, err := transform.Build([]string{"order_items"}, transform.Env{Pipeline: "orders", Schema: schema})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	f.stages = []stage.Transform{ts[0]}
+	f.tab, f.stages = ordersWithItems(tb, schema)
 	if f.rowDec, err = decode.NewFromSchemaWith(format, schema, reg); err != nil {
 		tb.Fatal(err)
 	}

@@ -202,20 +202,7 @@ func newJSONOrders(tb testing.TB, n int) *jsonOrders {
 		}
 		f.values = append(f.values, v)
 	}
-	f.tab = ordersTableFromDDL(tb)
-	f.tab.now = func() time.Time { return time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC) }
-	filled := map[string]bool{"item_count": true}
-	for _, fl := range schema.Fields {
-		filled[fl.Name] = true
-	}
-	if err := f.tab.Bind(func(c string) bool { return filled[c] }); err != nil {
-		tb.Fatal(err)
-	}
-	ts, err := transform.Build([]string{"order_items"}, transform.Env{Pipeline: "orders", Schema: schema})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	f.stages = []stage.Transform{ts[0]}
+	f.tab, f.stages = ordersWithItems(tb, schema)
 	if f.rowDec, err = decode.NewFromSchema(decode.FormatJSON, schema); err != nil {
 		tb.Fatal(err)
 	}
@@ -368,4 +355,23 @@ func TestBlockPathMatchesRowPathMixedTypes(t *testing.T) {
 			t.Errorf("column %s differs:\nrow path %v\ncolumnar %v", c.Name, want, got)
 		}
 	}
+}
+
+// ordersWithItems is the orders table (from its DDL, its clock fixed) bound
+// as a pipeline of schema with order_items binds it, and that transform.
+func ordersWithItems(tb testing.TB, schema *decode.Schema) (*Table, []stage.Transform) {
+	tab := ordersTableFromDDL(tb)
+	tab.now = func() time.Time { return time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC) }
+	filled := map[string]bool{"item_count": true}
+	for _, fl := range schema.Fields {
+		filled[fl.Name] = true
+	}
+	if err := tab.Bind(func(c string) bool { return filled[c] }); err != nil {
+		tb.Fatal(err)
+	}
+	ts, err := transform.Build([]string{"order_items"}, transform.Env{Pipeline: "orders", Schema: schema})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tab, []stage.Transform{ts[0]}
 }
