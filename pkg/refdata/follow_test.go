@@ -36,8 +36,9 @@ func fastLoader(t *testing.T, e *env, store *Store, reg prometheus.Registerer) *
 func follow(t *testing.T, l *Loader) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	wait := l.StartFollow(ctx)
 	done := make(chan error, 1)
-	go func() { done <- l.Follow(ctx) }()
+	go func() { done <- wait() }()
 	stopped := false
 	stop = func() {
 		t.Helper()
@@ -354,5 +355,30 @@ func TestBackoff(t *testing.T) {
 				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", c.attempt, d, c.min, c.max)
 			}
 		}
+	}
+}
+
+// TestStartFollowRegistersAtOnce: when StartFollow returns, the Store
+// knows it is followed, so a miss at once waits for the follower
+// (AwaitCurrent) instead of being final; `go Follow(ctx)` left a window
+// in which the goroutine had not registered yet and AwaitCurrent answered
+// nil (TestAwaitCurrentSeesRecordsProducedBefore failed so under load).
+// When Follow returns the Store is a snapshot again.
+func TestStartFollowRegistersAtOnce(t *testing.T) {
+	e := newEnv(t, 1)
+	store := NewStore("USD")
+	l := e.loader(t, store)
+	bootstrap(t, l)
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := l.StartFollow(ctx)
+	if store.follower.Load() != l.tr {
+		t.Fatal("StartFollow returned before the Store knew its follower")
+	}
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("Follow: %v", err)
+	}
+	if store.follower.Load() != nil {
+		t.Fatal("the Store still has a follower after Follow returned")
 	}
 }

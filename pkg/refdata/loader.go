@@ -300,8 +300,7 @@ func (l *Loader) Follow(ctx context.Context) error {
 		defer close(refreshed)
 		l.refresh(ctx)
 	}()
-	l.tr.setFollowing(true)
-	l.store.follower.Store(l.tr)
+	l.follow()
 	defer func() {
 		// A Store nobody follows is a snapshot: its misses are final.
 		l.store.follower.CompareAndSwap(l.tr, nil)
@@ -329,6 +328,27 @@ func (l *Loader) Follow(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// StartFollow runs Follow in a goroutine and returns its result once it
+// ends. Unlike `go Follow(ctx)`, the Store knows it is followed when
+// StartFollow returns: a miss right after it waits for the follower
+// (AwaitCurrent) instead of being final, as a Store nobody follows
+// answers, while the goroutine has not got that far yet.
+func (l *Loader) StartFollow(ctx context.Context) (wait func() error) {
+	if l.bootstrapped.Load() {
+		l.follow()
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Follow(ctx) }()
+	return func() error { return <-done }
+}
+
+// follow makes the tracker the Store's follower (Follow undoes it when it
+// returns).
+func (l *Loader) follow() {
+	l.tr.setFollowing(true)
+	l.store.follower.Store(l.tr)
 }
 
 // Health is nil while the Store can be trusted to be current: Follow runs,

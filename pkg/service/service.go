@@ -405,11 +405,10 @@ func (s *Service) Run(ctx context.Context) error {
 		// counts each failure; /readyz and the transforms see it). It
 		// stops after the engine flushed, whose transforms read it.
 		fctx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
-		followed := make(chan error, 1)
-		go func() { followed <- s.loader.Follow(fctx) }()
+		followed := s.loader.StartFollow(fctx)
 		defer func() {
 			stopFollowing()
-			if err := <-followed; err != nil { // only ErrNotBootstrapped
+			if err := followed(); err != nil { // only ErrNotBootstrapped
 				s.log.Error("following the reference topics did not start", "stage", "refdata", "err", err, logx.Type(logx.TypeInternal))
 			}
 		}()

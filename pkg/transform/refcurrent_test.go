@@ -60,9 +60,8 @@ func newFollowed(t *testing.T) *followed {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.loader.Follow(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	wait := f.loader.StartFollow(ctx)
+	t.Cleanup(func() { cancel(); _ = wait() })
 	return f
 }
 
