@@ -80,19 +80,11 @@ func (c *customer) Apply(ctx context.Context, b *record.Batch) error {
 			continue
 		}
 		row := it.Row
-		// The schema says string; a null (nullable field) is a miss, and
-		// final: no reference record can fill it.
+		// The schema says string; a null (nullable field) is no string.
 		id, ok := row[c.key].(string)
-		var cu refdata.Customer
-		if ok {
-			cu, ok = c.store.Customer(id)
-			if !ok && !current {
-				if err := c.store.AwaitCurrent(ctx, refdata.Customers); err != nil {
-					return fmt.Errorf("customer: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
-				}
-				current = true
-				cu, ok = c.store.Customer(id) // it may have arrived meanwhile
-			}
+		cu, ok, err := c.lookup(ctx, b, id, ok, &current)
+		if err != nil {
+			return err
 		}
 		if !ok {
 			row[colCustomerName], row[colCustomerCountry], row[colCustomerSegment] = nil, nil, nil
@@ -103,6 +95,25 @@ func (c *customer) Apply(ctx context.Context, b *record.Batch) error {
 		row[customerFound] = true
 	}
 	return nil
+}
+
+// lookup joins customer id (has: the row has one; a null is a miss, and
+// final: no reference record can fill it). At the batch's first miss
+// (*current false) it waits for the Store to be current and looks again:
+// the customer may have arrived meanwhile; the error is that wait's.
+func (c *customer) lookup(ctx context.Context, b *record.Batch, id string, has bool, current *bool) (refdata.Customer, bool, error) {
+	if !has {
+		return refdata.Customer{}, false, nil
+	}
+	cu, ok := c.store.Customer(id)
+	if !ok && !*current {
+		if err := c.store.AwaitCurrent(ctx, refdata.Customers); err != nil {
+			return cu, false, fmt.Errorf("customer: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
+		}
+		*current = true
+		cu, ok = c.store.Customer(id)
+	}
+	return cu, ok, nil
 }
 
 // Needs is nil: customer reads only columns (stage.ColumnTransform).
@@ -131,16 +142,9 @@ func (c *customer) ApplyBlock(ctx context.Context, b *record.Batch) error {
 		}
 		r := b.Base + i
 		id, ok := blk.String(key, r)
-		var cu refdata.Customer
-		if ok {
-			cu, ok = c.store.Customer(id)
-			if !ok && !current {
-				if err := c.store.AwaitCurrent(ctx, refdata.Customers); err != nil {
-					return fmt.Errorf("customer: %s[%d] %d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err)
-				}
-				current = true
-				cu, ok = c.store.Customer(id)
-			}
+		cu, ok, err := c.lookup(ctx, b, id, ok, &current)
+		if err != nil {
+			return err
 		}
 		var errs [3]error
 		if ok {

@@ -227,13 +227,22 @@ func (f *fraud) Forget(partition int32) {
 	}
 }
 
+// lockPart is b's partition's VELOCITY state, locked for the batch (nil
+// without the rule); the caller unlocks it.
+func (f *fraud) lockPart(b *record.Batch) *partVelocity {
+	if f.vel == nil {
+		return nil
+	}
+	ps := f.vel.part(b.Partition)
+	ps.mu.Lock()
+	return ps
+}
+
 // Apply scores every good row of b. It holds b's partition's VELOCITY
 // state for the whole batch.
 func (f *fraud) Apply(_ context.Context, b *record.Batch) error {
-	var ps *partVelocity
-	if f.vel != nil {
-		ps = f.vel.part(b.Partition)
-		ps.mu.Lock()
+	ps := f.lockPart(b)
+	if ps != nil {
 		defer ps.mu.Unlock()
 	}
 	for i := range b.Items {
@@ -322,10 +331,8 @@ func (f *fraud) ApplyBlock(_ context.Context, b *record.Batch) error {
 	if f.on[ruleCountryMismatch] || f.on[ruleUnknownCustomer] {
 		marks = blk.Marks(customerFound)
 	}
-	var ps *partVelocity
-	if f.vel != nil {
-		ps = f.vel.part(b.Partition)
-		ps.mu.Lock()
+	ps := f.lockPart(b)
+	if ps != nil {
 		defer ps.mu.Unlock()
 	}
 	for i := range b.Items {
