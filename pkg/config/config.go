@@ -66,6 +66,11 @@ type Kafka struct {
 	// restart within the session timeout takes the same partitions back
 	// without a rebalance. Unique per process (a StatefulSet pod name).
 	InstanceID string `mapstructure:"instance_id"`
+	// FetchMaxWait is how long the broker may hold a fetch that finds no
+	// new records. A partition resumed after backpressure is fetched only
+	// in the next request, so this is also the longest a resumed
+	// partition can wait (docs/DESIGN.md, invariant 9).
+	FetchMaxWait time.Duration `mapstructure:"fetch_max_wait"`
 	// TLS and SASL apply to every Kafka client Sluice makes: the group
 	// consumer, the dead-letter producer, the reference-data readers, the
 	// admin requests and `sluice dlq` (see security.go).

@@ -52,6 +52,9 @@ func (c *Config) Validate() Errors {
 	}
 	positive("kafka.session_timeout", c.Kafka.SessionTimeout)
 	positive("kafka.rebalance_timeout", c.Kafka.RebalanceTimeout)
+	if c.Kafka.FetchMaxWait < time.Millisecond || c.Kafka.FetchMaxWait > time.Minute {
+		add("kafka.fetch_max_wait", "must be between 1ms and 1m, got %v", c.Kafka.FetchMaxWait)
+	}
 	if !slices.Contains([]string{"stop", "resume_from_log_start"}, c.Kafka.OnOffsetOutOfRange) {
 		add("kafka.on_offset_out_of_range", "%q is not one of stop, resume_from_log_start", c.Kafka.OnOffsetOutOfRange)
 	}

@@ -434,6 +434,7 @@ func (s *Service) Run(ctx context.Context) error {
 		// response buffered at a time (config.MemoryBound).
 		kgo.FetchMaxBytes(int32(min(int64(cfg.InflightBytes)/4, 1<<30))),
 		kgo.MaxConcurrentFetches(1),
+		kgo.FetchMaxWait(cfg.Kafka.FetchMaxWait),
 	)
 	if cfg.Kafka.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.Kafka.InstanceID))
