@@ -648,6 +648,9 @@ func (e *Engine) backpressure() {
 		w.paused.Store(now)
 		if now {
 			paused++
+			if !was && over {
+				w.poke() // its open batch may be all it gets (worker.starved)
+			}
 		}
 	}
 	e.mu.Unlock()

@@ -843,6 +843,28 @@ func TestBackpressureResumesWhatTheClientHasPaused(t *testing.T) {
 	w.cancel()
 }
 
+// A worker whose partition is paused because the in-flight budget is spent
+// cuts its open batch at once (worker.starved): nothing more can come for
+// it until batches commit. With max_wait an hour and max_rows above what
+// the budget holds, waiting would never end.
+func TestSpentBudgetCutsOpenBatchesEarly(t *testing.T) {
+	f := newFixture(t, 2)
+	f.produceN(500, nil)
+	s := newMemSink()
+	r := f.startWith("g1", s, batch.Limits{MaxRows: 1000, MaxBytes: 1 << 20, MaxWait: time.Hour}, func(o *Options) {
+		o.InflightBytes = 20 << 10 // about 100 records (batch.Held)
+	})
+	waitFor(t, "1000 rows", 20*time.Second, func() bool { total, _ := s.stats(); return total >= 1000 })
+	waitFor(t, "commits at the log end", 10*time.Second, func() bool {
+		c := f.committed("g1")
+		return c[0] == 500 && c[1] == 500
+	})
+	r.stop(t)
+	if total, distinct := s.stats(); total != 1000 || distinct != 1000 {
+		t.Fatalf("stored %d rows, %d distinct; want 1000 and 1000", total, distinct)
+	}
+}
+
 // A rebalance that revokes a partition while a shutting-down member still
 // flushes it must wait for the flush: the old member's INSERT ends before
 // the new owner reads the table. The sink lists no running insert here, so

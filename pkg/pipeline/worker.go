@@ -159,6 +159,11 @@ func (w *worker) enqueue(recs []*kgo.Record, topicID string, fetched time.Time) 
 		w.st.oldest.Store(recordTime(recs[0], fetched))
 	}
 	w.mu.Unlock()
+	w.poke()
+}
+
+// poke wakes the worker's loop (it looks at its queue and batcher again).
+func (w *worker) poke() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -227,7 +232,29 @@ func (w *worker) run() {
 				return
 			}
 		}
+		if b := w.starved(); b != nil && !w.process(b) {
+			return
+		}
 	}
+}
+
+// starved cuts the open batch early when no more records can come for it:
+// the partition is paused because the in-flight budget is spent, and
+// nothing is queued. Waiting out max_wait would hold the budget idle (with
+// many partitions each holds a part of a batch, and none fills), or for
+// ever where max_wait is long: the budget frees only when batches commit.
+// The engine wakes the worker when it pauses the partition.
+func (w *worker) starved() *record.Batch {
+	if !w.paused.Load() || w.e.inflight.Load() < w.e.opts.InflightBytes || w.batcher.Pending() == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	queued := len(w.queue)
+	w.mu.Unlock()
+	if queued > 0 {
+		return nil
+	}
+	return w.batcher.Flush()
 }
 
 // resumePoint asks the dead-letter topic for letters produced since the
