@@ -429,13 +429,8 @@ func (s *Service) Run(ctx context.Context) error {
 		// would refuse the whole batch (MESSAGE_TOO_LARGE), and a
 		// single letter over it is cut by the writer instead.
 		kgo.ProducerBatchMaxBytes(int32(s.dlqLetterBytes)),
-		// Fetched records not yet handed to a worker are outside the
-		// in-flight budget: a quarter of it per fetch response, one
-		// response buffered at a time (config.MemoryBound).
-		kgo.FetchMaxBytes(int32(min(int64(cfg.InflightBytes)/4, 1<<30))),
-		kgo.MaxConcurrentFetches(1),
-		kgo.FetchMaxWait(cfg.Kafka.FetchMaxWait),
 	)
+	opts = append(opts, fetchOpts(cfg)...)
 	if cfg.Kafka.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.Kafka.InstanceID))
 	}
@@ -608,3 +603,16 @@ func ensureDLQTopic(ctx context.Context, adm *kadm.Client, k config.Kafka, log *
 
 // kafkaDefaultMaxMessageBytes is Kafka's default message.max.bytes.
 const kafkaDefaultMaxMessageBytes = 1048588
+
+// fetchOpts are the consumer's fetch limits. Fetched records not yet
+// handed to a worker are outside the in-flight budget: a quarter of it per
+// fetch response, one response buffered at a time (config.MemoryBound),
+// and at most 64 MiB: above franz-go's BrokerMaxReadBytes (100 MiB) the
+// client refuses to start (inflight_bytes of 512MiB did).
+func fetchOpts(cfg *config.Config) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.FetchMaxBytes(int32(min(int64(cfg.InflightBytes)/4, 64<<20))),
+		kgo.MaxConcurrentFetches(1),
+		kgo.FetchMaxWait(cfg.Kafka.FetchMaxWait),
+	}
+}
