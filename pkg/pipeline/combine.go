@@ -1,9 +1,13 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/sink"
@@ -21,9 +25,15 @@ import (
 //
 // The combiner sends one INSERT at a time per table, like a group commit:
 // the batches that become ready while one is being sent go together in the
-// next, up to the pipeline's batch.combine (TableSink). Nothing waits for company: a lone batch is
-// sent at once. A batch that waited for an earlier INSERT is fenced again
-// right before its own, so no fence is older than the INSERT before it.
+// next, up to the pipeline's batch.combine (TableSink). A worker announces
+// its batch to the combiner when it starts processing it (coming), and a
+// ready batch waits for the announced ones, at most combineLinger: with
+// as many processing slots as cores, few batches are ever ready at the
+// same instant, and without the wait nearly every INSERT went alone. A
+// batch waits for company only while one is being prepared: a lone batch
+// is sent at once. A batch that waited (for an earlier INSERT, or for the
+// announced ones) is fenced again right before its own, so no fence is
+// older than the INSERT before it.
 
 // sharedSender is a Writer whose Send may carry other partitions' batches
 // in the same write (tableWriter).
@@ -35,16 +45,67 @@ type sharedSender interface {
 	SendShared(ctx context.Context, b *record.Batch, fence func() error) error
 }
 
+// announcer is a sharedSender whose shared INSERTs wait for the batches
+// announced as being prepared (tableWriter.Announce).
+type announcer interface {
+	Announce(partition int32)
+	Unannounce()
+}
+
 // combiner serializes the INSERTs of one table and lets the batches that
 // queue meanwhile share the next one.
 type combiner struct {
 	// insert writes parts as one INSERT (sink.Table.SendMany).
 	insert func(ctx context.Context, parts []sink.Part) error
 	max    int
+	// linger bounds how long a ready batch waits for announced ones
+	// (combineLinger; tests shorten it).
+	linger time.Duration
 
 	mu      sync.Mutex
 	queue   []*shareReq
 	sending bool
+	// coming counts the batches announced and not yet queued or given up
+	// (announce, gone).
+	coming int
+	// kick wakes a lingering run when a batch queues or an announced one
+	// is gone.
+	kick chan struct{}
+}
+
+// combineLinger bounds the wait of a ready batch for the batches being
+// prepared beside it. Preparing a full batch takes tens of milliseconds
+// here; the bound only matters when an announced batch is held up (a
+// retry, a settle waiting for an INSERT), and it is well inside the
+// latency budget of a batch (max_wait + 300 ms, issue 8).
+const combineLinger = 150 * time.Millisecond
+
+func newCombiner(insert func(ctx context.Context, parts []sink.Part) error, max int) *combiner {
+	return &combiner{insert: insert, max: max, linger: combineLinger, kick: make(chan struct{}, 1)}
+}
+
+// announce says a batch of the table is being prepared: a ready batch
+// waits for it (at most c.linger).
+func (c *combiner) announce() {
+	c.mu.Lock()
+	c.coming++
+	c.mu.Unlock()
+}
+
+// gone withdraws an announcement whose batch will not queue (it was sent
+// alone, or its processing ended otherwise).
+func (c *combiner) gone() {
+	c.mu.Lock()
+	c.coming--
+	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *combiner) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 type shareReq struct {
@@ -62,9 +123,14 @@ type shareReq struct {
 // it. When ctx ends first, a batch not yet in an INSERT is withdrawn (not
 // written); one in an INSERT cancels it (for every batch in it: each then
 // settles and reads what is stored, load.go) and returns its outcome.
-func (c *combiner) send(ctx context.Context, bufs *sink.Buffers, b *record.Batch, fence func() error) error {
+// announced says the batch was announced (announce): its announcement
+// ends as it queues.
+func (c *combiner) send(ctx context.Context, bufs *sink.Buffers, b *record.Batch, fence func() error, announced bool) error {
 	r := &shareReq{ctx: ctx, part: sink.Part{Bufs: bufs, Batch: b}, fence: fence, done: make(chan error, 1)}
 	c.mu.Lock()
+	if announced {
+		c.coming--
+	}
 	r.waited = c.sending
 	c.queue = append(c.queue, r)
 	if !c.sending {
@@ -72,6 +138,7 @@ func (c *combiner) send(ctx context.Context, bufs *sink.Buffers, b *record.Batch
 		go c.run()
 	}
 	c.mu.Unlock()
+	c.wake()
 	select {
 	case err := <-r.done:
 		return err
@@ -87,10 +154,44 @@ func (c *combiner) send(ctx context.Context, bufs *sink.Buffers, b *record.Batch
 	return <-r.done
 }
 
-// run sends INSERTs until the queue is empty.
+// run sends INSERTs until the queue is empty. Before each, while the
+// group is not full and announced batches are coming, it waits for them
+// until c.linger after it began waiting.
 func (c *combiner) run() {
 	for {
+		var deadline time.Time
+		var timer *time.Timer
 		c.mu.Lock()
+		for {
+			live := 0
+			for _, r := range c.queue {
+				if !r.withdrawn {
+					live++
+				}
+			}
+			if live == 0 || live >= c.max || c.coming <= 0 {
+				break
+			}
+			if deadline.IsZero() {
+				deadline = time.Now().Add(c.linger)
+				timer = time.NewTimer(c.linger)
+			} else if !time.Now().Before(deadline) {
+				break
+			}
+			// Every batch queued now waits: it is fenced again first.
+			for _, r := range c.queue {
+				r.waited = true
+			}
+			c.mu.Unlock()
+			select {
+			case <-c.kick:
+			case <-timer.C:
+			}
+			c.mu.Lock()
+		}
+		if timer != nil {
+			timer.Stop()
+		}
 		var group, rest []*shareReq
 		for _, r := range c.queue {
 			switch {
@@ -145,6 +246,14 @@ func (c *combiner) sendGroup(group []*shareReq) {
 	if len(live) == 0 {
 		return
 	}
+	// In the order of the tables' sorting key, which starts with (_topic,
+	// _partition, _offset): each batch's rows are in offset order, so the
+	// block arrives sorted and the server skips sorting it (and permuting
+	// every column), which cost it more than the fewer parts saved when the
+	// batches came in the order they were ready.
+	slices.SortFunc(parts, func(a, b sink.Part) int {
+		return cmp.Or(strings.Compare(a.Batch.Topic, b.Batch.Topic), cmp.Compare(a.Batch.Partition, b.Batch.Partition))
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, r := range live {

@@ -59,7 +59,7 @@ type sendResult struct {
 func queue(ctx context.Context, c *combiner, p int32, fence func() error, out chan<- sendResult) {
 	go func() {
 		b := &record.Batch{Topic: "orders", Partition: p, First: 0, Last: 9}
-		out <- sendResult{p, c.send(ctx, nil, b, fence)}
+		out <- sendResult{p, c.send(ctx, nil, b, fence, false)}
 	}()
 }
 
@@ -84,7 +84,7 @@ func waitQueued(t *testing.T, c *combiner, n int) {
 func behind(t *testing.T, max int, qs ...queued) (*fakeInserts, *combiner, chan sendResult) {
 	t.Helper()
 	f := newFakeInserts()
-	c := &combiner{insert: f.insert, max: max}
+	c := newCombiner(f.insert, max)
 	out := make(chan sendResult, len(qs)+1)
 	queue(context.Background(), c, 0, noFence, out)
 	<-f.started
@@ -111,7 +111,7 @@ func noFence() error { return nil }
 
 func TestCombinerSharesTheNextInsertAmongTheBatchesThatQueued(t *testing.T) {
 	f := newFakeInserts()
-	c := &combiner{insert: f.insert, max: 3}
+	c := newCombiner(f.insert, 3)
 	out := make(chan sendResult, 8)
 	var fences atomic.Int32
 	fence := func() error { fences.Add(1); return nil }
@@ -240,5 +240,81 @@ func TestSharedRefusalIsSentAgainAlone(t *testing.T) {
 	f.release <- &clickhouse.Exception{Code: 53, Message: "Type mismatch"}
 	if r := <-out; classify(r.err) != classBadRecord {
 		t.Errorf("alone: class %v, want bad_record", classify(r.err))
+	}
+}
+
+// A ready batch waits for the batches announced beside it and shares its
+// INSERT with them; fenced again, since it waited.
+func TestCombinerWaitsForAnnouncedBatches(t *testing.T) {
+	f := newFakeInserts()
+	c := newCombiner(f.insert, 4)
+	c.linger = time.Minute // only the announced batches end the wait
+	out := make(chan sendResult, 4)
+	var fences atomic.Int32
+	fence := func() error { fences.Add(1); return nil }
+	ctx := context.Background()
+	c.announce()
+	c.announce()
+	go func() {
+		b := &record.Batch{Topic: "orders", Partition: 0, First: 0, Last: 9}
+		out <- sendResult{0, c.send(ctx, nil, b, fence, false)}
+	}()
+	waitQueued(t, c, 1)
+	select {
+	case <-f.started:
+		t.Fatal("the ready batch went alone while two were announced")
+	case <-time.After(50 * time.Millisecond):
+	}
+	go func() {
+		b := &record.Batch{Topic: "orders", Partition: 1, First: 0, Last: 9}
+		out <- sendResult{1, c.send(ctx, nil, b, fence, true)}
+	}()
+	waitQueued(t, c, 2)
+	select {
+	case <-f.started:
+		t.Fatal("sent with one announced batch still coming")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// The other announced batch is given up (went alone, or stopped).
+	c.gone()
+	<-f.started
+	f.release <- nil
+	for range 2 {
+		if r := <-out; r.err != nil {
+			t.Fatalf("send of %d: %v", r.partition, r.err)
+		}
+	}
+	if got := f.inserts(); len(got) != 1 || len(got[0]) != 2 {
+		t.Fatalf("inserts %v, want one carrying partitions 0 and 1", got)
+	}
+	if n := fences.Load(); n != 2 {
+		t.Errorf("%d fences before the shared INSERT, want 2 (both waited)", n)
+	}
+	if c.coming != 0 {
+		t.Errorf("coming %d after every announcement ended, want 0", c.coming)
+	}
+}
+
+// An announced batch that never comes holds a ready one for the linger
+// only.
+func TestCombinerLingersNoLongerThanItsBound(t *testing.T) {
+	f := newFakeInserts()
+	c := newCombiner(f.insert, 4)
+	c.linger = 100 * time.Millisecond
+	out := make(chan sendResult, 1)
+	c.announce()
+	start := time.Now()
+	queue(context.Background(), c, 0, noFence, out)
+	select {
+	case <-f.started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the ready batch never went")
+	}
+	if d := time.Since(start); d < c.linger {
+		t.Errorf("sent after %v, before the linger of %v with a batch announced", d, c.linger)
+	}
+	f.release <- nil
+	if r := <-out; r.err != nil {
+		t.Fatal(r.err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 func TableSink(t *sink.Table, combine int) Sink {
 	cs := make([]*combiner, max(t.Shards(), 1))
 	for i := range cs {
-		cs[i] = &combiner{insert: t.SendMany, max: max(combine, 1)}
+		cs[i] = newCombiner(t.SendMany, max(combine, 1))
 	}
 	return tableSink{t, &bufPool{}, cs}
 }
@@ -73,6 +73,31 @@ type tableWriter struct {
 	// alone: the last shared INSERT of this writer's batch failed; the
 	// batch goes alone until it is stored (sharedError).
 	alone bool
+	// coming: the combiner this writer's batch was announced to, until it
+	// queues there or is gone (Announce).
+	coming *combiner
+}
+
+// Announce tells the combiner of partition's shard that a batch is being
+// prepared, so that a ready batch of the table waits for it (combine.go).
+// The announcement ends when the batch queues for a shared INSERT or at
+// Unannounce, whichever comes first.
+func (w *tableWriter) Announce(partition int32) {
+	c := w.cs[w.t.ShardOf(partition)]
+	if w.coming != nil || w.alone || c.max == 1 {
+		return
+	}
+	w.coming = c
+	c.announce()
+}
+
+// Unannounce ends an announcement the batch did not use (it ended, or
+// went alone); a no-op after the batch queued.
+func (w *tableWriter) Unannounce() {
+	if w.coming != nil {
+		w.coming.gone()
+		w.coming = nil
+	}
 }
 
 func (w *tableWriter) buffers() *sink.Buffers {
@@ -91,11 +116,17 @@ func (w *tableWriter) Send(ctx context.Context, b *record.Batch) error {
 func (w *tableWriter) SendShared(ctx context.Context, b *record.Batch, fence func() error) error {
 	c := w.cs[w.t.ShardOf(b.Partition)]
 	if w.alone || c.max == 1 {
+		w.Unannounce()
 		err := w.t.Send(ctx, w.buffers(), b)
 		w.alone = err != nil && w.alone
 		return err
 	}
-	err := c.send(ctx, w.buffers(), b, fence)
+	announced := w.coming == c
+	if w.coming != nil && !announced {
+		w.Unannounce()
+	}
+	w.coming = nil
+	err := c.send(ctx, w.buffers(), b, fence, announced)
 	if se := (*sharedError)(nil); errors.As(err, &se) {
 		w.alone = true
 	}

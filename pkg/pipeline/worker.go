@@ -346,6 +346,10 @@ func (w *worker) process(b *record.Batch) bool {
 		return false
 	}
 	defer w.releaseAll()
+	if an, ok := w.writer.(announcer); ok && w.columnar && w.e.opts.Combine > 1 {
+		an.Announce(w.partition)
+		defer an.Unannounce()
+	}
 	start := time.Now()
 	p := w.p
 	b.TopicID = w.topicID
