@@ -248,9 +248,8 @@ func (c *combiner) sendGroup(group []*shareReq) {
 	}
 	// In the order of the tables' sorting key, which starts with (_topic,
 	// _partition, _offset): each batch's rows are in offset order, so the
-	// block arrives sorted and the server skips sorting it (and permuting
-	// every column), which cost it more than the fewer parts saved when the
-	// batches came in the order they were ready.
+	// block arrives sorted and the server need not sort it (and permute
+	// every column), as it would for batches in the order they were ready.
 	slices.SortFunc(parts, func(a, b sink.Part) int {
 		return cmp.Or(strings.Compare(a.Batch.Topic, b.Batch.Topic), cmp.Compare(a.Batch.Partition, b.Batch.Partition))
 	})

@@ -57,9 +57,14 @@ type sendResult struct {
 
 // queue starts a send of partition p's batch and reports its outcome on out.
 func queue(ctx context.Context, c *combiner, p int32, fence func() error, out chan<- sendResult) {
+	queueAnnounced(ctx, c, p, fence, false, out)
+}
+
+// queueAnnounced is queue for a batch that was announced or not.
+func queueAnnounced(ctx context.Context, c *combiner, p int32, fence func() error, announced bool, out chan<- sendResult) {
 	go func() {
 		b := &record.Batch{Topic: "orders", Partition: p, First: 0, Last: 9}
-		out <- sendResult{p, c.send(ctx, nil, b, fence, false)}
+		out <- sendResult{p, c.send(ctx, nil, b, fence, announced)}
 	}()
 }
 
@@ -255,20 +260,14 @@ func TestCombinerWaitsForAnnouncedBatches(t *testing.T) {
 	ctx := context.Background()
 	c.announce()
 	c.announce()
-	go func() {
-		b := &record.Batch{Topic: "orders", Partition: 0, First: 0, Last: 9}
-		out <- sendResult{0, c.send(ctx, nil, b, fence, false)}
-	}()
+	queueAnnounced(ctx, c, 0, fence, false, out)
 	waitQueued(t, c, 1)
 	select {
 	case <-f.started:
 		t.Fatal("the ready batch went alone while two were announced")
 	case <-time.After(50 * time.Millisecond):
 	}
-	go func() {
-		b := &record.Batch{Topic: "orders", Partition: 1, First: 0, Last: 9}
-		out <- sendResult{1, c.send(ctx, nil, b, fence, true)}
-	}()
+	queueAnnounced(ctx, c, 1, fence, true, out)
 	waitQueued(t, c, 2)
 	select {
 	case <-f.started:

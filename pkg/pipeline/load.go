@@ -156,11 +156,16 @@ func (w *worker) send(b *record.Batch) error {
 	if !ok {
 		return w.writer.Send(w.ctx, b)
 	}
-	if w.columnar && w.e.opts.Combine > 1 {
+	if w.sharesInserts() {
 		w.releaseSlot()
 	}
 	return ss.SendShared(w.ctx, b, func() error { return w.fence(b) })
 }
+
+// sharesInserts says the worker's batches may share an INSERT with other
+// partitions' (columnar, Options.Combine > 1): they give their processing
+// slot up for it and are announced to the table's combiner.
+func (w *worker) sharesInserts() bool { return w.columnar && w.e.opts.Combine > 1 }
 
 // ready runs steps 1 to 4 of an attempt and prepares the rows to send; it
 // returns how many there are.

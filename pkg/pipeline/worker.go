@@ -346,7 +346,7 @@ func (w *worker) process(b *record.Batch) bool {
 		return false
 	}
 	defer w.releaseAll()
-	if an, ok := w.writer.(announcer); ok && w.columnar && w.e.opts.Combine > 1 {
+	if an, ok := w.writer.(announcer); ok && w.sharesInserts() {
 		an.Announce(w.partition)
 		defer an.Unannounce()
 	}
