@@ -865,6 +865,53 @@ func TestSpentBudgetCutsOpenBatchesEarly(t *testing.T) {
 	}
 }
 
+// A batch's max_wait counts from the arrival of its first record, also
+// when the record arrives while the worker loads the previous batch: the
+// record then waits for that load and for what is left of its max_wait,
+// not for the load and a whole max_wait after it (which put case f of
+// make bench at max_wait + 1 s). Here the first batch's INSERT takes 2 s
+// and the second record arrives 0.5 s into it: past its max_wait of 1 s
+// when the INSERT ends, so it is sent then, 1.5 s after it was produced
+// (2.5 s when the clock started at the drain).
+func TestMaxWaitCountsFromArrivalWhileTheWorkerLoads(t *testing.T) {
+	f := newFixture(t, 1)
+	s := newMemSink()
+	inFirst := make(chan struct{})
+	sent := make(chan time.Time, 1)
+	s.onSendBatch = func(b *record.Batch) {
+		if b.First == 0 {
+			close(inFirst)
+			s.mu.Unlock()
+			time.Sleep(2 * time.Second)
+			s.mu.Lock()
+			return
+		}
+		sent <- time.Now()
+	}
+	r := f.start("g-arrival", s, batch.Limits{MaxRows: 1000, MaxBytes: 1 << 20, MaxWait: time.Second})
+	waitFor(t, "partition assigned", 10*time.Second, func() bool { return len(r.engine.Stats()) == 1 })
+	f.produceN(1, nil)
+	select {
+	case <-inFirst:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first batch was not sent within 10 s")
+	}
+	time.Sleep(500 * time.Millisecond)
+	produced := time.Now()
+	f.produceN(1, nil)
+	var at time.Time
+	select {
+	case at = <-sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second batch was not sent within 10 s")
+	}
+	if d := at.Sub(produced); d > 2*time.Second || d < time.Second {
+		t.Errorf("the second record was sent %v after it was produced; want about 1.5 s (1 s max_wait from its arrival, ending after the first INSERT)", d.Round(time.Millisecond))
+	}
+	waitFor(t, "commit at 2", 10*time.Second, func() bool { return f.committed("g-arrival")[0] == 2 })
+	r.stop(t)
+}
+
 // A rebalance that revokes a partition while a shutting-down member still
 // flushes it must wait for the flush: the old member's INSERT ends before
 // the new owner reads the table. The sink lists no running insert here, so

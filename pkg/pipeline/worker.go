@@ -59,8 +59,12 @@ type worker struct {
 	streak                                int
 	memEpisode, partsEpisode, floorLogged bool
 
-	mu    sync.Mutex
-	queue []*kgo.Record
+	mu sync.Mutex
+	// queue holds the records handed over and not yet drained into the
+	// batcher, each fetch's with the time it arrived: a batch's max_wait
+	// counts from its first record's arrival, not from the drain, which
+	// waits while the worker loads the previous batch.
+	queue []arrival
 	// queuedID is the topic ID of the queued records (under mu); topicID
 	// that of the records drained into the batcher, stamped on batches.
 	queuedID string
@@ -151,7 +155,7 @@ func (w *worker) enqueue(recs []*kgo.Record, topicID string, fetched time.Time) 
 		w.first.Store(recs[0].Offset)
 	}
 	w.mu.Lock()
-	w.queue = append(w.queue, recs...)
+	w.queue = append(w.queue, arrival{recs: recs, at: fetched})
 	if topicID != "" {
 		w.queuedID = topicID
 	}
@@ -214,7 +218,7 @@ func (w *worker) run() {
 		case <-timer.C:
 		case mode := <-w.stopCh:
 			if mode == stopFlush {
-				w.drain(time.Now())
+				w.drain()
 				for b := w.batcher.Flush(); b != nil; b = w.batcher.Flush() {
 					if !w.process(b) {
 						return
@@ -226,7 +230,7 @@ func (w *worker) run() {
 			return
 		}
 		now := time.Now()
-		w.drain(now)
+		w.drain()
 		for b := w.batcher.Ready(now); b != nil; b = w.batcher.Ready(now) {
 			if !w.process(b) {
 				return
@@ -310,7 +314,7 @@ func (w *worker) readSkip() error {
 }
 
 // drain moves queued records into the batcher.
-func (w *worker) drain(now time.Time) {
+func (w *worker) drain() {
 	w.mu.Lock()
 	q := w.queue
 	w.queue = nil
@@ -323,10 +327,20 @@ func (w *worker) drain(now time.Time) {
 		}
 		w.topicID = id
 	}
-	for _, r := range q {
-		w.batcher.Add(r, now)
+	n := 0
+	for _, a := range q {
+		for _, r := range a.recs {
+			w.batcher.Add(r, a.at)
+		}
+		n += len(a.recs)
 	}
-	w.e.m.Consumed.WithLabelValues(w.p.Name).Add(float64(len(q)))
+	w.e.m.Consumed.WithLabelValues(w.p.Name).Add(float64(n))
+}
+
+// arrival is one fetch's records for the worker and when they arrived.
+type arrival struct {
+	recs []*kgo.Record
+	at   time.Time
 }
 
 func (w *worker) release(n int64) {
@@ -388,7 +402,7 @@ func (w *worker) nextOldest() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if next == nil && len(w.queue) > 0 {
-		next = w.queue[0]
+		next = w.queue[0].recs[0]
 	}
 	if next == nil {
 		w.st.oldest.Store(0)
