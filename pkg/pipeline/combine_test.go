@@ -172,12 +172,24 @@ func TestCombinerSharesTheNextInsertAmongTheBatchesThatQueued(t *testing.T) {
 func TestCombinerKeepsAFencedBatchOut(t *testing.T) {
 	f, _, out := behind(t, 4, queued{p: 1, fence: func() error { return errFenced }}, queued{p: 2})
 	f.release <- nil
-	<-out
-	// The fenced batch gets its fence's error; the other goes on alone.
-	r := <-out
-	if r.partition != 1 || !errors.Is(r.err, errFenced) {
-		t.Fatalf("fenced batch: %+v, want partition 1 with errFenced", r)
+	// The first send's outcome and the fenced batch's come in either
+	// order: the fence fails as soon as the first INSERT returned, with
+	// no INSERT of its own to wait for.
+	for range 2 {
+		switch r := <-out; r.partition {
+		case 0:
+			if r.err != nil {
+				t.Fatalf("first send: %+v", r)
+			}
+		case 1:
+			if !errors.Is(r.err, errFenced) {
+				t.Fatalf("fenced batch: %+v, want errFenced", r)
+			}
+		default:
+			t.Fatalf("partition %d finished before its INSERT: %+v", r.partition, r)
+		}
 	}
+	// The fenced batch got its fence's error; the other goes on alone.
 	<-f.started
 	f.release <- nil
 	if r := <-out; r.partition != 2 || r.err != nil {
@@ -248,6 +260,16 @@ func TestSharedRefusalIsSentAgainAlone(t *testing.T) {
 	}
 }
 
+// notStarted fails the test with msg when an INSERT starts within 50 ms.
+func (f *fakeInserts) notStarted(t *testing.T, msg string) {
+	t.Helper()
+	select {
+	case <-f.started:
+		t.Fatal(msg)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
 // A ready batch waits for the batches announced beside it and shares its
 // INSERT with them; fenced again, since it waited.
 func TestCombinerWaitsForAnnouncedBatches(t *testing.T) {
@@ -262,18 +284,10 @@ func TestCombinerWaitsForAnnouncedBatches(t *testing.T) {
 	c.announce()
 	queueAnnounced(ctx, c, 0, fence, false, out)
 	waitQueued(t, c, 1)
-	select {
-	case <-f.started:
-		t.Fatal("the ready batch went alone while two were announced")
-	case <-time.After(50 * time.Millisecond):
-	}
+	f.notStarted(t, "the ready batch went alone while two were announced")
 	queueAnnounced(ctx, c, 1, fence, true, out)
 	waitQueued(t, c, 2)
-	select {
-	case <-f.started:
-		t.Fatal("sent with one announced batch still coming")
-	case <-time.After(50 * time.Millisecond):
-	}
+	f.notStarted(t, "sent with one announced batch still coming")
 	// The other announced batch is given up (went alone, or stopped).
 	c.gone()
 	<-f.started
