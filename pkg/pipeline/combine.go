@@ -98,14 +98,7 @@ func (c *combiner) gone() {
 	c.mu.Lock()
 	c.coming--
 	c.mu.Unlock()
-	c.wake()
-}
-
-func (c *combiner) wake() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
+	signal(c.kick)
 }
 
 type shareReq struct {
@@ -138,7 +131,7 @@ func (c *combiner) send(ctx context.Context, bufs *sink.Buffers, b *record.Batch
 		go c.run()
 	}
 	c.mu.Unlock()
-	c.wake()
+	signal(c.kick)
 	select {
 	case err := <-r.done:
 		return err
@@ -159,39 +152,8 @@ func (c *combiner) send(ctx context.Context, bufs *sink.Buffers, b *record.Batch
 // until c.linger after it began waiting.
 func (c *combiner) run() {
 	for {
-		var deadline time.Time
-		var timer *time.Timer
 		c.mu.Lock()
-		for {
-			live := 0
-			for _, r := range c.queue {
-				if !r.withdrawn {
-					live++
-				}
-			}
-			if live == 0 || live >= c.max || c.coming <= 0 {
-				break
-			}
-			if deadline.IsZero() {
-				deadline = time.Now().Add(c.linger)
-				timer = time.NewTimer(c.linger)
-			} else if !time.Now().Before(deadline) {
-				break
-			}
-			// Every batch queued now waits: it is fenced again first.
-			for _, r := range c.queue {
-				r.waited = true
-			}
-			c.mu.Unlock()
-			select {
-			case <-c.kick:
-			case <-timer.C:
-			}
-			c.mu.Lock()
-		}
-		if timer != nil {
-			timer.Stop()
-		}
+		c.awaitComing()
 		var group, rest []*shareReq
 		for _, r := range c.queue {
 			switch {
@@ -210,6 +172,40 @@ func (c *combiner) run() {
 		}
 		c.mu.Unlock()
 		c.sendGroup(group)
+	}
+}
+
+// awaitComing waits, while the group is not full and announced batches
+// are coming, for them to queue or be gone, until c.linger after it began.
+// c.mu is held, and released while it waits.
+func (c *combiner) awaitComing() {
+	var timer *time.Timer
+	for {
+		live := 0
+		for _, r := range c.queue {
+			if !r.withdrawn {
+				live++
+			}
+		}
+		if live == 0 || live >= c.max || c.coming <= 0 {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(c.linger)
+			defer timer.Stop()
+		}
+		// Every batch queued now waits: it is fenced again first.
+		for _, r := range c.queue {
+			r.waited = true
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.kick:
+			c.mu.Lock()
+		case <-timer.C:
+			c.mu.Lock()
+			return
+		}
 	}
 }
 

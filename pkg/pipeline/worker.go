@@ -167,9 +167,13 @@ func (w *worker) enqueue(recs []*kgo.Record, topicID string, fetched time.Time) 
 }
 
 // poke wakes the worker's loop (it looks at its queue and batcher again).
-func (w *worker) poke() {
+func (w *worker) poke() { signal(w.wake) }
+
+// signal wakes whoever waits on ch (a channel of capacity 1) without
+// blocking: a wake-up already pending stands for this one too.
+func signal(ch chan struct{}) {
 	select {
-	case w.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
