@@ -129,7 +129,8 @@ type sluiceProc struct {
 }
 
 // profile saves a CPU profile of p's first SLUICE_BENCH_PROFILE_SECONDS
-// (15) seconds of loading as <SLUICE_BENCH_PROFILE_DIR>/<case>.pprof, read
+// (15) seconds of loading as <SLUICE_BENCH_PROFILE_DIR>/<case>.pprof and a
+// heap profile taken right after it as <case>.heap.pprof, read
 // from its admin server (admin.pprof), while the case runs. The channel
 // gives the outcome once the profile is written (nil at once when not
 // profiling). Profiling costs the loader a little CPU (the sampling and
@@ -155,30 +156,46 @@ func (s *suite) profile(p *sluiceProc, key string) <-chan error {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			res, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, s.profileSeconds))
-			if err != nil {
+			cpu := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, s.profileSeconds)
+			if err := s.saveProfile(cpu, key+".pprof"); err != nil {
 				return err
 			}
-			defer res.Body.Close()
-			if res.StatusCode != http.StatusOK {
-				return fmt.Errorf("GET profile: %s", res.Status)
-			}
-			if err := os.MkdirAll(s.profileDir, 0o755); err != nil {
+			// The heap profile's inuse figures are the live objects as
+			// of the last collection: what the collector marks each cycle.
+			if err := s.saveProfile(fmt.Sprintf("http://%s/debug/pprof/heap", p.admin), key+".heap.pprof"); err != nil {
 				return err
 			}
-			f, err := os.Create(filepath.Join(s.profileDir, key+".pprof"))
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(f, res.Body); err != nil {
-				f.Close()
-				return err
-			}
-			fmt.Printf("(%s) CPU profile of the first %d s: %s\n", key, s.profileSeconds, f.Name())
-			return f.Close()
+			fmt.Printf("(%s) CPU profile of the first %d s and a heap profile at its end: %s\n", key, s.profileSeconds,
+				filepath.Join(s.profileDir, key+"{,.heap}.pprof"))
+			return nil
 		}()
 	}()
 	return out
+}
+
+// saveProfile writes the profile served at url to name in the profile
+// directory.
+func (s *suite) saveProfile(url, name string) error {
+	res, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	if err := os.MkdirAll(s.profileDir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(s.profileDir, name))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // startSluice writes a config for one pipeline and starts `sluice run`

@@ -87,9 +87,20 @@ func TestAvroBlockPathMatchesRowPath(t *testing.T) {
 func BenchmarkAvroOrders(b *testing.B) {
 	for _, format := range []string{decode.FormatAvro, decode.FormatAvroConfluent} {
 		f := newAvroOrders(b, format, benchBatchRows)
-		for _, name := range []string{"goavro", "rows", "columns"} {
+		// columns/native is the columnar path into the native writer's
+		// buffers, as `sluice run` loads the orders table (the same DDL, so
+		// the decoder's column numbers hold).
+		native, _ := ordersWithItems(b, f.schema)
+		if err := native.UseNative(new(NativeWriter)); err != nil { // never connects here
+			b.Fatal(err)
+		}
+		for _, name := range []string{"goavro", "rows", "columns", "columns/native"} {
 			b.Run(format+"/"+name, func(b *testing.B) {
-				bufs := f.tab.NewBuffers()
+				tab := f.tab
+				if name == "columns/native" {
+					tab = native
+				}
+				bufs := tab.NewBuffers()
 				var allocs uint64
 				b.ReportAllocs()
 				for b.Loop() {
@@ -110,13 +121,13 @@ func BenchmarkAvroOrders(b *testing.B) {
 					}
 					batch := f.batch()
 					dec := f.rowDec
-					if name == "columns" {
-						batch.Block, dec = f.tab.Block(bufs, f.needs), f.colDec
+					if name != "rows" {
+						batch.Block, dec = tab.Block(bufs, f.needs), f.colDec
 					}
 					if !stage.Run(context.Background(), batch, dec, f.stages, f.retry) {
 						b.Fatal("gave up")
 					}
-					if n := f.tab.Prepare(bufs, batch); n != len(batch.Items) {
+					if n := tab.Prepare(bufs, batch); n != len(batch.Items) {
 						b.Fatalf("prepared %d of %d: %s", n, len(batch.Items), firstFailure(batch))
 					}
 				}
