@@ -22,6 +22,16 @@ type Block struct {
 	rowErr error
 	errCol int // the column of rowErr: the first in table order is reported, as the row path does
 	ints   map[string]*record.IntList
+	lists  []*record.IntList // this batch's side lists (needs), closed by every row
+	// Padding: EndRow pads only the columns put at least once in this
+	// batch (active); the others (lazy: transforms' outputs, the source
+	// columns, fields the schema lacks) are padded in one go by sync when
+	// something reads or writes a cell, or a row fails. behind says that
+	// some lazy column is shorter than rows.
+	lazy   []bool
+	active []colbuf
+	nlazy  int
+	behind bool
 	// The transforms' side (blockcells.go): the buffers as cellbufs, and
 	// the per-row marks (record.Cells.Marks).
 	cells []cellbuf
@@ -42,6 +52,7 @@ func (t *Table) Block(bufs *Buffers, needs []string) *Block {
 	for k, m := range bl.marks {
 		bl.marks[k] = m[:0]
 	}
+	bl.lists = bl.lists[:0]
 	for _, n := range needs {
 		l := bl.ints[n]
 		if l == nil {
@@ -49,8 +60,44 @@ func (t *Table) Block(bufs *Buffers, needs []string) *Block {
 			bl.ints[n] = l
 		}
 		l.Offsets, l.Vals = append(l.Offsets[:0], 0), l.Vals[:0]
+		bl.lists = append(bl.lists, l)
 	}
+	if len(bl.lazy) != len(bufs.cols) {
+		bl.lazy = make([]bool, len(bufs.cols))
+	}
+	for i := range bl.lazy {
+		bl.lazy[i] = true
+	}
+	clear(bl.active)
+	bl.active, bl.nlazy, bl.behind = bl.active[:0], len(bufs.cols), false
 	return bl
+}
+
+// use returns column col's buffer for a put, making it active first: it
+// is padded to the rows before this one, and EndRow pads it from now on.
+func (b *Block) use(col int) colbuf {
+	c := b.bufs.cols[col]
+	if b.lazy[col] {
+		c.padTo(b.rows)
+		b.lazy[col] = false
+		b.active = append(b.active, c)
+		b.nlazy--
+	}
+	return c
+}
+
+// sync pads the lazy columns to rows, so that every column holds a value
+// for every completed row.
+func (b *Block) sync() {
+	if !b.behind {
+		return
+	}
+	for i, lz := range b.lazy {
+		if lz {
+			b.bufs.cols[i].padTo(b.rows)
+		}
+	}
+	b.behind = false
 }
 
 // Release empties bufs (the columnar path's strings point into the
@@ -62,7 +109,7 @@ func (t *Table) Release(bufs *Buffers) {
 	clear(bufs.send)
 	bufs.send, bufs.picked, bufs.rows = bufs.send[:0], bufs.picked[:0], 0
 	if bufs.block != nil {
-		bufs.block.rows, bufs.block.rowErr = 0, nil
+		bufs.block.rows, bufs.block.rowErr, bufs.block.behind = 0, nil, false
 	}
 }
 
@@ -79,37 +126,37 @@ func (b *Block) fail(col int, err error) {
 
 func (b *Block) PutString(col int, s string) {
 	if col >= 0 {
-		b.fail(col, b.bufs.cols[col].putString(s))
+		b.fail(col, b.use(col).putString(s))
 	}
 }
 
 func (b *Block) PutInt(col int, v int64) {
 	if col >= 0 {
-		b.fail(col, b.bufs.cols[col].putInt(v))
+		b.fail(col, b.use(col).putInt(v))
 	}
 }
 
 func (b *Block) PutDecimal(col int, unscaled int64, scale int32) {
 	if col >= 0 {
-		b.fail(col, b.bufs.cols[col].putDecimal(unscaled, scale))
+		b.fail(col, b.use(col).putDecimal(unscaled, scale))
 	}
 }
 
 func (b *Block) PutTime(col int, t time.Time) {
 	if col >= 0 {
-		b.fail(col, b.bufs.cols[col].putTime(t))
+		b.fail(col, b.use(col).putTime(t))
 	}
 }
 
 func (b *Block) PutNull(col int) {
 	if col >= 0 {
-		b.fail(col, b.bufs.cols[col].add(nil))
+		b.fail(col, b.use(col).add(nil))
 	}
 }
 
 func (b *Block) PutValue(col int, v any) {
 	if col >= 0 {
-		b.fail(col, b.bufs.cols[col].add(v))
+		b.fail(col, b.use(col).add(v))
 	}
 }
 
@@ -120,17 +167,19 @@ func (b *Block) EndRow() error {
 		b.FailRow()
 		return err
 	}
-	for _, c := range b.bufs.cols {
+	for _, c := range b.active {
 		if c.len() == b.rows {
 			_ = c.add(nil) // never fails
 		}
 	}
 	b.rows++
+	b.behind = b.nlazy > 0
 	b.closeLists()
 	return nil
 }
 
 func (b *Block) FailRow() {
+	b.sync()
 	for _, c := range b.bufs.cols {
 		c.truncate(b.rows)
 		_ = c.add(nil)
@@ -144,7 +193,7 @@ func (b *Block) FailRow() {
 }
 
 func (b *Block) closeLists() {
-	for _, l := range b.ints {
+	for _, l := range b.lists {
 		l.Offsets = append(l.Offsets, int32(len(l.Vals)))
 	}
 }
@@ -153,6 +202,7 @@ func (b *Block) SetInt(col, row int, v int64) error {
 	if col < 0 {
 		return nil
 	}
+	b.sync()
 	if err := b.bufs.cols[col].setInt(row, v); err != nil {
 		c := b.t.cols[col]
 		return fmt.Errorf("column %s (%s): %w", c.Name, c.Type, err)
@@ -169,6 +219,7 @@ var _ record.Block = (*Block)(nil)
 // columns are sent as they are when every row of the batch's range is
 // pending, else gathered.
 func (t *Table) prepareBlock(bufs *Buffers, b *record.Batch) int {
+	bufs.block.sync()
 	ingested := t.ingested(b)
 	bufs.picked = bufs.picked[:0]
 	for i := range b.Items {

@@ -148,7 +148,13 @@ func (b *ntime) set(i int, v any) error {
 }
 
 func (b *ntime) truncate(n int) { b.cellbuf.truncate(n); b.at = b.at[:n] }
-func (b *ntime) reset()         { b.cellbuf.reset(); b.at = b.at[:0] }
+func (b *ntime) padTo(n int) {
+	for len(b.at) < n {
+		b.at = append(b.at, b.absent())
+	}
+	b.cellbuf.padTo(n)
+}
+func (b *ntime) reset() { b.cellbuf.reset(); b.at = b.at[:0] }
 
 // cell returns column col's buffer for a write.
 func (b *Block) cell(col int) cellbuf {
@@ -183,6 +189,7 @@ func (b *Block) String(col, row int) (string, bool) {
 	if col < 0 {
 		return "", false
 	}
+	b.sync()
 	switch c := b.bufs.cols[col].(type) {
 	case *buf[string]:
 		return c.vals[row], true
@@ -225,6 +232,7 @@ func (b *Block) Decimal(col, row int) (int64, int32, bool) {
 	if col < 0 {
 		return 0, 0, false
 	}
+	b.sync()
 	scale := b.t.types[col].scale
 	switch c := b.bufs.cols[col].(type) {
 	case *buf[decimal.Decimal]:
@@ -266,6 +274,7 @@ func (b *Block) Time(col, row int) (time.Time, bool) {
 	if col < 0 {
 		return time.Time{}, false
 	}
+	b.sync()
 	switch c := b.bufs.cols[col].(type) {
 	case *buf[time.Time]:
 		return c.vals[row], true
@@ -285,6 +294,7 @@ func (b *Block) SetString(col, row int, s string) error {
 	if col < 0 {
 		return nil
 	}
+	b.sync()
 	return b.named(col, b.cell(col).setString(row, s))
 }
 
@@ -292,6 +302,7 @@ func (b *Block) SetDecimal(col, row int, unscaled int64, scale int32) error {
 	if col < 0 {
 		return nil
 	}
+	b.sync()
 	return b.named(col, b.cell(col).setDecimal(row, unscaled, scale))
 }
 
@@ -299,6 +310,7 @@ func (b *Block) SetStrings(col, row int, ss []string) error {
 	if col < 0 {
 		return nil
 	}
+	b.sync()
 	if c, ok := b.bufs.cols[col].(*buf[[]string]); ok {
 		c.vals[row] = ss // what stringsIn makes of a []string
 		return nil
@@ -310,6 +322,7 @@ func (b *Block) SetNull(col, row int) error {
 	if col < 0 {
 		return nil
 	}
+	b.sync()
 	return b.named(col, b.bufs.cols[col].set(row, nil))
 }
 

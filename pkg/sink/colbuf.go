@@ -31,6 +31,9 @@ type colbuf interface {
 	view(lo, hi int) any
 	gather(rows []int) any
 	len() int
+	// padTo appends what add(nil) appends until the buffer holds n
+	// values (the columnar path pads a column nobody put in one go).
+	padTo(n int)
 }
 
 // typed holds a column's converters from unboxed values; a nil one falls
@@ -91,8 +94,13 @@ func (b *buf[T]) add(v any) error {
 	return nil
 }
 func (b *buf[T]) truncate(n int) { clear(b.vals[n:]); b.vals = b.vals[:n] }
-func (b *buf[T]) slice() any     { return b.vals }
-func (b *buf[T]) reset()         { clear(b.vals); b.vals = b.vals[:0] }
+func (b *buf[T]) padTo(n int) {
+	for len(b.vals) < n {
+		b.vals = append(b.vals, b.zero)
+	}
+}
+func (b *buf[T]) slice() any { return b.vals }
+func (b *buf[T]) reset()     { clear(b.vals); b.vals = b.vals[:0] }
 
 // nullBuf hands clickhouse-go a []*T. The values pointed to live in
 // chunks rather than in one heap object per value: a full chunk is never
@@ -120,7 +128,12 @@ func (b *nullBuf[T]) add(v any) error {
 	return nil
 }
 func (b *nullBuf[T]) truncate(n int) { clear(b.vals[n:]); b.vals = b.vals[:n] }
-func (b *nullBuf[T]) slice() any     { return b.vals }
+func (b *nullBuf[T]) padTo(n int) {
+	for len(b.vals) < n {
+		b.vals = append(b.vals, nil)
+	}
+}
+func (b *nullBuf[T]) slice() any { return b.vals }
 
 // reset may reuse the chunk: nothing points into it once vals is cleared
 // (clickhouse-go copies the values when they are appended to a batch).

@@ -64,6 +64,11 @@ func (b *nnull[T]) truncate(n int) {
 	clear(b.vals[n:])
 	b.nulls, b.vals = b.nulls[:n], b.vals[:n]
 }
+func (b *nnull[T]) padTo(n int) {
+	for len(b.vals) < n {
+		b.nulls, b.vals = append(b.nulls, 1), append(b.vals, b.zero)
+	}
+}
 func (b *nnull[T]) slice() any { return nullCols[T]{b.nulls, b.vals} }
 func (b *nnull[T]) reset() {
 	clear(b.vals)
