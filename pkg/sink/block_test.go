@@ -275,22 +275,14 @@ func TestBlockPathMatchesRowPathMixedTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab := &Table{name: "mixed", now: func() time.Time { return time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC) }}
-	for _, c := range [][2]string{
+	tab := tableOf(t, "mixed", [][2]string{
 		{"id", "String"}, {"n", "Int32"}, {"n_text", "String"}, {"l", "Int64"}, {"small", "UInt8"},
 		{"b", "UInt8"}, {"ts", "DateTime('UTC')"}, {"us", "DateTime('UTC')"}, {"day", "Date"},
 		{"d", "Decimal(9, 2)"}, {"d_wide", "Decimal(18, 4)"}, {"d_narrow", "Decimal(9, 2)"}, {"d_small", "Decimal(4, 2)"},
 		{"e", "Enum8('A' = 1, 'B' = 2)"}, {"e_text", "String"}, {"opt", "Nullable(String)"}, {"opt_n", "Nullable(Int64)"},
 		{ColTopic, "String"}, {ColPartition, "UInt32"}, {ColOffset, "UInt64"}, {ColTopicID, "String"}, {ColIngestedAt, "DateTime('UTC')"},
-	} {
-		ct, err := parseType(c[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		tab.cols = append(tab.cols, Column{Name: c[0], Type: c[1], Nullable: ct.nullable})
-		tab.types = append(tab.types, ct)
-	}
-	tab.setInsert()
+	})
+	tab.now = func() time.Time { return time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC) }
 	row := func(over string) []byte {
 		base := map[string]string{
 			"id": `"x1"`, "n": `-7`, "n_text": `null`, "l": `9007199254740993`, "small": `200`, "b": `true`,
@@ -355,6 +347,23 @@ func TestBlockPathMatchesRowPathMixedTypes(t *testing.T) {
 			t.Errorf("column %s differs:\nrow path %v\ncolumnar %v", c.Name, want, got)
 		}
 	}
+}
+
+// tableOf is a table of the given columns (name, ClickHouse type), as
+// NewTable would read them from system.columns.
+func tableOf(tb testing.TB, name string, cols [][2]string) *Table {
+	tb.Helper()
+	tab := &Table{name: name}
+	for _, c := range cols {
+		ct, err := parseType(c[1])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tab.cols = append(tab.cols, Column{Name: c[0], Type: c[1], Nullable: ct.nullable})
+		tab.types = append(tab.types, ct)
+	}
+	tab.setInsert()
+	return tab
 }
 
 // ordersWithItems is the orders table (from its DDL, its clock fixed) bound

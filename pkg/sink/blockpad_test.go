@@ -13,16 +13,7 @@ import (
 // the end of the never-put column and the lengths differ.
 func TestBlockPadsColumnsPutLateOrNever(t *testing.T) {
 	for _, native := range []bool{false, true} {
-		tab := &Table{name: "pad"}
-		for _, c := range [][2]string{{"a", "String"}, {"b", "Nullable(Int64)"}, {"c", "DateTime('UTC')"}, {"d", "Nullable(String)"}, {"e", "UInt32"}} {
-			ct, err := parseType(c[1])
-			if err != nil {
-				t.Fatal(err)
-			}
-			tab.cols = append(tab.cols, Column{Name: c[0], Type: c[1], Nullable: ct.nullable})
-			tab.types = append(tab.types, ct)
-		}
-		tab.setInsert()
+		tab := tableOf(t, "pad", [][2]string{{"a", "String"}, {"b", "Nullable(Int64)"}, {"c", "DateTime('UTC')"}, {"d", "Nullable(String)"}, {"e", "UInt32"}})
 		if native {
 			if err := tab.UseNative(new(NativeWriter)); err != nil {
 				t.Fatal(err)
