@@ -30,7 +30,6 @@ type Block struct {
 	// some lazy column is shorter than rows.
 	lazy   []bool
 	active []colbuf
-	nlazy  int
 	behind bool
 	// The transforms' side (blockcells.go): the buffers as cellbufs, and
 	// the per-row marks (record.Cells.Marks).
@@ -69,7 +68,7 @@ func (t *Table) Block(bufs *Buffers, needs []string) *Block {
 		bl.lazy[i] = true
 	}
 	clear(bl.active)
-	bl.active, bl.nlazy, bl.behind = bl.active[:0], len(bufs.cols), false
+	bl.active, bl.behind = bl.active[:0], false
 	return bl
 }
 
@@ -81,7 +80,6 @@ func (b *Block) use(col int) colbuf {
 		c.padTo(b.rows)
 		b.lazy[col] = false
 		b.active = append(b.active, c)
-		b.nlazy--
 	}
 	return c
 }
@@ -173,7 +171,7 @@ func (b *Block) EndRow() error {
 		}
 	}
 	b.rows++
-	b.behind = b.nlazy > 0
+	b.behind = len(b.active) < len(b.bufs.cols)
 	b.closeLists()
 	return nil
 }
