@@ -23,10 +23,12 @@ import (
 type avroDecoder struct {
 	codec *goavro.Codec
 	plan  *plan
+	tree  any // the schema goavro was given, as parsed JSON
 }
 
 func newAvro(s *Schema) (*avroDecoder, error) {
-	text, err := json.Marshal(stripLogical(s.tree))
+	tree := stripLogical(s.tree)
+	text, err := json.Marshal(tree)
 	if err != nil {
 		return nil, fmt.Errorf("decode: schema %s: %w", s.Name, err)
 	}
@@ -34,7 +36,41 @@ func newAvro(s *Schema) (*avroDecoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode: schema %s: goavro: %w", s.Name, err)
 	}
-	return &avroDecoder{codec: codec, plan: newPlan(s.root)}, nil
+	return &avroDecoder{codec: codec, plan: newPlan(s.root), tree: tree}, nil
+}
+
+// without returns goavro's codec for the record schema minus the top-level
+// fields drop marks (by index), or nil when goavro refuses it (a named
+// type defined in a dropped field and used by a kept one).
+func (d *avroDecoder) without(drop []bool) *goavro.Codec {
+	root, ok := d.tree.(map[string]any)
+	if !ok {
+		return nil
+	}
+	fields, ok := root["fields"].([]any)
+	if !ok || len(fields) != len(drop) {
+		return nil
+	}
+	out := make(map[string]any, len(root))
+	for k, v := range root {
+		out[k] = v
+	}
+	kept := make([]any, 0, len(fields))
+	for i, f := range fields {
+		if !drop[i] {
+			kept = append(kept, f)
+		}
+	}
+	out["fields"] = kept
+	text, err := json.Marshal(out)
+	if err != nil {
+		return nil
+	}
+	codec, err := goavro.NewCodec(string(text))
+	if err != nil {
+		return nil
+	}
+	return codec
 }
 
 // Decode is safe for concurrent use: the codec and the plan are read-only,
@@ -70,7 +106,7 @@ func (d *avroDecoder) decodeBody(value []byte) (record.Row, *Error) {
 // normalises the map into the Row (recordFromAvro), the columnar path
 // (ColumnAvro) puts its values into a Block.
 func (d *avroDecoder) native(value []byte) (map[string]any, *Error) {
-	end, e := d.plan.scan(value, 0)
+	end, e := d.plan.scan(value, 0, nil)
 	if e != nil {
 		return nil, e
 	}

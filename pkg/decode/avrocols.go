@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/linkedin/goavro/v2"
+
 	"github.com/sluice-etl/sluice/pkg/record"
 )
 
@@ -74,6 +76,19 @@ type avroLayout struct {
 	// fields the reader drops included: the row path normalises those
 	// too).
 	checks []fieldPlan
+
+	// part, when not nil, is goavro's codec for the writer schema without
+	// the fields no column takes (drop marks them, by writer index): the
+	// scan checks those as the row path would (a decimal beyond its
+	// precision), and fills the side list ints feeds (list, by its int
+	// subfield's plan in the writer's) on its way, so goavro never builds
+	// what nothing reads: for orders, the items and their maps.
+	// partChecks are the checks of the fields part keeps.
+	part       *goavro.Codec
+	drop       []bool
+	partChecks []fieldPlan
+	ints       *plan
+	list       string
 }
 
 // avroCol is one reader field of a layout.
@@ -85,6 +100,7 @@ type avroCol struct {
 	res  *resolver // the field's scalar resolution, nil when none
 	list string    // the side list it fills, "" when none
 	sub  string
+	drop bool // not given to goavro by the layout's part
 }
 
 // NewColumnAvro binds the reader schema's top-level fields to the table's
@@ -190,7 +206,116 @@ func (d *ColumnAvro) layout(dec *avroDecoder, res *resolver) *avroLayout {
 		}
 		l.fields = append(l.fields, c)
 	}
+	if !l.slow {
+		l.project(wp)
+	}
 	return l
+}
+
+// project sets the layout's part up: a writer field is left to the scan
+// when the reader lacks it or no column takes it, its value needs no
+// resolution, and it fills no side list but for one array of records
+// whose int subfield the scan can collect.
+func (l *avroLayout) project(wp *plan) {
+	byName := make(map[string]*avroCol, len(l.fields))
+	for i := range l.fields {
+		byName[l.fields[i].name] = &l.fields[i]
+	}
+	drop, n := make([]bool, len(wp.fields)), 0
+	var ints *plan
+	var list string
+	for i, f := range wp.fields {
+		c := byName[f.name]
+		if c != nil && (c.col >= 0 || c.res != nil && c.res.work) {
+			continue
+		}
+		if c != nil && c.list != "" {
+			fp := f.plan
+			if ints != nil || fp.op != opArray || fp.nullable || fp.elem.op != opRecord || fp.elem.nullable {
+				continue
+			}
+			j, ok := fp.elem.fieldIndex[c.sub]
+			if !ok {
+				continue
+			}
+			sp := fp.elem.fields[j].plan
+			if sp.nullable || sp.t.Kind != KindInt || sp.t.Logical != LogicalNone {
+				continue
+			}
+			ints, list = sp, c.list
+		}
+		drop[i], n = true, n+1
+	}
+	if n == 0 {
+		return
+	}
+	part := l.dec.without(drop)
+	if part == nil {
+		return
+	}
+	l.part, l.drop, l.ints, l.list = part, drop, ints, list
+	for i, f := range wp.fields {
+		if !drop[i] && f.plan.avroWork {
+			l.partChecks = append(l.partChecks, f)
+		}
+	}
+	for i := range l.fields {
+		if j, ok := wp.fieldIndex[l.fields[i].name]; ok && l.fields[i].wp != nil {
+			l.fields[i].drop = drop[j]
+		}
+	}
+}
+
+// partBufs hold the kept fields' bytes a layout's part decodes.
+var partBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// partNative is avroDecoder.native for a layout with a part: the scan
+// walks the whole body (its errors are native's), copying the kept
+// fields' bytes into *buf for goavro, checking the dropped ones and
+// appending the side list's values to blk's list. whole: the record must
+// go the whole way instead (a dropped decimal beyond its precision, or
+// goavro refused the part), and the list is as it was.
+func (l *avroLayout) partNative(body []byte, buf *[]byte, blk record.Block) (m map[string]any, e *Error, whole bool) {
+	var sink scanSink
+	var lst *record.IntList
+	if l.ints != nil {
+		if lst = blk.Ints(l.list); lst != nil {
+			sink.ints, sink.vals = l.ints, lst.Vals
+		}
+	}
+	kept, pos := (*buf)[:0], 0
+	for i := range l.dec.plan.fields {
+		f := &l.dec.plan.fields[i]
+		var next int
+		var err *Error
+		if l.drop[i] {
+			next, err = f.plan.scan(body, pos, &sink)
+		} else {
+			next, err = f.plan.scan(body, pos, nil)
+			kept = append(kept, body[pos:next]...)
+		}
+		if err != nil {
+			e = err.in(f.name)
+			break
+		}
+		pos = next
+	}
+	*buf = kept
+	if e == nil && pos != len(body) {
+		e = trailing(len(body) - pos)
+	}
+	if e != nil || sink.wide {
+		return nil, e, e == nil
+	}
+	native, rest, err := l.part.NativeFromBinary(kept)
+	m, ok := native.(map[string]any)
+	if err != nil || len(rest) != 0 || !ok {
+		return nil, nil, true
+	}
+	if lst != nil {
+		lst.Vals = sink.vals
+	}
+	return m, nil, false
 }
 
 // Needs returns the side lists DecodeInto fills.
@@ -248,16 +373,45 @@ func (d *ColumnAvro) DecodeIntoContext(ctx context.Context, value []byte, blk re
 		blk.FailRow()
 		return e, nil
 	}
-	m, e := l.dec.native(body)
+	var (
+		m    map[string]any
+		e    *Error
+		part bool
+	)
+	if l.part != nil {
+		buf := partBufs.Get().(*[]byte)
+		defer partBufs.Put(buf) // goavro's []byte values alias it: put copies them
+		var whole bool
+		m, e, whole = l.partNative(body, buf, blk)
+		part = !whole
+	}
+	if !part {
+		m, e = l.dec.native(body)
+	}
 	if e != nil {
 		blk.FailRow()
 		return e, nil
 	}
-	if l.slow || !l.ok(m) {
+	if l.slow || !l.ok(m, part) {
+		if part {
+			// Cannot happen (the scan accepted the part, so goavro's
+			// values have the types ok checks): the whole record again,
+			// its list values once.
+			if lst := blk.Ints(l.list); lst != nil {
+				lst.Vals = lst.Vals[:lst.Offsets[len(lst.Offsets)-1]]
+			}
+			if m, e = l.dec.native(body); e != nil {
+				blk.FailRow()
+				return e, nil
+			}
+		}
 		return d.rowInto(l, m, blk)
 	}
 	for i := range l.fields {
 		c := &l.fields[i]
+		if part && c.drop {
+			continue
+		}
 		if c.wp == nil {
 			if c.col >= 0 {
 				blk.PutValue(c.col, cloneValue(c.def))
@@ -285,15 +439,19 @@ func (d *ColumnAvro) DecodeIntoContext(ctx context.Context, value []byte, blk re
 // ok says whether the row path would normalise and resolve m without an
 // error, and that the side lists' values are where put expects them. It
 // allocates nothing (but for a decimal wider than 8 bytes).
-func (l *avroLayout) ok(m map[string]any) bool {
-	for i := range l.checks {
-		if !l.checks[i].plan.avroOK(m[l.checks[i].name]) {
+func (l *avroLayout) ok(m map[string]any, part bool) bool {
+	checks := l.checks
+	if part {
+		checks = l.partChecks // the scan checked the others
+	}
+	for i := range checks {
+		if !checks[i].plan.avroOK(m[checks[i].name]) {
 			return false
 		}
 	}
 	for i := range l.fields {
 		c := &l.fields[i]
-		if c.wp == nil {
+		if c.wp == nil || part && c.drop {
 			continue
 		}
 		if c.res != nil && !c.res.scalarOK(c.wp, m[c.name]) {
@@ -465,12 +623,7 @@ func (p *plan) avroOK(v any) bool {
 		if !ok {
 			return false
 		}
-		if len(b) <= 8 {
-			u := unscaled64(b)
-			return p.limit64 == 0 || u < p.limit64 && u > -p.limit64
-		}
-		_, e := p.decimalFromAvro(b)
-		return e == nil
+		return p.decimalOK(b)
 	case opTimestampMillis, opTimestampMicros:
 		_, ok := v.(int64)
 		return ok
@@ -517,6 +670,18 @@ func (p *plan) avroOK(v any) bool {
 		return true
 	}
 	return false
+}
+
+// decimalOK says whether the unscaled bytes b of decimal p are within its
+// precision (decimalFromAvro succeeds). It allocates only for more than 8
+// bytes.
+func (p *plan) decimalOK(b []byte) bool {
+	if len(b) <= 8 {
+		u := unscaled64(b)
+		return p.limit64 == 0 || u < p.limit64 && u > -p.limit64
+	}
+	_, e := p.decimalFromAvro(b)
+	return e == nil
 }
 
 // scalarOK says whether apply succeeds on the Row value of goavro's v of

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,10 @@ const (
 // exponent, PutTime a UTC time, PutNull a nil, PutValue the Row's value
 // itself; and the side list of the quantities the Row's items hold. Plain
 // Avro (reader = writer) and avro-confluent with the same schema and with
-// the resolving writer.
+// the resolving writer. Each with one field that no column takes, and
+// again with the side list's array, a nullable decimal and a map left
+// without columns too: then the scan, not goavro, checks those and fills
+// the side list (avroLayout.part).
 func TestColumnAvroPutsTheRowPathsValues(t *testing.T) {
 	reader := parseText(t, colsReader)
 	cases := []struct {
@@ -95,66 +99,83 @@ func TestColumnAvroPutsTheRowPathsValues(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
+	unloaded := [][]string{{"nocol"}, {"nocol", "items", "d", "tags"}}
 	for _, c := range cases {
-		t.Run(fmt.Sprintf("%s/%d", c.format, c.id), func(t *testing.T) {
-			row, err := NewFromSchemaWith(c.format, reader, reg)
-			if err != nil {
-				t.Fatal(err)
+		for _, un := range unloaded {
+			t.Run(fmt.Sprintf("%s/%d/%s", c.format, c.id, strings.Join(un, ",")), func(t *testing.T) {
+				testColumnAvro(t, reader, reg, c.format, c.id, c.writer, un, n)
+			})
+		}
+	}
+}
+
+// testColumnAvro is one case of TestColumnAvroPutsTheRowPathsValues: n
+// records of writer, framed with id for avro-confluent, into a table
+// without the columns unloaded names.
+func testColumnAvro(t *testing.T, reader *Schema, reg SchemaFetcher, format string, id int32, writer string, unloaded []string, n int) {
+	row, err := NewFromSchemaWith(format, reader, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]int{}
+	for i, f := range reader.Fields {
+		if !slices.Contains(unloaded, f.Name) {
+			names[f.Name] = i
+		}
+	}
+	column := func(name string) int {
+		if i, ok := names[name]; ok {
+			return i
+		}
+		return -1
+	}
+	cols, ok, err := NewColumnAvro(format, reader, reg, column, []string{"items.q"})
+	if err != nil || !ok {
+		t.Fatalf("NewColumnAvro: %v %v", ok, err)
+	}
+	wc := rawWriter(t, writer)
+	r := rand.New(rand.NewSource(int64(id) + 1))
+	stats := map[string]int{}
+	for i := 0; i < n; i++ {
+		v, err := wc.BinaryFromNative(nil, randomColsRecord(r, writer == colsWriter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if format == FormatAvroConfluent {
+			v = append(frame(id, nil), v...)
+		}
+		switch r.Intn(40) {
+		case 0:
+			v = v[:r.Intn(len(v))] // truncated
+		case 1:
+			v = append(v, 0)
+		case 2:
+			if format == FormatAvroConfluent {
+				v = append([]byte{1}, v[1:]...)
 			}
-			names := map[string]int{}
-			for i, f := range reader.Fields {
-				if f.Name != "nocol" {
-					names[f.Name] = i
-				}
+		case 3:
+			if format == FormatAvroConfluent {
+				v = append(frame(77, nil), v[5:]...)
 			}
-			column := func(name string) int {
-				if i, ok := names[name]; ok {
-					return i
-				}
-				return -1
-			}
-			cols, ok, err := NewColumnAvro(c.format, reader, reg, column, []string{"items.q"})
-			if err != nil || !ok {
-				t.Fatalf("NewColumnAvro: %v %v", ok, err)
-			}
-			wc := rawWriter(t, c.writer)
-			r := rand.New(rand.NewSource(int64(c.id) + 1))
-			stats := map[string]int{}
-			for i := 0; i < n; i++ {
-				v, err := wc.BinaryFromNative(nil, randomColsRecord(r, c.writer == colsWriter))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if c.format == FormatAvroConfluent {
-					v = append(frame(c.id, nil), v...)
-				}
-				switch r.Intn(40) {
-				case 0:
-					v = v[:r.Intn(len(v))] // truncated
-				case 1:
-					v = append(v, 0)
-				case 2:
-					if c.format == FormatAvroConfluent {
-						v = append([]byte{1}, v[1:]...)
-					}
-				case 3:
-					if c.format == FormatAvroConfluent {
-						v = append(frame(77, nil), v[5:]...)
-					}
-				}
-				stats[compareColumnAvro(t, i, row, cols, reader, v)]++
-			}
-			t.Logf("%v", stats)
-			if stats["ok"] < n/2 || stats["error"] < n/20 {
-				t.Errorf("outcomes %v: want mostly good records and some bad", stats)
-			}
-		})
+		}
+		stats[compareColumnAvro(t, i, row, cols, reader, v, unloaded)]++
+	}
+	t.Logf("%v", stats)
+	if stats["ok"] < n/2 || stats["error"] < n/20 {
+		t.Errorf("outcomes %v: want mostly good records and some bad", stats)
+	}
+	l := cols.plain
+	if l == nil {
+		l = (*cols.layouts.Load())[id]
+	}
+	if l.part == nil || l.drop[l.dec.plan.fieldIndex["items"]] != slices.Contains(unloaded, "items") {
+		t.Errorf("goavro is given every field but those without a column (%v): part %v, drop %v", unloaded, l.part != nil, l.drop)
 	}
 }
 
 // compareColumnAvro decodes v on both paths and reports a difference; it
 // returns "ok" or "error" (both failed alike).
-func compareColumnAvro(t *testing.T, i int, row Decoder, cols *ColumnAvro, reader *Schema, v []byte) string {
+func compareColumnAvro(t *testing.T, i int, row Decoder, cols *ColumnAvro, reader *Schema, v []byte, unloaded []string) string {
 	t.Helper()
 	want, werr := row.Decode(v)
 	blk := &putBlock{lists: map[string]*record.IntList{"items.q": {Offsets: []int32{0}}}}
@@ -183,9 +204,9 @@ func compareColumnAvro(t *testing.T, i int, row Decoder, cols *ColumnAvro, reade
 	}
 	for j, f := range reader.Fields {
 		c, put := got[j]
-		if f.Name == "nocol" {
+		if slices.Contains(unloaded, f.Name) {
 			if put {
-				t.Errorf("record %d: field nocol has no column but was put", i)
+				t.Errorf("record %d: field %s has no column but was put", i, f.Name)
 			}
 			continue
 		}
@@ -387,7 +408,10 @@ func isNaN(v any) bool {
 
 // FuzzColumnAvro feeds arbitrary bytes (seeded with valid records of both
 // writer schemas) to the row decoder and ColumnAvro, plain and
-// avro-confluent: the same error or the same values, never a panic.
+// avro-confluent, into a table without the nocol column and one without
+// the side list's array, a nullable decimal and a map either (whose values
+// the scan checks instead of goavro): the same error or the same values,
+// never a panic.
 func FuzzColumnAvro(f *testing.F) {
 	r := rand.New(rand.NewSource(7))
 	for _, w := range []string{colsReader, colsWriter} {
@@ -406,34 +430,42 @@ func FuzzColumnAvro(f *testing.F) {
 	}
 	reader := parseText(f, colsReader)
 	reg := mapFetcher{1: colsReader, 2: colsWriter}
-	column := func(name string) int {
-		for i, fl := range reader.Fields {
-			if fl.Name == name && name != "nocol" {
-				return i
-			}
-		}
-		return -1
-	}
 	type pair struct {
-		row  Decoder
-		cols *ColumnAvro
+		row      Decoder
+		cols     *ColumnAvro
+		unloaded []string
+		framed   bool
 	}
 	var pairs []pair
-	for _, format := range []string{FormatAvro, FormatAvroConfluent} {
-		row, err := NewFromSchemaWith(format, reader, reg)
-		if err != nil {
-			f.Fatal(err)
+	for _, unloaded := range [][]string{{"nocol"}, {"nocol", "items", "d", "tags"}} {
+		column := func(name string) int {
+			for i, fl := range reader.Fields {
+				if fl.Name == name && !slices.Contains(unloaded, name) {
+					return i
+				}
+			}
+			return -1
 		}
-		cols, ok, err := NewColumnAvro(format, reader, reg, column, []string{"items.q"})
-		if err != nil || !ok {
-			f.Fatal(ok, err)
+		for _, format := range []string{FormatAvro, FormatAvroConfluent} {
+			row, err := NewFromSchemaWith(format, reader, reg)
+			if err != nil {
+				f.Fatal(err)
+			}
+			cols, ok, err := NewColumnAvro(format, reader, reg, column, []string{"items.q"})
+			if err != nil || !ok {
+				f.Fatal(ok, err)
+			}
+			pairs = append(pairs, pair{row, cols, unloaded, format == FormatAvroConfluent})
 		}
-		pairs = append(pairs, pair{row, cols})
 	}
 	f.Fuzz(func(t *testing.T, v []byte) {
-		compareColumnAvro(t, 0, pairs[1].row, pairs[1].cols, reader, v)
-		if len(v) >= 5 {
-			compareColumnAvro(t, 0, pairs[0].row, pairs[0].cols, reader, v[5:])
+		for _, p := range pairs {
+			switch {
+			case p.framed:
+				compareColumnAvro(t, 0, p.row, p.cols, reader, v, p.unloaded)
+			case len(v) >= 5:
+				compareColumnAvro(t, 0, p.row, p.cols, reader, v[5:], p.unloaded)
+			}
 		}
 	})
 }

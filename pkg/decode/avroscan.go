@@ -21,13 +21,24 @@ import (
 // decode, and is where truncation and trailing bytes are detected, so those
 // errors name the field they happened in.
 
+// scanSink is what a scan collects on its way, for the fields the columnar
+// path does not give goavro (avrocols.go: avroLayout.part): the values of
+// one int type, a side list's subfield, and whether a decimal lies beyond
+// its precision (the row path's normalisation would fail the record). A
+// nil sink collects nothing.
+type scanSink struct {
+	ints *plan // collect the values of this type (an int)
+	vals []int64
+	wide bool // a decimal beyond its precision was seen
+}
+
 // maxZeroSizeItems bounds arrays and maps whose items may encode in zero
 // bytes (nulls, empty records), where the byte count gives no bound.
 const maxZeroSizeItems = 1 << 16
 
 // scan checks that buf[pos:] starts with one valid value of p's type and
-// returns the position after it.
-func (p *plan) scan(buf []byte, pos int) (int, *Error) {
+// returns the position after it; s, when not nil, collects as it says.
+func (p *plan) scan(buf []byte, pos int, s *scanSink) (int, *Error) {
 	if p.nullable {
 		idx, next, err := readLong(buf, pos)
 		if err != nil {
@@ -61,6 +72,9 @@ func (p *plan) scan(buf []byte, pos int) (int, *Error) {
 		if v < math.MinInt32 || v > math.MaxInt32 {
 			return pos, fail("int " + strconv.FormatInt(v, 10) + " out of range")
 		}
+		if s != nil && s.ints == p {
+			s.vals = append(s.vals, v)
+		}
 		return next, nil
 	case KindLong:
 		_, next, err := readLong(buf, pos)
@@ -76,9 +90,15 @@ func (p *plan) scan(buf []byte, pos int) (int, *Error) {
 		if len(buf)-pos < n {
 			return pos, truncated()
 		}
+		if s != nil && p.op == opDecimal && !p.decimalOK(buf[pos:pos+n]) {
+			s.wide = true
+		}
 		return pos + n, nil
 	case KindBytes:
-		_, next, err := readBytes(buf, pos)
+		b, next, err := readBytes(buf, pos)
+		if err == nil && s != nil && p.op == opDecimal && !p.decimalOK(b) {
+			s.wide = true
+		}
 		return next, err
 	case KindString:
 		s, next, err := readBytes(buf, pos)
@@ -100,11 +120,11 @@ func (p *plan) scan(buf []byte, pos int) (int, *Error) {
 		}
 		return next, nil
 	case KindArray, KindMap:
-		return p.scanBlocks(buf, pos)
+		return p.scanBlocks(buf, pos, s)
 	case KindRecord:
 		for i := range p.fields {
 			f := &p.fields[i]
-			next, err := f.plan.scan(buf, pos)
+			next, err := f.plan.scan(buf, pos, s)
 			if err != nil {
 				return pos, err.in(f.name)
 			}
@@ -118,7 +138,7 @@ func (p *plan) scan(buf []byte, pos int) (int, *Error) {
 // scanBlocks walks the blocks of an array or map: each block is a count,
 // then (if the count is negative) a byte size, then count items; a zero
 // count ends the list.
-func (p *plan) scanBlocks(buf []byte, pos int) (int, *Error) {
+func (p *plan) scanBlocks(buf []byte, pos int, s *scanSink) (int, *Error) {
 	isMap := p.t.Kind == KindMap
 	itemMin := p.elem.minSize
 	if isMap {
@@ -166,12 +186,12 @@ func (p *plan) scanBlocks(buf []byte, pos int) (int, *Error) {
 				if err != nil {
 					return pos, err.at(strconv.FormatInt(total+i, 10))
 				}
-				if pos, err = p.elem.scan(buf, pos); err != nil {
+				if pos, err = p.elem.scan(buf, pos, s); err != nil {
 					return pos, err.at(string(key))
 				}
 				continue
 			}
-			if pos, err = p.elem.scan(buf, pos); err != nil {
+			if pos, err = p.elem.scan(buf, pos, s); err != nil {
 				return pos, err.at(strconv.FormatInt(total+i, 10))
 			}
 		}

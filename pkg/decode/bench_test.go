@@ -77,7 +77,7 @@ func BenchmarkOrderAvroParts(b *testing.B) {
 		p := newPlan(s.root)
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := p.scan(value, 0); err != nil {
+			if _, err := p.scan(value, 0, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
