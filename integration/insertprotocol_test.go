@@ -7,13 +7,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluice-etl/sluice/internal/sluicerun"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/gen"
 	"github.com/sluice-etl/sluice/pkg/service"
@@ -90,7 +93,8 @@ func TestInsertProtocolAutoFallsBackPerTable(t *testing.T) {
 // from the table's column of its name; a table whose total is
 // Decimal(38, 2) cannot serve that to the columnar path (no cell reads
 // beyond 18 digits), so the pipeline takes the row path from the start
-// instead of failing every batch: each order loads once, converted.
+// instead of failing every batch, and says so in one warning naming the
+// pipeline: each order loads once, converted.
 func TestColumnarTransformsOnATableTheyCannotRead(t *testing.T) {
 	w := newWorld(t)
 	w.wideOrdersTable()
@@ -106,10 +110,20 @@ func TestColumnarTransformsOnATableTheyCannotRead(t *testing.T) {
 	group := w.name("g_wide")
 	pipes := strings.Replace(strings.Replace(ordersPipeline(topic), "table: orders", "table: orders_wide", 1),
 		"[order_items]", "[order_items, currency, customer, fraud]", 1)
-	s := w.startSluice(w.sluiceConfig(group, pipes, ref))
+	var logged lockedBuffer
+	s := sluicerun.StartLogging(t, w.sluiceConfig(group, pipes, ref), io.MultiWriter(os.Stderr, &logged))
 	w.waitCommitted(group, topic, 2*time.Minute)
-	s.stop(t)
+	s.Stop(t)
 	w.exactlyOnceIn(topic, "orders_wide")
+	var fallbacks []string
+	for _, line := range strings.Split(logged.String(), "\n") {
+		if strings.Contains(line, "takes the row path") {
+			fallbacks = append(fallbacks, line)
+		}
+	}
+	if len(fallbacks) != 1 || !strings.Contains(fallbacks[0], "pipeline=orders") || !strings.Contains(fallbacks[0], "level=WARN") {
+		t.Fatalf("want one WARN naming pipeline orders that it takes the row path, logged %q", fallbacks)
+	}
 	if got := w.count(fmt.Sprintf("SELECT countIf(total_base = toDecimal64(125, 2) AND customer_name = 'Alice Secure') FROM %s.orders_wide", w.db)); got != n {
 		t.Fatalf("%d of %d orders converted at 1.25 and joined", got, n)
 	}
@@ -128,4 +142,22 @@ func (w *world) wideOrdersTable() {
 			w.t.Fatal(err)
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -5,6 +5,7 @@ package sluicerun
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"testing"
@@ -26,7 +27,15 @@ type Sluice struct {
 // Stop was not called. A start-up error fails the test.
 func Start(tb testing.TB, cfg *config.Config, opts ...service.Option) *Sluice {
 	tb.Helper()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return StartLogging(tb, cfg, os.Stderr, opts...)
+}
+
+// StartLogging is Start with the warnings and errors written to out (slog's
+// text form), for a test that reads them; out must be safe for concurrent
+// writes.
+func StartLogging(tb testing.TB, cfg *config.Config, out io.Writer, opts ...service.Option) *Sluice {
+	tb.Helper()
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := service.New(ctx, cfg, log, opts...)
 	if err != nil {

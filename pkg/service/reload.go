@@ -182,7 +182,7 @@ func (s *Service) reload(ctx context.Context, next *config.Config) error {
 		if !build[pc.Name] {
 			continue
 		}
-		p, perrs, err := buildPipeline(ctx, s.conn, s.native, eff, pc, config.PipelineKey(next, pc.Name), s.store, reg)
+		p, perrs, err := buildPipeline(ctx, s.conn, s.native, eff, pc, config.PipelineKey(next, pc.Name), s.store, reg, s.log)
 		if err != nil {
 			return fmt.Errorf("ClickHouse at %s: %w", strings.Join(eff.ClickHouse.Addr, ","), err)
 		}

@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		if err != nil {
 			return err
 		}
-		if pipes, err = BuildPipelines(actx, cfg, conn, s.store, s.native); err != nil {
+		if pipes, err = buildPipelines(actx, cfg, conn, s.store, s.native, s.log); err != nil {
 			_ = conn.Close()
 			return err
 		}
@@ -276,6 +276,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 // the caller closes once the pipelines have stopped; nw is unused with
 // the driver.
 func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, store *refdata.Store, nw *Native) ([]*pipeline.Pipeline, error) {
+	return buildPipelines(ctx, cfg, conn, store, nw, slog.New(slog.DiscardHandler))
+}
+
+// buildPipelines is BuildPipelines, logging to log what a pipeline falls
+// back from.
+func buildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, store *refdata.Store, nw *Native, log *slog.Logger) ([]*pipeline.Pipeline, error) {
 	var errs config.Errors
 	var pipes []*pipeline.Pipeline
 	// One registry client for every pipeline, so they share its cache.
@@ -289,7 +295,7 @@ func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, s
 	}
 	for i, pc := range cfg.Pipelines {
 		key := fmt.Sprintf("pipelines[%d]", i)
-		p, perrs, err := buildPipeline(ctx, conn, nw, cfg, pc, key, store, reg)
+		p, perrs, err := buildPipeline(ctx, conn, nw, cfg, pc, key, store, reg, log)
 		if err != nil {
 			return nil, err
 		}
@@ -304,7 +310,7 @@ func BuildPipelines(ctx context.Context, cfg *config.Config, conn driver.Conn, s
 	return pipes, nil
 }
 
-func buildPipeline(ctx context.Context, conn driver.Conn, nw *Native, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store, reg decode.SchemaFetcher) (*pipeline.Pipeline, config.Errors, error) {
+func buildPipeline(ctx context.Context, conn driver.Conn, nw *Native, cfg *config.Config, pc config.Pipeline, key string, store *refdata.Store, reg decode.SchemaFetcher, log *slog.Logger) (*pipeline.Pipeline, config.Errors, error) {
 	var errs config.Errors
 	var dec decode.Decoder
 	schema, err := decode.LoadSchema(pc.Schema)
@@ -344,9 +350,12 @@ func buildPipeline(ctx context.Context, conn driver.Conn, nw *Native, cfg *confi
 	if dec, err = columnDecoder(pc.Format, schema, reg, dec, table.Column, ts); err != nil {
 		return nil, config.Errors{{Key: key + ".format", Problem: err.Error()}}, nil
 	}
-	if servesColumns(ctx, table, dec, ts) != nil {
+	if err := servesColumns(ctx, table, dec, ts); err != nil {
 		// The table cannot hand a columnar transform a field it reads
-		// (servesColumns): the row path, which reads the decoded values.
+		// (servesColumns): the row path, which reads the decoded values,
+		// and costs more CPU and memory per row.
+		log.Warn("pipeline takes the row path: its table cannot serve the columnar transforms",
+			"stage", "startup", "pipeline", pc.Name, "table", pc.Table, "reason", err.Error())
 		dec = rowDec
 	}
 	return &pipeline.Pipeline{
