@@ -30,6 +30,9 @@ import (
 // reloadPipe is one pipeline line of a reload test's config.
 type reloadPipe struct {
 	name, topic, table string
+	// schema is the pipeline's schema file (the repo's order.avsc when
+	// empty).
+	schema string
 	// batch is the pipeline's own batch section, if any.
 	batch string
 }
@@ -39,12 +42,16 @@ func (p reloadPipe) yaml() string {
 	if table == "" {
 		table = "orders"
 	}
+	schema := p.schema
+	if schema == "" {
+		schema = filepath.Join(repoRoot(), "schemas", "avro", "order.avsc")
+	}
 	batch := ""
 	if p.batch != "" {
 		batch = ", batch: {" + p.batch + "}"
 	}
 	return fmt.Sprintf("  - {name: %s, topic: %s, schema: %s, table: %s, transforms: [order_items]%s}\n",
-		p.name, p.topic, filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"), table, batch)
+		p.name, p.topic, schema, table, batch)
 }
 
 // reloadConfig is a reload test's config: group, admin on a free port
@@ -348,6 +355,68 @@ func TestReloadChangesAPipeline(t *testing.T) {
 	if n := w.rows("orders2", a); n != 0 {
 		t.Errorf("%d rows of the unchanged %s in orders2", n, a)
 	}
+	stayed(t, p, a)
+	if na, nr := partitionEvents(p.log(), b); na != 1 || nr != 1 {
+		t.Errorf("%s: %d assignments and %d revokes or restarts, want 1 and 1 (the restart in place)", b, na, nr)
+	}
+}
+
+// TestReloadOnSchemaEdit: an edit of a running pipeline's schema file,
+// the config file untouched, restarts that pipeline alone with the new
+// schema (what it holds flushed and committed first), as an edit of its
+// settings does; the other pipeline's partitions stay.
+func TestReloadOnSchemaEdit(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.name("rl_sc_a"), w.name("rl_sc_b")
+	w.createTopic(a, 3)
+	w.createTopic(b, 3)
+	group := w.name("g_rl_sc")
+	dir := t.TempDir()
+	path, schema := filepath.Join(dir, "sluice.yaml"), filepath.Join(t.TempDir(), "order.avsc")
+	orig, err := os.ReadFile(filepath.Join(repoRoot(), "schemas", "avro", "order.avsc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, schema, string(orig))
+	pa := reloadPipe{name: "a", topic: a}
+	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, {name: "b", topic: b, schema: schema, batch: "max_wait: " + heldWait.String()}}, ""))
+	w.produceSpreadOrders(a, 300, time.Minute)
+	p := w.startReload(path, group, nil, a)
+	w.produceSpreadOrders(b, 300, time.Minute)
+	waitUntil(t, "b's records consumed into its batches", 60*time.Second, func() bool {
+		return p.metric(`sluice_records_consumed_total{pipeline="b"}`) == 300
+	})
+	consumed := time.Now()
+
+	// The same schema with a doc added: a new digest, the same records.
+	edited := strings.Replace(string(orig), `"doc": "An order`, `"doc": "Edited while running. An order`, 1)
+	if edited == string(orig) {
+		t.Fatal("the schema was not edited")
+	}
+	writeConfig(t, schema, edited)
+	at := time.Now()
+	p.waitLog(`msg="config reload: pipeline changed, restarted with its new settings" pipeline=b`, 30*time.Second)
+	t.Logf("pipeline b restarted %v after the schema edit", time.Since(at).Round(100*time.Millisecond))
+	w.flushedByReload(group, b, consumed)
+	if v := p.metric(`sluice_config_reloads_total{result="ok"}`); v != 1 {
+		t.Errorf("sluice_config_reloads_total{result=ok} = %v, want 1", v)
+	}
+	// b's new batches are held for heldWait too: the shutdown flushes
+	// them.
+	w.produceSpreadOrders(a, 300, time.Minute)
+	w.produceSpreadOrders(b, 300, time.Minute)
+	w.waitCommitted(group, a, 90*time.Second)
+	waitUntil(t, "b's new records consumed", 60*time.Second, func() bool {
+		return p.metric(`sluice_records_consumed_total{pipeline="b"}`) >= 600 // the counter runs on across the restart
+	})
+	if code := p.term(60 * time.Second); code != 0 {
+		t.Fatalf("exit %d; log:\n%s", code, p.log())
+	}
+	if !strings.Contains(p.log(), `msg="a watched file changed: reloading the config"`) || !strings.Contains(p.log(), schema) {
+		t.Errorf("no log line naming the edited schema file %s as the reload's cause; log:\n%s", schema, p.log())
+	}
+	w.exactlyOnce(a)
+	w.exactlyOnce(b)
 	stayed(t, p, a)
 	if na, nr := partitionEvents(p.log(), b); na != 1 || nr != 1 {
 		t.Errorf("%s: %d assignments and %d revokes or restarts, want 1 and 1 (the restart in place)", b, na, nr)

@@ -125,7 +125,7 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 				}
 			}
 			setMemoryLimit(cfg)
-			go reloadOnChange(ctx, cfgPath, loaded, watch, hup, log, func() {
+			go reloadOnChange(ctx, cfgPath, loaded, svc.SchemaFiles, watch, hup, log, func() {
 				if svc.ReloadFile(ctx, cfgPath) == nil {
 					setMemoryLimit(svc.Config())
 				}

@@ -2,10 +2,12 @@ package config_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,4 +247,85 @@ func TestWatchCallsOnContentChanges(t *testing.T) {
 		}
 		waitCalls(int32(3+i), "symlink swap")
 	}
+}
+
+// TestWatchFilesNamesWhatChanged: files in two directories; an edit of
+// one calls changed with it alone; a file the set gains on a rescan is
+// compared with the digest of its read, so an edit made before the rescan
+// is seen; a file the set lost is no longer watched.
+func TestWatchFilesNamesWhatChanged(t *testing.T) {
+	d1, d2 := t.TempDir(), t.TempDir()
+	cfg, schema, late := filepath.Join(d1, "sluice.yaml"), filepath.Join(d2, "order.avsc"), filepath.Join(d2, "payment.avsc")
+	write := func(path, content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(cfg, "a: 1\n")
+	write(schema, `{"type": "record"}`)
+	write(late, `{"type": "record", "name": "p"}`)
+	lateRead := config.FileSum(late)
+
+	var mu sync.Mutex
+	set := map[string][32]byte{cfg: config.FileSum(cfg), schema: config.FileSum(schema)}
+	var calls [][]string
+	files := func() map[string][32]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(set)
+	}
+	rescan := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- config.WatchFiles(ctx, files, rescan, func(paths []string) {
+			mu.Lock()
+			calls = append(calls, paths)
+			mu.Unlock()
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	expect := func(what string, want ...[]string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			n := len(calls)
+			mu.Unlock()
+			if n >= len(want) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(3 * config.WatchSettle) // and nothing more
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.EqualFunc(calls, want, slices.Equal) {
+			t.Fatalf("%s: changed called with %q, want %q", what, calls, want)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the watch is set up
+
+	write(schema, `{"type": "record", "doc": "edited"}`)
+	expect("schema edited", []string{schema})
+
+	// late joins the set (a reload named it) after an edit since its read.
+	write(late, `{"type": "record", "name": "p", "doc": "edited"}`)
+	mu.Lock()
+	set[late] = lateRead
+	delete(set, schema)
+	mu.Unlock()
+	rescan <- struct{}{}
+	expect("late file edited before the rescan", []string{schema}, []string{late})
+
+	// schema left the set: its edits call nothing; cfg's still do.
+	write(schema, `{"type": "record", "doc": "edited again"}`)
+	write(cfg, "a: 2\n")
+	expect("config edited, schema no longer watched", []string{schema}, []string{late}, []string{cfg})
 }

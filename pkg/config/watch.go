@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -18,28 +19,64 @@ const WatchSettle = 300 * time.Millisecond
 // Watch calls changed each time the content of the file at path differs
 // from since (its FileSum when it was last read, so an edit made before
 // Watch started is seen; the zero sum: the content when Watch starts) or
-// from what it was when changed was last called, until ctx ends. It watches the file's directory, not the file: editors
-// and Kubernetes replace the file (a rename, a symlink swap), which ends a
-// watch on the file itself. Any event in the directory schedules a read
-// after WatchSettle of quiet; the content's digest decides, so events of
-// other files, or a save without a change, call nothing. A file that
-// cannot be read is passed over (changed is called once it can, if its
-// content differs). changed runs on Watch's goroutine, one call at a
-// time. Watch returns nil when ctx ends, or an error when the directory
-// cannot be watched.
+// from what it was when changed was last called, until ctx ends. It is
+// WatchFiles over that one file.
 func Watch(ctx context.Context, path string, since [32]byte, changed func()) error {
-	dir := filepath.Dir(path)
+	if since == ([32]byte{}) {
+		since = FileSum(path)
+	}
+	files := map[string][32]byte{path: since}
+	return WatchFiles(ctx, func() map[string][32]byte { return files }, nil, func([]string) { changed() })
+}
+
+// WatchFiles calls changed with the files whose content differs from what
+// it was when they were read (the digests files gives for them, FileSum's)
+// or when changed last named them, until ctx ends. files is the set to
+// watch, asked at the start and again on each receive from rescan (a
+// reload may name other files: a pipeline's new schema file); a file new
+// to the set is compared with the digest files gives, so an edit between
+// its read and the rescan is seen, and one that left the set is
+// forgotten. It watches the files' directories, not the files: editors
+// and Kubernetes replace a file (a rename, a symlink swap), which ends a
+// watch on the file itself. Any event in a watched directory schedules a
+// read after WatchSettle of quiet; the digests decide, so events of other
+// files, or a save without a change, call nothing. A file that cannot be
+// read is passed over (changed names it once it can, if its content
+// differs). changed runs on WatchFiles' goroutine, one call at a time.
+// WatchFiles returns nil when ctx ends, or an error when a directory
+// cannot be watched.
+func WatchFiles(ctx context.Context, files func() map[string][32]byte, rescan <-chan struct{}, changed func([]string)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("config: watch %s: %w", path, err)
+		return fmt.Errorf("config: watch: %w", err)
 	}
 	defer w.Close()
-	if err := w.Add(dir); err != nil {
-		return fmt.Errorf("config: watch %s: %w", dir, err)
+	dirs := map[string]bool{}
+	last := map[string][32]byte{}
+	// refresh takes files' set: new directories watched, new files
+	// compared from their read digest on, gone ones dropped.
+	refresh := func() error {
+		next := map[string][32]byte{}
+		for path, read := range files() {
+			if sum, ok := last[path]; ok {
+				next[path] = sum
+			} else {
+				next[path] = read
+			}
+			dir := filepath.Dir(path)
+			if dirs[dir] {
+				continue
+			}
+			if err := w.Add(dir); err != nil {
+				return fmt.Errorf("config: watch %s: %w", dir, err)
+			}
+			dirs[dir] = true
+		}
+		last = next
+		return nil
 	}
-	last := since
-	if last == ([32]byte{}) {
-		last = FileSum(path)
+	if err := refresh(); err != nil {
+		return err
 	}
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
@@ -58,15 +95,27 @@ func Watch(ctx context.Context, path string, since [32]byte, changed func()) err
 				return nil
 			}
 			// An overflow of the kernel's queue loses events: read
-			// the file to be sure.
+			// the files to be sure.
+			settle.Reset(WatchSettle)
+		case <-rescan:
+			if err := refresh(); err != nil {
+				return err
+			}
 			settle.Reset(WatchSettle)
 		case <-settle.C:
-			sum := FileSum(path)
-			if sum == ([32]byte{}) || sum == last { // unreadable, or unchanged
-				continue
+			var edited []string
+			for path, was := range last {
+				sum := FileSum(path)
+				if sum == ([32]byte{}) || sum == was { // unreadable, or unchanged
+					continue
+				}
+				last[path] = sum
+				edited = append(edited, path)
 			}
-			last = sum
-			changed()
+			if len(edited) > 0 {
+				slices.Sort(edited)
+				changed(edited)
+			}
 		}
 	}
 }

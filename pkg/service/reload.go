@@ -57,7 +57,9 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 }
 
 // running records the pipelines in force, by name, with the digests of
-// their schema files as they were read (config.Diff compares them).
+// their schema files as they were read (config.Diff compares them):
+// s.sums, taken before the pipelines were built (schemaSums), so an edit
+// racing a build is seen by the next reload rather than missed.
 func (s *Service) running(cfg *config.Config, pipes []*pipeline.Pipeline) {
 	s.pipes = map[string]*pipeline.Pipeline{}
 	for _, p := range pipes {
@@ -66,11 +68,13 @@ func (s *Service) running(cfg *config.Config, pipes []*pipeline.Pipeline) {
 	if s.sums == nil {
 		s.sums = map[string][32]byte{}
 	}
+	files := map[string][32]byte{}
 	for _, pc := range cfg.Pipelines {
-		if _, ok := s.sums[pc.Name]; !ok {
-			s.sums[pc.Name] = config.FileSum(pc.Schema)
+		if sum := s.sums[pc.Name]; sum != ([32]byte{}) {
+			files[pc.Schema] = sum
 		}
 	}
+	s.schemaFiles.Store(&files)
 	s.rowPath = false
 	for _, p := range pipes {
 		ts := make([]stage.Transform, len(p.Transforms))
@@ -81,6 +85,17 @@ func (s *Service) running(cfg *config.Config, pipes []*pipeline.Pipeline) {
 			s.rowPath = true
 		}
 	}
+}
+
+// SchemaFiles returns the running pipelines' schema files, each with the
+// digest (config.FileSum) of its content when its pipeline was built: the
+// files whose edits a reload would apply (`sluice run` watches them beside
+// the config file). Safe for concurrent use.
+func (s *Service) SchemaFiles() map[string][32]byte {
+	if m := s.schemaFiles.Load(); m != nil {
+		return *m
+	}
+	return nil
 }
 
 // ReloadFile reads the config file at path again (as `sluice run -c path`
@@ -177,6 +192,7 @@ func (s *Service) reload(ctx context.Context, next *config.Config) error {
 		reg = c
 	}
 	built := map[string]*pipeline.Pipeline{}
+	sums := schemaSums(eff.Pipelines) // before the builds read the files
 	var errs config.Errors
 	for _, pc := range eff.Pipelines {
 		if !build[pc.Name] {
@@ -208,7 +224,7 @@ func (s *Service) reload(ctx context.Context, next *config.Config) error {
 		return err
 	}
 	for name := range built {
-		delete(s.sums, name) // read again below, as built
+		s.sums[name] = sums[name]
 	}
 	s.cfg = eff
 	s.running(eff, pipes)
@@ -226,6 +242,15 @@ func (s *Service) reload(ctx context.Context, next *config.Config) error {
 		s.log.Info("config reload: pipeline removed", "pipeline", name)
 	}
 	return nil
+}
+
+// schemaSums digests the pipelines' schema files, by pipeline name.
+func schemaSums(pcs []config.Pipeline) map[string][32]byte {
+	m := make(map[string][32]byte, len(pcs))
+	for _, pc := range pcs {
+		m[pc.Name] = config.FileSum(pc.Schema)
+	}
+	return m
 }
 
 func pipelineNamed(c *config.Config, name string) config.Pipeline {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -74,7 +75,10 @@ type Service struct {
 	pipes    map[string]*pipeline.Pipeline
 	sums     map[string][32]byte
 	combine  int
-	reloads  *reloadMetrics
+	// schemaFiles is sums by schema file, for SchemaFiles' callers on
+	// other goroutines.
+	schemaFiles atomic.Pointer[map[string][32]byte]
+	reloads     *reloadMetrics
 }
 
 // MemoryBound is the resident memory bound of this service's config and
@@ -153,6 +157,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		if err != nil {
 			return err
 		}
+		s.sums = schemaSums(cfg.Pipelines) // before the builds read the files
 		if pipes, err = buildPipelines(actx, cfg, conn, s.store, s.native, s.log); err != nil {
 			_ = conn.Close()
 			return err
