@@ -111,7 +111,7 @@ func TestColumnarTransformsOnATableTheyCannotRead(t *testing.T) {
 	pipes := strings.Replace(strings.Replace(ordersPipeline(topic), "table: orders", "table: orders_wide", 1),
 		"[order_items]", "[order_items, currency, customer, fraud]", 1)
 	var logged lockedBuffer
-	s := sluicerun.StartLogging(t, w.sluiceConfig(group, pipes, ref), io.MultiWriter(os.Stderr, &logged))
+	s := sluicerun.StartLogging(t, w.sluiceConfig(group, pipes, ref), io.MultiWriter(os.Stderr, &logged), slog.LevelWarn)
 	w.waitCommitted(group, topic, 2*time.Minute)
 	s.Stop(t)
 	w.exactlyOnceIn(topic, "orders_wide")

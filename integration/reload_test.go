@@ -4,8 +4,10 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +19,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-etl/sluice/internal/sluicerun"
+	"github.com/sluice-etl/sluice/pkg/config"
 )
 
 // The reload tests run `sluice run` as a process and change its config
@@ -420,6 +425,44 @@ func TestReloadOnSchemaEdit(t *testing.T) {
 	stayed(t, p, a)
 	if na, nr := partitionEvents(p.log(), b); na != 1 || nr != 1 {
 		t.Errorf("%s: %d assignments and %d revokes or restarts, want 1 and 1 (the restart in place)", b, na, nr)
+	}
+}
+
+// TestReloadCutShortByShutdown: a reload whose context ends while it
+// builds an added pipeline (SIGTERM racing SIGHUP) is abandoned with one
+// INFO, no ERROR and no rejection, and the running config stays.
+func TestReloadCutShortByShutdown(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.name("rl_stop_a"), w.name("rl_stop_b")
+	w.createTopic(a, 3)
+	w.createTopic(b, 3)
+	group := w.name("g_rl_stop")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	pa := reloadPipe{name: "a", topic: a}
+	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa}, ""))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged lockedBuffer
+	s := sluicerun.StartLogging(t, cfg, &logged, slog.LevelInfo)
+	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, {name: "b", topic: b}}, ""))
+	stopping, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = s.Svc.ReloadFile(stopping, path)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("ReloadFile with its context ended: %v, want an error wrapping context.Canceled", err)
+	}
+	s.Stop(t)
+	log := logged.String()
+	if strings.Contains(log, "level=ERROR") || strings.Count(log, `msg="config reload abandoned: the service is stopping; the running config stays"`) != 1 {
+		t.Fatalf("want one INFO saying the reload was abandoned and no ERROR; log:\n%s", log)
+	}
+	if strings.Contains(log, `msg="config reload: pipeline added"`) {
+		t.Fatalf("the abandoned reload added its pipeline; log:\n%s", log)
+	}
+	if got := len(s.Svc.Config().Pipelines); got != 1 {
+		t.Errorf("%d pipelines in force after the abandoned reload, want the 1 running", got)
 	}
 }
 

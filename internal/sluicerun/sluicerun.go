@@ -27,15 +27,15 @@ type Sluice struct {
 // Stop was not called. A start-up error fails the test.
 func Start(tb testing.TB, cfg *config.Config, opts ...service.Option) *Sluice {
 	tb.Helper()
-	return StartLogging(tb, cfg, os.Stderr, opts...)
+	return StartLogging(tb, cfg, os.Stderr, slog.LevelWarn, opts...)
 }
 
-// StartLogging is Start with the warnings and errors written to out (slog's
-// text form), for a test that reads them; out must be safe for concurrent
+// StartLogging is Start with the log from level up written to out (slog's
+// text form), for a test that reads it; out must be safe for concurrent
 // writes.
-func StartLogging(tb testing.TB, cfg *config.Config, out io.Writer, opts ...service.Option) *Sluice {
+func StartLogging(tb testing.TB, cfg *config.Config, out io.Writer, level slog.Level, opts ...service.Option) *Sluice {
 	tb.Helper()
-	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := service.New(ctx, cfg, log, opts...)
 	if err != nil {

@@ -105,7 +105,9 @@ func (s *Service) SchemaFiles() map[string][32]byte {
 // unchanged ones are left alone. It returns nil when the reload was
 // applied (or had nothing to apply) and the reason otherwise — a
 // config.Errors naming the keys, or what kept a table from being looked
-// up — after logging it once at ERROR; the running config then stays.
+// up — after logging it once at ERROR; the running config then stays. A
+// reload cut short by ctx's end (the service stopping) is logged at INFO,
+// not counted, and returns an error wrapping ctx.Err().
 // Safe for concurrent use (reloads run one at a time); call it while Run
 // runs (it waits for the engine's poll loop; ctx bounds that wait).
 func (s *Service) ReloadFile(ctx context.Context, path string) error {
@@ -116,6 +118,12 @@ func (s *Service) ReloadFile(ctx context.Context, path string) error {
 		return s.rejectReload(err)
 	}
 	if err := s.reload(ctx, next); err != nil {
+		if ctx.Err() != nil {
+			// Stopping (SIGTERM raced the reload): not the edit's
+			// fault, so neither an ERROR nor a rejection.
+			s.log.Info("config reload abandoned: the service is stopping; the running config stays", "stage", "config", "err", err.Error())
+			return fmt.Errorf("config reload abandoned: %w", ctx.Err())
+		}
 		return s.rejectReload(err)
 	}
 	s.reloads.reloads.WithLabelValues("ok").Inc()
