@@ -65,6 +65,9 @@ package bench
 //	                     the machine is shared, so one run of a count
 //	                     says little; the summary takes the median
 //	SLUICE_SCALE_JSON    the report (<repo>/bin/bench-scale.json)
+//	SLUICE_SCALE_LOG_DIR keep each process's log there, as
+//	                     sluice-<count>-<round_attempt>-<i>.log (off: the
+//	                     logs go with the test's temporary directory)
 
 import (
 	"context"
@@ -199,6 +202,7 @@ type scaleBed struct {
 	procs    []int
 	rounds   int
 	jsonPath string
+	logDir   string
 	suffix   string
 	topic    string
 }
@@ -211,6 +215,7 @@ func newScaleBed(b *testing.B) *scaleBed {
 		cluster:  itest.Env("SLUICE_CLUSTER_CLICKHOUSE_CLUSTER", "sluice"),
 		stateDir: itest.Env("SLUICE_STATE_DIR", filepath.Join(itest.RepoRoot(), ".state")),
 		jsonPath: itest.Env("SLUICE_SCALE_JSON", filepath.Join(itest.RepoRoot(), "bin", "bench-scale.json")),
+		logDir:   os.Getenv("SLUICE_SCALE_LOG_DIR"),
 		suffix:   fmt.Sprintf("%d", time.Now().Unix()%1_000_000),
 	}
 	for _, sh := range strings.Split(itest.Env("SLUICE_CLUSTER_CLICKHOUSE_SHARDS",
@@ -604,7 +609,14 @@ func (s *scaleBed) load(n int, attempt string) (ScaleRun, error) {
 		}
 	}()
 	for i := range n {
-		p, err := startScaleProc(s.bin, cfgPath, filepath.Join(s.b.TempDir(), fmt.Sprintf("sluice-%d.log", i+1)), freeAddr())
+		logPath := filepath.Join(s.b.TempDir(), fmt.Sprintf("sluice-%d.log", i+1))
+		if s.logDir != "" {
+			if err := os.MkdirAll(s.logDir, 0o755); err != nil {
+				return r, err
+			}
+			logPath = filepath.Join(s.logDir, fmt.Sprintf("sluice-%d-%s-%d.log", n, attempt, i+1))
+		}
+		p, err := startScaleProc(s.bin, cfgPath, logPath, freeAddr())
 		if err != nil {
 			return r, err
 		}
