@@ -12,10 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/internal/sluicerun"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/gen"
@@ -110,7 +110,7 @@ func TestColumnarTransformsOnATableTheyCannotRead(t *testing.T) {
 	group := w.name("g_wide")
 	pipes := strings.Replace(strings.Replace(ordersPipeline(topic), "table: orders", "table: orders_wide", 1),
 		"[order_items]", "[order_items, currency, customer, fraud]", 1)
-	var logged lockedBuffer
+	var logged itest.LogBuffer
 	s := sluicerun.StartLogging(t, w.sluiceConfig(group, pipes, ref), io.MultiWriter(os.Stderr, &logged), slog.LevelWarn)
 	w.waitCommitted(group, topic, 2*time.Minute)
 	s.Stop(t)
@@ -142,22 +142,4 @@ func (w *world) wideOrdersTable() {
 			w.t.Fatal(err)
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

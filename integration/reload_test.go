@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/internal/sluicerun"
 	"github.com/sluice-etl/sluice/pkg/config"
 )
@@ -314,6 +315,32 @@ func TestReloadRemovesAPipeline(t *testing.T) {
 	}
 }
 
+// startHolding writes the config at path with pipelines pa (loaded at
+// once) and pb (max_wait heldWait: its batches hold its records), starts
+// `sluice run` on it with 300 orders in each topic, and returns once pa's
+// are committed and pb's 300 consumed into its batches, and when.
+func (w *world) startHolding(path, group string, pa, pb reloadPipe) (*sluiceProc, time.Time) {
+	w.t.Helper()
+	pb.batch = "max_wait: " + heldWait.String()
+	writeConfig(w.t, path, w.reloadConfig(group, "", []reloadPipe{pa, pb}, ""))
+	w.produceSpreadOrders(pa.topic, 300, time.Minute)
+	p := w.startReload(path, group, nil, pa.topic)
+	w.produceSpreadOrders(pb.topic, 300, time.Minute)
+	waitUntil(w.t, pb.name+"'s records consumed into its batches", 60*time.Second, func() bool {
+		return p.metric(`sluice_records_consumed_total{pipeline="`+pb.name+`"}`) == 300
+	})
+	return p, time.Now()
+}
+
+// restartedInPlace fails the test unless topic's partitions were assigned
+// once and restarted once: a reload restarted its pipeline in place.
+func restartedInPlace(t *testing.T, p *sluiceProc, topic string) {
+	t.Helper()
+	if na, nr := partitionEvents(p.log(), topic); na != 1 || nr != 1 {
+		t.Errorf("%s: %d assignments and %d revokes or restarts, want 1 and 1 (the restart in place)", topic, na, nr)
+	}
+}
+
 // TestReloadChangesAPipeline: a pipeline whose table changes restarts
 // alone: what it holds is flushed into the old table and committed, what
 // follows goes to the new one, every record in exactly one of them; the
@@ -330,14 +357,7 @@ func TestReloadChangesAPipeline(t *testing.T) {
 	group := w.name("g_rl_ch")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	pa := reloadPipe{name: "a", topic: a}
-	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, {name: "b", topic: b, batch: "max_wait: " + heldWait.String()}}, ""))
-	w.produceSpreadOrders(a, 300, time.Minute)
-	p := w.startReload(path, group, nil, a)
-	w.produceSpreadOrders(b, 300, time.Minute)
-	waitUntil(t, "b's records consumed into its batches", 60*time.Second, func() bool {
-		return p.metric(`sluice_records_consumed_total{pipeline="b"}`) == 300
-	})
-	consumed := time.Now()
+	p, consumed := w.startHolding(path, group, pa, reloadPipe{name: "b", topic: b})
 
 	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, {name: "b", topic: b, table: "orders2"}}, ""))
 	p.waitLog(`msg="config reload: pipeline changed, restarted with its new settings" pipeline=b`, 30*time.Second)
@@ -361,9 +381,7 @@ func TestReloadChangesAPipeline(t *testing.T) {
 		t.Errorf("%d rows of the unchanged %s in orders2", n, a)
 	}
 	stayed(t, p, a)
-	if na, nr := partitionEvents(p.log(), b); na != 1 || nr != 1 {
-		t.Errorf("%s: %d assignments and %d revokes or restarts, want 1 and 1 (the restart in place)", b, na, nr)
-	}
+	restartedInPlace(t, p, b)
 }
 
 // TestReloadOnSchemaEdit: an edit of a running pipeline's schema file,
@@ -383,15 +401,7 @@ func TestReloadOnSchemaEdit(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeConfig(t, schema, string(orig))
-	pa := reloadPipe{name: "a", topic: a}
-	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, {name: "b", topic: b, schema: schema, batch: "max_wait: " + heldWait.String()}}, ""))
-	w.produceSpreadOrders(a, 300, time.Minute)
-	p := w.startReload(path, group, nil, a)
-	w.produceSpreadOrders(b, 300, time.Minute)
-	waitUntil(t, "b's records consumed into its batches", 60*time.Second, func() bool {
-		return p.metric(`sluice_records_consumed_total{pipeline="b"}`) == 300
-	})
-	consumed := time.Now()
+	p, consumed := w.startHolding(path, group, reloadPipe{name: "a", topic: a}, reloadPipe{name: "b", topic: b, schema: schema})
 
 	// The same schema with a doc added: a new digest, the same records.
 	edited := strings.Replace(string(orig), `"doc": "An order`, `"doc": "Edited while running. An order`, 1)
@@ -423,9 +433,7 @@ func TestReloadOnSchemaEdit(t *testing.T) {
 	w.exactlyOnce(a)
 	w.exactlyOnce(b)
 	stayed(t, p, a)
-	if na, nr := partitionEvents(p.log(), b); na != 1 || nr != 1 {
-		t.Errorf("%s: %d assignments and %d revokes or restarts, want 1 and 1 (the restart in place)", b, na, nr)
-	}
+	restartedInPlace(t, p, b)
 }
 
 // TestReloadCutShortByShutdown: a reload whose context ends while it
@@ -444,7 +452,7 @@ func TestReloadCutShortByShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logged lockedBuffer
+	var logged itest.LogBuffer
 	s := sluicerun.StartLogging(t, cfg, &logged, slog.LevelInfo)
 	writeConfig(t, path, w.reloadConfig(group, "", []reloadPipe{pa, {name: "b", topic: b}}, ""))
 	stopping, cancel := context.WithCancel(context.Background())

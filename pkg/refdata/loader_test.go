@@ -1,14 +1,12 @@
 package refdata
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
 
@@ -34,7 +33,7 @@ type env struct {
 	c      *kfake.Cluster
 	prod   *kgo.Client
 	codecs *gen.Codecs
-	logs   *lockedBuffer
+	logs   *itest.LogBuffer
 }
 
 func newEnv(t *testing.T, partitions int32) *env {
@@ -53,7 +52,7 @@ func newEnv(t *testing.T, partitions int32) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{c: c, prod: prod, codecs: codecs, logs: &lockedBuffer{}}
+	return &env{c: c, prod: prod, codecs: codecs, logs: &itest.LogBuffer{}}
 }
 
 // config is a LoaderConfig for the env's cluster; mod adjusts it.
@@ -132,24 +131,6 @@ func bootstrap(t *testing.T, l *Loader) Stats {
 		t.Fatalf("Bootstrap: %v", err)
 	}
 	return st
-}
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestBootstrapLoadsGeneratedData produces a generator's whole reference

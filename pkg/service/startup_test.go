@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/config"
 	"github.com/sluice-etl/sluice/pkg/registry"
 )
@@ -153,26 +152,8 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the retry loop and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func fastStartup(timeout time.Duration) (*Startup, *syncBuffer) {
-	var buf syncBuffer
+func fastStartup(timeout time.Duration) (*Startup, *itest.LogBuffer) {
+	var buf itest.LogBuffer
 	st := NewStartup(timeout, slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	st.base, st.max, st.attempt = 10*time.Millisecond, 40*time.Millisecond, 100*time.Millisecond
 	return st, &buf
