@@ -73,6 +73,79 @@ func (d *avroDecoder) without(drop []bool) *goavro.Codec {
 	return codec
 }
 
+// fieldCodecs returns goavro's codec of each top-level field's type alone
+// (nil for the fields drop marks), or nil when a kept field's type is not
+// self-contained (selfContained) or goavro refuses one. A field's bytes
+// are then decoded by its own codec, and no record map is built.
+func (d *avroDecoder) fieldCodecs(drop []bool) []*goavro.Codec {
+	root, ok := d.tree.(map[string]any)
+	if !ok {
+		return nil
+	}
+	fields, ok := root["fields"].([]any)
+	if !ok || len(fields) != len(drop) {
+		return nil
+	}
+	out := make([]*goavro.Codec, len(fields))
+	for i, f := range fields {
+		if drop[i] {
+			continue
+		}
+		fm, ok := f.(map[string]any)
+		if !ok || !selfContained(fm["type"]) {
+			return nil
+		}
+		text, err := json.Marshal(fm["type"])
+		if err != nil {
+			return nil
+		}
+		if out[i], err = goavro.NewCodec(string(text)); err != nil {
+			return nil
+		}
+	}
+	return out
+}
+
+// selfContained says whether the schema t (parsed JSON) can be compiled
+// alone with the same values: primitives, enums, fixed, and unions, arrays
+// and maps of those. A record (its native form is a map, what the field
+// codecs avoid) or a name (a type defined elsewhere) is not.
+func selfContained(t any) bool {
+	switch x := t.(type) {
+	case string:
+		switch x {
+		case "null", "boolean", "int", "long", "float", "double", "bytes", "string":
+			return true
+		}
+		return false
+	case []any:
+		for _, m := range x {
+			if !selfContained(m) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		switch y := x["type"].(type) {
+		case string:
+			switch y {
+			case "enum", "fixed":
+				return true
+			case "array":
+				return selfContained(x["items"])
+			case "map":
+				return selfContained(x["values"])
+			case "record", "error":
+				return false
+			}
+			return selfContained(y)
+		default:
+			return selfContained(y)
+		}
+	}
+	return false
+}
+
 // Decode is safe for concurrent use: the codec and the plan are read-only,
 // and goavro builds a fresh map per record, which becomes the Row.
 func (d *avroDecoder) Decode(value []byte) (record.Row, error) {

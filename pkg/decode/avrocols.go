@@ -72,10 +72,10 @@ type avroLayout struct {
 	// so every record is normalised and resolved as a Row.
 	slow   bool
 	fields []avroCol
-	// checks are the writer's fields whose normalisation can fail (the
-	// fields the reader drops included: the row path normalises those
-	// too).
-	checks []fieldPlan
+	// checks are the writer's fields (by index) whose normalisation can
+	// fail (the fields the reader drops included: the row path
+	// normalises those too).
+	checks []int
 
 	// part, when not nil, is goavro's codec for the writer schema without
 	// the fields no column takes (drop marks them, by writer index): the
@@ -86,9 +86,16 @@ type avroLayout struct {
 	// partChecks are the checks of the fields part keeps.
 	part       *goavro.Codec
 	drop       []bool
-	partChecks []fieldPlan
+	partChecks []int
 	ints       *plan
 	list       string
+	// fields, when not nil, has goavro's codec of each kept writer field's
+	// type alone (nil for a dropped one): when every kept field's type is
+	// self-contained (no record, no reference to a named type defined
+	// elsewhere), the walk hands each kept field's bytes to its codec
+	// where it finds them, and no record map is built at all (fieldCodecs).
+	// Then part is used only when this is nil.
+	codecs []*goavro.Codec
 }
 
 // avroCol is one reader field of a layout.
@@ -96,6 +103,7 @@ type avroCol struct {
 	name string // the reader's field (and the writer's, when it has it)
 	col  int    // block column, -1 when the table has none
 	wp   *plan  // the writer's type; nil: absent from the writer, def is the value
+	wi   int    // the writer's field index, when wp is not nil
 	def  any
 	res  *resolver // the field's scalar resolution, nil when none
 	list string    // the side list it fills, "" when none
@@ -161,9 +169,9 @@ func NewColumnAvro(format string, s *Schema, reg SchemaFetcher, column func(stri
 func (d *ColumnAvro) layout(dec *avroDecoder, res *resolver) *avroLayout {
 	l := &avroLayout{dec: dec, res: res}
 	wp := dec.plan
-	for _, f := range wp.fields {
+	for i, f := range wp.fields {
 		if f.plan.avroWork {
-			l.checks = append(l.checks, f)
+			l.checks = append(l.checks, i)
 		}
 	}
 	var fres map[string]*fieldResolver
@@ -202,7 +210,7 @@ func (d *ColumnAvro) layout(dec *avroDecoder, res *resolver) *avroLayout {
 				l.slow = true // cannot happen: the resolver has a default for it
 				continue
 			}
-			c.wp = wp.fields[i].plan
+			c.wp, c.wi = wp.fields[i].plan, i
 		}
 		l.fields = append(l.fields, c)
 	}
@@ -246,17 +254,19 @@ func (l *avroLayout) project(wp *plan) {
 		}
 		drop[i], n = true, n+1
 	}
-	if n == 0 {
-		return
+	codecs := l.dec.fieldCodecs(drop)
+	if codecs == nil {
+		if n == 0 {
+			return
+		}
+		if l.part = l.dec.without(drop); l.part == nil {
+			return
+		}
 	}
-	part := l.dec.without(drop)
-	if part == nil {
-		return
-	}
-	l.part, l.drop, l.ints, l.list = part, drop, ints, list
+	l.codecs, l.drop, l.ints, l.list = codecs, drop, ints, list
 	for i, f := range wp.fields {
 		if !drop[i] && f.plan.avroWork {
-			l.partChecks = append(l.partChecks, f)
+			l.partChecks = append(l.partChecks, i)
 		}
 	}
 	for i := range l.fields {
@@ -269,13 +279,16 @@ func (l *avroLayout) project(wp *plan) {
 // partBufs hold the kept fields' bytes a layout's part decodes.
 var partBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// partNative is avroDecoder.native for a layout with a part: the scan
-// walks the whole body (its errors are native's), copying the kept
-// fields' bytes into *buf for goavro, checking the dropped ones and
-// appending the side list's values to blk's list. whole: the record must
-// go the whole way instead (a dropped decimal beyond its precision, or
-// goavro refused the part), and the list is as it was.
-func (l *avroLayout) partNative(body []byte, buf *[]byte, blk record.Block) (m map[string]any, e *Error, whole bool) {
+// partNative decodes body for a layout with a part or field codecs: the
+// scan walks the whole body (its errors are native's), checking the
+// dropped fields and appending the side list's values to blk's list; the
+// kept fields are decoded by their own codecs where the walk finds them
+// (codecs), or else their bytes are copied into *buf and decoded by the
+// part codec. vals[i] is writer field i's goavro value (nil for a
+// dropped one). whole: the record must go the whole way instead (a
+// dropped decimal beyond its precision, or goavro refused a part), and
+// the list is as it was.
+func (l *avroLayout) partNative(body []byte, buf *[]byte, vals []any, blk record.Block) (e *Error, whole bool) {
 	var sink scanSink
 	var lst *record.IntList
 	if l.ints != nil {
@@ -283,7 +296,11 @@ func (l *avroLayout) partNative(body []byte, buf *[]byte, blk record.Block) (m m
 			sink.ints, sink.vals = l.ints, lst.Vals
 		}
 	}
-	kept, pos := (*buf)[:0], 0
+	var kept []byte
+	if buf != nil {
+		kept = (*buf)[:0]
+	}
+	pos := 0
 	for i := range l.dec.plan.fields {
 		f := &l.dec.plan.fields[i]
 		var next int
@@ -292,7 +309,15 @@ func (l *avroLayout) partNative(body []byte, buf *[]byte, blk record.Block) (m m
 			next, err = f.plan.scan(body, pos, &sink)
 		} else {
 			next, err = f.plan.scan(body, pos, nil)
-			kept = append(kept, body[pos:next]...)
+			if err == nil && l.codecs != nil {
+				v, rest, gerr := l.codecs[i].NativeFromBinary(body[pos:next])
+				if gerr != nil || len(rest) != 0 {
+					return nil, true
+				}
+				vals[i] = v
+			} else if err == nil {
+				kept = append(kept, body[pos:next]...)
+			}
 		}
 		if err != nil {
 			e = err.in(f.name)
@@ -300,22 +325,31 @@ func (l *avroLayout) partNative(body []byte, buf *[]byte, blk record.Block) (m m
 		}
 		pos = next
 	}
-	*buf = kept
+	if buf != nil {
+		*buf = kept
+	}
 	if e == nil && pos != len(body) {
 		e = trailing(len(body) - pos)
 	}
 	if e != nil || sink.wide {
-		return nil, e, e == nil
+		return e, e == nil
 	}
-	native, rest, err := l.part.NativeFromBinary(kept)
-	m, ok := native.(map[string]any)
-	if err != nil || len(rest) != 0 || !ok {
-		return nil, nil, true
+	if l.codecs == nil {
+		native, rest, err := l.part.NativeFromBinary(kept)
+		m, ok := native.(map[string]any)
+		if err != nil || len(rest) != 0 || !ok {
+			return nil, true
+		}
+		for i := range l.dec.plan.fields {
+			if !l.drop[i] {
+				vals[i] = m[l.dec.plan.fields[i].name]
+			}
+		}
 	}
 	if lst != nil {
 		lst.Vals = sink.vals
 	}
-	return m, nil, false
+	return nil, false
 }
 
 // Needs returns the side lists DecodeInto fills.
@@ -373,26 +407,41 @@ func (d *ColumnAvro) DecodeIntoContext(ctx context.Context, value []byte, blk re
 		blk.FailRow()
 		return e, nil
 	}
+	wfields := l.dec.plan.fields
+	var small [24]any
+	vals := small[:0]
+	if len(wfields) <= len(small) {
+		vals = small[:len(wfields)]
+	} else {
+		vals = make([]any, len(wfields))
+	}
 	var (
 		m    map[string]any
 		e    *Error
 		part bool
 	)
-	if l.part != nil {
-		buf := partBufs.Get().(*[]byte)
-		defer partBufs.Put(buf) // goavro's []byte values alias it: put copies them
+	if l.codecs != nil || l.part != nil {
+		var buf *[]byte
+		if l.codecs == nil {
+			buf = partBufs.Get().(*[]byte)
+			defer partBufs.Put(buf) // goavro's []byte values alias it: put copies them
+		}
 		var whole bool
-		m, e, whole = l.partNative(body, buf, blk)
+		e, whole = l.partNative(body, buf, vals, blk)
 		part = !whole
 	}
 	if !part {
-		m, e = l.dec.native(body)
+		if m, e = l.dec.native(body); e == nil && !l.slow {
+			for i := range wfields {
+				vals[i] = m[wfields[i].name]
+			}
+		}
 	}
 	if e != nil {
 		blk.FailRow()
 		return e, nil
 	}
-	if l.slow || !l.ok(m, part) {
+	if l.slow || !l.ok(vals, part) {
 		if part {
 			// Cannot happen (the scan accepted the part, so goavro's
 			// values have the types ok checks): the whole record again,
@@ -418,7 +467,7 @@ func (d *ColumnAvro) DecodeIntoContext(ctx context.Context, value []byte, blk re
 			}
 			continue
 		}
-		v := m[c.name]
+		v := vals[c.wi]
 		if c.list != "" {
 			if lst := blk.Ints(c.list); lst != nil {
 				items, _ := v.([]any)
@@ -436,16 +485,17 @@ func (d *ColumnAvro) DecodeIntoContext(ctx context.Context, value []byte, blk re
 	return nil, blk.EndRow()
 }
 
-// ok says whether the row path would normalise and resolve m without an
-// error, and that the side lists' values are where put expects them. It
+// ok says whether the row path would normalise and resolve the record
+// (vals: goavro's value of each writer field, by index) without an error,
+// and that the side lists' values are where put expects them. It
 // allocates nothing (but for a decimal wider than 8 bytes).
-func (l *avroLayout) ok(m map[string]any, part bool) bool {
+func (l *avroLayout) ok(vals []any, part bool) bool {
 	checks := l.checks
 	if part {
 		checks = l.partChecks // the scan checked the others
 	}
-	for i := range checks {
-		if !checks[i].plan.avroOK(m[checks[i].name]) {
+	for _, i := range checks {
+		if !l.dec.plan.fields[i].plan.avroOK(vals[i]) {
 			return false
 		}
 	}
@@ -454,11 +504,12 @@ func (l *avroLayout) ok(m map[string]any, part bool) bool {
 		if c.wp == nil || part && c.drop {
 			continue
 		}
-		if c.res != nil && !c.res.scalarOK(c.wp, m[c.name]) {
+		v := vals[c.wi]
+		if c.res != nil && !c.res.scalarOK(c.wp, v) {
 			return false
 		}
 		if c.list != "" {
-			items, ok := m[c.name].([]any)
+			items, ok := v.([]any)
 			if !ok {
 				return false
 			}

@@ -82,7 +82,10 @@ const (
 // the resolving writer. Each with one field that no column takes, and
 // again with the side list's array, a nullable decimal and a map left
 // without columns too: then the scan, not goavro, checks those and fills
-// the side list (avroLayout.part).
+// the side list (avroLayout.part); and with the side list's array and the
+// record field left without columns, so that every field goavro is given
+// is self-contained: then each goes to a codec of its own type, and no
+// record map is built (avroLayout.codecs).
 func TestColumnAvroPutsTheRowPathsValues(t *testing.T) {
 	reader := parseText(t, colsReader)
 	cases := []struct {
@@ -99,7 +102,7 @@ func TestColumnAvroPutsTheRowPathsValues(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
-	unloaded := [][]string{{"nocol"}, {"nocol", "items", "d", "tags"}}
+	unloaded := [][]string{{"nocol"}, {"nocol", "items", "d", "tags"}, {"nocol", "items", "sub"}}
 	for _, c := range cases {
 		for _, un := range unloaded {
 			t.Run(fmt.Sprintf("%s/%d/%s", c.format, c.id, strings.Join(un, ",")), func(t *testing.T) {
@@ -168,8 +171,10 @@ func testColumnAvro(t *testing.T, reader *Schema, reg SchemaFetcher, format stri
 	if l == nil {
 		l = (*cols.layouts.Load())[id]
 	}
-	if l.part == nil || l.drop[l.dec.plan.fieldIndex["items"]] != slices.Contains(unloaded, "items") {
-		t.Errorf("goavro is given every field but those without a column (%v): part %v, drop %v", unloaded, l.part != nil, l.drop)
+	perField := slices.Contains(unloaded, "items") && slices.Contains(unloaded, "sub")
+	if (l.codecs != nil) != perField || (l.part != nil) == perField || l.drop[l.dec.plan.fieldIndex["items"]] != slices.Contains(unloaded, "items") {
+		t.Errorf("goavro is given every field but those without a column (%v), by field codecs %v: part %v, field codecs %v, drop %v",
+			unloaded, perField, l.part != nil, l.codecs != nil, l.drop)
 	}
 }
 
@@ -408,10 +413,11 @@ func isNaN(v any) bool {
 
 // FuzzColumnAvro feeds arbitrary bytes (seeded with valid records of both
 // writer schemas) to the row decoder and ColumnAvro, plain and
-// avro-confluent, into a table without the nocol column and one without
-// the side list's array, a nullable decimal and a map either (whose values
-// the scan checks instead of goavro): the same error or the same values,
-// never a panic.
+// avro-confluent, into a table without the nocol column, one without the
+// side list's array, a nullable decimal and a map either (whose values the
+// scan checks instead of goavro), and one without the array and the
+// record field (each field goavro is given goes to its own codec): the
+// same error or the same values, never a panic.
 func FuzzColumnAvro(f *testing.F) {
 	r := rand.New(rand.NewSource(7))
 	for _, w := range []string{colsReader, colsWriter} {
@@ -437,7 +443,7 @@ func FuzzColumnAvro(f *testing.F) {
 		framed   bool
 	}
 	var pairs []pair
-	for _, unloaded := range [][]string{{"nocol"}, {"nocol", "items", "d", "tags"}} {
+	for _, unloaded := range [][]string{{"nocol"}, {"nocol", "items", "d", "tags"}, {"nocol", "items", "sub"}} {
 		column := func(name string) int {
 			for i, fl := range reader.Fields {
 				if fl.Name == name && !slices.Contains(unloaded, name) {
