@@ -7,6 +7,13 @@
 // non-empty batch past max_bytes starts the next batch instead, so a batch
 // exceeds max_bytes only when a single record does.
 //
+// A partition's first batch is cut early, by a share of max_wait fixed by
+// the partition's number (phase): partitions assigned together would
+// otherwise open their first batches together and, under a steady flow,
+// cut every batch at the same moments ever after, all queueing for the
+// processing slots at once (make bench case f: a wait of up to 600 ms for
+// a slot in each round). Spread, each finds a slot free.
+//
 // The limits may change between batches (SetLimits): the partition's worker
 // lowers them while ClickHouse is short of memory for its INSERTs and
 // stretches max_wait while the table has too many parts (see
@@ -14,6 +21,7 @@
 package batch
 
 import (
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,9 +45,13 @@ type Batcher struct {
 
 	cur *record.Batch
 	// opened is when the open batch's first record arrived, deadline
-	// when its max_wait expires (opened + MaxWait).
+	// when its max_wait expires (opened + MaxWait, less early's share).
 	opened   time.Time
 	deadline time.Time
+	// early is the share of max_wait the open batch is cut before it
+	// expires: the partition's phase until its first batch is cut, 0
+	// after.
+	early float64
 	ready    []*record.Batch
 	// spare is a drained batch whose Items slice is reused, so a steady
 	// stream does not allocate a new slice per batch.
@@ -48,7 +60,21 @@ type Batcher struct {
 
 // New returns a batcher for one partition.
 func New(pipeline, topic string, partition int32, l Limits) *Batcher {
-	return &Batcher{pipeline: pipeline, topic: topic, partition: partition, limits: l}
+	return &Batcher{pipeline: pipeline, topic: topic, partition: partition, limits: l, early: phase(partition)}
+}
+
+// phase is partition p's share of max_wait its first batch is cut early
+// by, in [0, 1): the golden-ratio sequence, so that partitions are spread
+// over the interval (partitions 0 to n-1 leave no gap wider than 1.9/n of
+// it) and partition 0's first batch waits the whole max_wait.
+func phase(p int32) float64 {
+	x := float64(p) * 0.6180339887498949
+	return x - math.Floor(x)
+}
+
+// waitEnd is when the open batch's max_wait expires.
+func (b *Batcher) waitEnd() time.Time {
+	return b.opened.Add(b.limits.MaxWait - time.Duration(float64(b.limits.MaxWait)*b.early))
 }
 
 // Size is the bytes a record counts for against max_bytes.
@@ -77,7 +103,7 @@ func (b *Batcher) Add(r *kgo.Record, now time.Time) {
 		}
 		b.spare = nil
 		b.opened = now
-		b.deadline = now.Add(b.limits.MaxWait)
+		b.deadline = b.waitEnd()
 	}
 	b.cur.Items = append(b.cur.Items, record.Item{Rec: r})
 	b.cur.Last = r.Offset
@@ -91,7 +117,7 @@ func (b *Batcher) Add(r *kgo.Record, now time.Time) {
 func (b *Batcher) cut() {
 	b.ready = append(b.ready, b.cur)
 	b.cur = nil
-	b.opened, b.deadline = time.Time{}, time.Time{}
+	b.opened, b.deadline, b.early = time.Time{}, time.Time{}, 0
 }
 
 // Limits are the limits the next batches are cut at.
@@ -110,7 +136,7 @@ func (b *Batcher) SetLimits(l Limits) {
 		b.cut()
 		return
 	}
-	b.deadline = b.opened.Add(l.MaxWait)
+	b.deadline = b.waitEnd()
 }
 
 // Ready returns the next batch that reached a limit (by rows or bytes, or by

@@ -1,6 +1,7 @@
 package batch_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func rec(off int64, size int, epoch int32) *kgo.Record {
 		key = nil
 	}
 	val := []byte(strings.Repeat("v", max(size-len(key), 0)))
-	return &kgo.Record{Topic: "orders", Partition: 3, Offset: off, LeaderEpoch: epoch, Key: key, Value: val}
+	return &kgo.Record{Topic: "orders", Partition: 0, Offset: off, LeaderEpoch: epoch, Key: key, Value: val}
 }
 
 // shape is what a batch must look like.
@@ -44,8 +45,8 @@ func checkBatch(t *testing.T, b *record.Batch, want shape) {
 	if got := shapeOf(b); got != want {
 		t.Errorf("batch %+v, want %+v", got, want)
 	}
-	if b.Pipeline != "orders_pipe" || b.Topic != "orders" || b.Partition != 3 {
-		t.Errorf("batch source %s/%s/%d, want orders_pipe/orders/3", b.Pipeline, b.Topic, b.Partition)
+	if b.Pipeline != "orders_pipe" || b.Topic != "orders" || b.Partition != 0 {
+		t.Errorf("batch source %s/%s/%d, want orders_pipe/orders/0", b.Pipeline, b.Topic, b.Partition)
 	}
 	sum := 0
 	for i, it := range b.Items {
@@ -62,8 +63,59 @@ func checkBatch(t *testing.T, b *record.Batch, want shape) {
 	}
 }
 
+// newBatcher is a batcher of partition 0, whose first batch waits the
+// whole max_wait (TestBatcherStaggersFirstBatches).
 func newBatcher(l batch.Limits) *batch.Batcher {
-	return batch.New("orders_pipe", "orders", 3, l)
+	return batch.New("orders_pipe", "orders", 0, l)
+}
+
+// TestBatcherStaggersFirstBatches: the first batch of each of 12
+// partitions opened at the same instant is cut at its own moment within
+// max_wait, no two closer than 1/60 of it and no gap wider than a sixth;
+// each partition's second batch waits the whole max_wait again, and so
+// does the first when max_wait changes while it is open (the same share).
+func TestBatcherStaggersFirstBatches(t *testing.T) {
+	const wait = time.Second
+	t0 := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	var cuts []time.Duration
+	for p := int32(0); p < 12; p++ {
+		b := batch.New("orders_pipe", "orders", p, batch.Limits{MaxRows: 100, MaxBytes: 1 << 20, MaxWait: wait})
+		b.Add(rec(0, 2, 1), t0)
+		d := b.Deadline().Sub(t0)
+		if d <= 0 || d > wait {
+			t.Fatalf("partition %d: first batch cut %v after its first record, want within (0, %v]", p, d, wait)
+		}
+		if got := b.Ready(t0.Add(d - time.Nanosecond)); got != nil {
+			t.Fatalf("partition %d: batch ready before its deadline", p)
+		}
+		if got := b.Ready(t0.Add(d)); got == nil {
+			t.Fatalf("partition %d: no batch at its deadline %v", p, d)
+		}
+		t1 := t0.Add(d)
+		b.Add(rec(1, 2, 1), t1)
+		if d2 := b.Deadline().Sub(t1); d2 != wait {
+			t.Errorf("partition %d: second batch cut %v after its first record, want %v", p, d2, wait)
+		}
+		cuts = append(cuts, d)
+
+		// max_wait doubled while the first batch is open: the same share
+		// of the new value.
+		c := batch.New("orders_pipe", "orders", p, batch.Limits{MaxRows: 100, MaxBytes: 1 << 20, MaxWait: wait})
+		c.Add(rec(0, 2, 1), t0)
+		c.SetLimits(batch.Limits{MaxRows: 100, MaxBytes: 1 << 20, MaxWait: 2 * wait})
+		if d2 := c.Deadline().Sub(t0); d2 < 2*d-time.Microsecond || d2 > 2*d+time.Microsecond {
+			t.Errorf("partition %d: first batch cut %v after SetLimits doubled max_wait, want %v", p, d2, 2*d)
+		}
+	}
+	if cuts[0] != wait {
+		t.Errorf("partition 0's first batch cut after %v, want the whole %v", cuts[0], wait)
+	}
+	slices.Sort(cuts)
+	for i := 1; i < len(cuts); i++ {
+		if gap := cuts[i] - cuts[i-1]; gap < wait/60 || gap > wait/6 {
+			t.Errorf("first cuts %v: gap %v between neighbours, want within [%v, %v]", cuts, gap, wait/60, wait/6)
+		}
+	}
 }
 
 func TestSize(t *testing.T) {
