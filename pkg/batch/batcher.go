@@ -52,7 +52,7 @@ type Batcher struct {
 	// expires: the partition's phase until its first batch is cut, 0
 	// after.
 	early float64
-	ready    []*record.Batch
+	ready []*record.Batch
 	// spare is a drained batch whose Items slice is reused, so a steady
 	// stream does not allocate a new slice per batch.
 	spare []record.Item
