@@ -443,9 +443,10 @@ func (d *ColumnAvro) DecodeIntoContext(ctx context.Context, value []byte, blk re
 	}
 	if l.slow || !l.ok(vals, part) {
 		if part {
-			// Cannot happen (the scan accepted the part, so goavro's
-			// values have the types ok checks): the whole record again,
-			// its list values once.
+			// A kept field the row path must handle (a null or an enum
+			// symbol the reader refuses: the resolver's error; a decimal
+			// beyond its precision): the whole record again, its list
+			// values once.
 			if lst := blk.Ints(l.list); lst != nil {
 				lst.Vals = lst.Vals[:lst.Offsets[len(lst.Offsets)-1]]
 			}

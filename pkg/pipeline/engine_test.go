@@ -500,8 +500,9 @@ func TestRevokeFlushesAndCommits(t *testing.T) {
 	f := newFixture(t, 4)
 	f.produceN(20, nil)
 	s := newMemSink()
-	// Batches that would wait a minute: only a revoke (or shutdown) loads them.
-	slow := batch.Limits{MaxRows: 100000, MaxBytes: 1 << 20, MaxWait: time.Minute}
+	// Batches that would wait an hour (a first batch at least 8 minutes,
+	// batch.phase): only a revoke (or shutdown) loads them.
+	slow := batch.Limits{MaxRows: 100000, MaxBytes: 1 << 20, MaxWait: time.Hour}
 	a := f.start("g7", s, slow)
 	waitFor(t, "member A to buffer everything", 10*time.Second, func() bool {
 		return a.engine.inflight.Load() > 0 && a.engine.inflight.Load() == int64(80*len("v=0-00"))-int64(4*10)+int64(80*batch.RecordOverhead)
@@ -538,7 +539,7 @@ func TestShutdownFlushesBufferedBatches(t *testing.T) {
 	f := newFixture(t, 2)
 	f.produceN(30, nil)
 	s := newMemSink()
-	slow := batch.Limits{MaxRows: 100000, MaxBytes: 1 << 20, MaxWait: time.Minute}
+	slow := batch.Limits{MaxRows: 100000, MaxBytes: 1 << 20, MaxWait: time.Hour}
 	r := f.start("g8", s, slow)
 	waitFor(t, "records buffered", 10*time.Second, func() bool { return r.engine.inflight.Load() > 0 })
 	time.Sleep(200 * time.Millisecond)
