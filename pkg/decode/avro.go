@@ -39,16 +39,26 @@ func newAvro(s *Schema) (*avroDecoder, error) {
 	return &avroDecoder{codec: codec, plan: newPlan(s.root), tree: tree}, nil
 }
 
+// topFields returns the record schema goavro was given and its fields,
+// nil when it is not a record of n fields.
+func (d *avroDecoder) topFields(n int) (map[string]any, []any) {
+	root, ok := d.tree.(map[string]any)
+	if !ok {
+		return nil, nil
+	}
+	fields, ok := root["fields"].([]any)
+	if !ok || len(fields) != n {
+		return nil, nil
+	}
+	return root, fields
+}
+
 // without returns goavro's codec for the record schema minus the top-level
 // fields drop marks (by index), or nil when goavro refuses it (a named
 // type defined in a dropped field and used by a kept one).
 func (d *avroDecoder) without(drop []bool) *goavro.Codec {
-	root, ok := d.tree.(map[string]any)
-	if !ok {
-		return nil
-	}
-	fields, ok := root["fields"].([]any)
-	if !ok || len(fields) != len(drop) {
+	root, fields := d.topFields(len(drop))
+	if fields == nil {
 		return nil
 	}
 	out := make(map[string]any, len(root))
@@ -78,12 +88,8 @@ func (d *avroDecoder) without(drop []bool) *goavro.Codec {
 // self-contained (selfContained) or goavro refuses one. A field's bytes
 // are then decoded by its own codec, and no record map is built.
 func (d *avroDecoder) fieldCodecs(drop []bool) []*goavro.Codec {
-	root, ok := d.tree.(map[string]any)
-	if !ok {
-		return nil
-	}
-	fields, ok := root["fields"].([]any)
-	if !ok || len(fields) != len(drop) {
+	_, fields := d.topFields(len(drop))
+	if fields == nil {
 		return nil
 	}
 	out := make([]*goavro.Codec, len(fields))
