@@ -89,7 +89,7 @@ type avroLayout struct {
 	partChecks []int
 	ints       *plan
 	list       string
-	// fields, when not nil, has goavro's codec of each kept writer field's
+	// codecs, when not nil, has goavro's codec of each kept writer field's
 	// type alone (nil for a dropped one): when every kept field's type is
 	// self-contained (no record, no reference to a named type defined
 	// elsewhere), the walk hands each kept field's bytes to its codec
@@ -108,7 +108,6 @@ type avroCol struct {
 	res  *resolver // the field's scalar resolution, nil when none
 	list string    // the side list it fills, "" when none
 	sub  string
-	drop bool // not given to goavro by the layout's part
 }
 
 // NewColumnAvro binds the reader schema's top-level fields to the table's
@@ -138,15 +137,7 @@ func NewColumnAvro(format string, s *Schema, reg SchemaFetcher, column func(stri
 		if !ok {
 			return nil, false, nil
 		}
-		fp := d.reader.fields[i].plan
-		if fp.op != opArray || fp.nullable || fp.elem.op != opRecord || fp.elem.nullable {
-			return nil, false, nil
-		}
-		j, ok := fp.elem.fieldIndex[sub]
-		if !ok {
-			return nil, false, nil
-		}
-		if sp := fp.elem.fields[j].plan; sp.nullable || sp.t.Kind != KindInt || sp.t.Logical != LogicalNone {
+		if d.reader.fields[i].plan.intSubfield(sub) == nil {
 			return nil, false, nil
 		}
 		if _, dup := d.lists[field]; dup {
@@ -238,16 +229,8 @@ func (l *avroLayout) project(wp *plan) {
 			continue
 		}
 		if c != nil && c.list != "" {
-			fp := f.plan
-			if ints != nil || fp.op != opArray || fp.nullable || fp.elem.op != opRecord || fp.elem.nullable {
-				continue
-			}
-			j, ok := fp.elem.fieldIndex[c.sub]
-			if !ok {
-				continue
-			}
-			sp := fp.elem.fields[j].plan
-			if sp.nullable || sp.t.Kind != KindInt || sp.t.Logical != LogicalNone {
+			sp := f.plan.intSubfield(c.sub)
+			if ints != nil || sp == nil {
 				continue
 			}
 			ints, list = sp, c.list
@@ -269,11 +252,27 @@ func (l *avroLayout) project(wp *plan) {
 			l.partChecks = append(l.partChecks, i)
 		}
 	}
-	for i := range l.fields {
-		if j, ok := wp.fieldIndex[l.fields[i].name]; ok && l.fields[i].wp != nil {
-			l.fields[i].drop = drop[j]
-		}
+}
+
+// dropped says whether reader field c's writer field is left to the scan
+// (not given to goavro) when the record goes by the part or field codecs.
+func (l *avroLayout) dropped(c *avroCol) bool { return c.wp != nil && l.drop[c.wi] }
+
+// intSubfield is the plan of subfield sub of p, a non-nullable array of
+// non-nullable records, when it is a non-nullable plain int (a side list
+// can be filled from it); nil otherwise.
+func (p *plan) intSubfield(sub string) *plan {
+	if p.op != opArray || p.nullable || p.elem.op != opRecord || p.elem.nullable {
+		return nil
 	}
+	j, ok := p.elem.fieldIndex[sub]
+	if !ok {
+		return nil
+	}
+	if sp := p.elem.fields[j].plan; !sp.nullable && sp.t.Kind == KindInt && sp.t.Logical == LogicalNone {
+		return sp
+	}
+	return nil
 }
 
 // partBufs hold the kept fields' bytes a layout's part decodes.
@@ -459,7 +458,7 @@ func (d *ColumnAvro) DecodeIntoContext(ctx context.Context, value []byte, blk re
 	}
 	for i := range l.fields {
 		c := &l.fields[i]
-		if part && c.drop {
+		if part && l.dropped(c) {
 			continue
 		}
 		if c.wp == nil {
@@ -502,7 +501,7 @@ func (l *avroLayout) ok(vals []any, part bool) bool {
 	}
 	for i := range l.fields {
 		c := &l.fields[i]
-		if c.wp == nil || part && c.drop {
+		if c.wp == nil || part && l.dropped(c) {
 			continue
 		}
 		v := vals[c.wi]
