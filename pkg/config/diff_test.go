@@ -177,7 +177,10 @@ func TestWatchCallsOnContentChanges(t *testing.T) {
 	var calls atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- config.Watch(ctx, path, [32]byte{}, func() { calls.Add(1) }) }()
+	files := map[string][32]byte{path: config.FileSum(path)}
+	go func() {
+		done <- config.WatchFiles(ctx, func() map[string][32]byte { return files }, nil, func([]string) { calls.Add(1) })
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -16,19 +16,6 @@ import (
 // are several events, and a file read between them may be half written.
 const WatchSettle = 300 * time.Millisecond
 
-// Watch calls changed each time the content of the file at path differs
-// from since (its FileSum when it was last read, so an edit made before
-// Watch started is seen; the zero sum: the content when Watch starts) or
-// from what it was when changed was last called, until ctx ends. It is
-// WatchFiles over that one file.
-func Watch(ctx context.Context, path string, since [32]byte, changed func()) error {
-	if since == ([32]byte{}) {
-		since = FileSum(path)
-	}
-	files := map[string][32]byte{path: since}
-	return WatchFiles(ctx, func() map[string][32]byte { return files }, nil, func([]string) { changed() })
-}
-
 // WatchFiles calls changed with the files whose content differs from what
 // it was when they were read (the digests files gives for them, FileSum's)
 // or when changed last named them, until ctx ends. files is the set to

@@ -65,9 +65,6 @@ func (s *Service) running(cfg *config.Config, pipes []*pipeline.Pipeline) {
 	for _, p := range pipes {
 		s.pipes[p.Name] = p
 	}
-	if s.sums == nil {
-		s.sums = map[string][32]byte{}
-	}
 	files := map[string][32]byte{}
 	for _, pc := range cfg.Pipelines {
 		if sum := s.sums[pc.Name]; sum != ([32]byte{}) {

@@ -152,12 +152,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// one attempt, so a server that goes away between them is waited for
 	// too, not reported as a missing table.
 	var pipes []*pipeline.Pipeline
+	s.sums = schemaSums(cfg.Pipelines) // before the builds read the files
 	err = st.reach(ctx, clickHouseTarget(cfg.ClickHouse), func(actx context.Context) error {
 		conn, err := openClickHouse(actx, cfg.ClickHouse)
 		if err != nil {
 			return err
 		}
-		s.sums = schemaSums(cfg.Pipelines) // before the builds read the files
 		if pipes, err = buildPipelines(actx, cfg, conn, s.store, s.native, s.log); err != nil {
 			_ = conn.Close()
 			return err
