@@ -222,6 +222,11 @@ func newScaleBed(b *testing.B) *scaleBed {
 		"127.0.0.1:19001,127.0.0.1:19002;127.0.0.1:19003,127.0.0.1:19004"), ";") {
 		s.shards = append(s.shards, strings.Split(sh, ","))
 	}
+	if s.logDir != "" {
+		if err := os.MkdirAll(s.logDir, 0o755); err != nil {
+			b.Fatalf("SLUICE_SCALE_LOG_DIR: %v", err)
+		}
+	}
 	var err error
 	if s.orders, err = strconv.Atoi(strings.ReplaceAll(itest.Env("SLUICE_SCALE_ORDERS", "800000"), "_", "")); err != nil || s.orders <= 0 {
 		b.Fatalf("SLUICE_SCALE_ORDERS: want a positive integer")
@@ -611,9 +616,6 @@ func (s *scaleBed) load(n int, attempt string) (ScaleRun, error) {
 	for i := range n {
 		logPath := filepath.Join(s.b.TempDir(), fmt.Sprintf("sluice-%d.log", i+1))
 		if s.logDir != "" {
-			if err := os.MkdirAll(s.logDir, 0o755); err != nil {
-				return r, err
-			}
 			logPath = filepath.Join(s.logDir, fmt.Sprintf("sluice-%d-%s-%d.log", n, attempt, i+1))
 		}
 		p, err := startScaleProc(s.bin, cfgPath, logPath, freeAddr())
