@@ -176,20 +176,27 @@ func (p *sluiceProc) metric(series string) float64 {
 	if m == nil {
 		p.t.Fatalf("no admin address in the log:\n%s", p.log())
 	}
-	resp, err := http.Get(m[1] + "/metrics")
+	return seriesValue(p.t, m[1]+"/metrics", series)
+}
+
+// seriesValue reads one series' value (name and labels as exposed) from
+// a /metrics URL; -1 when it is not there.
+func seriesValue(t *testing.T, url, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				p.t.Fatal(err)
+				t.Fatal(err)
 			}
 			return f
 		}

@@ -116,18 +116,24 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			defer svc.Close()
 			// The memory bound is the runtime's soft limit, so garbage
 			// is collected before it takes the process past the bound;
-			// GOMEMLIMIT, when set, wins.
-			setMemoryLimit := func(cfg *config.Config) {
-				if os.Getenv("GOMEMLIMIT") == "" && config.Sized(cfg) {
+			// GOMEMLIMIT, when set, wins. The bound moves with the
+			// state held (reference data, VELOCITY windows), so the
+			// limit follows it, and is set again at once after a reload.
+			memLimit := os.Getenv("GOMEMLIMIT") == ""
+			setMemoryLimit := func() {
+				if memLimit {
 					p := runtime.GOMAXPROCS(0)
 					debug.SetMemoryLimit(svc.GoMemoryLimit(p))
-					log.Info("memory bound", "mib", svc.MemoryBound(p)>>20, "parallel", p)
+					log.Info("memory bound", "mib", svc.MemoryBound(p)>>20, "parallel", p, "state_mib", svc.StateBytes()>>20)
 				}
 			}
-			setMemoryLimit(cfg)
+			setMemoryLimit()
+			if memLimit {
+				go followMemoryBound(ctx, svc, time.Second)
+			}
 			go reloadOnChange(ctx, cfgPath, loaded, svc.SchemaFiles, watch, hup, log, func() {
 				if svc.ReloadFile(ctx, cfgPath) == nil {
-					setMemoryLimit(svc.Config())
+					setMemoryLimit()
 				}
 			})
 			return svc.Run(ctx)
@@ -198,12 +204,13 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 			}
 			svc.Close()
 			fmt.Fprintf(stdout, "config ok: %d pipelines; Kafka and ClickHouse reachable; tables match\n", len(cfg.Pipelines))
-			if config.Sized(cfg) {
-				fmt.Fprintf(stdout, "memory bound: %d MiB with %d batches at once (inflight_bytes, batch limits, the pipelines' paths)\n",
-					svc.MemoryBound(runtime.GOMAXPROCS(0))>>20, runtime.GOMAXPROCS(0))
-			} else {
-				fmt.Fprintln(stdout, "memory bound: none (the currency, customer and fraud transforms are not sized by it yet)")
+			fmt.Fprintf(stdout, "memory bound: %d MiB with %d batches at once (inflight_bytes, batch limits, the pipelines' paths)",
+				svc.MemoryBound(runtime.GOMAXPROCS(0))>>20, runtime.GOMAXPROCS(0))
+			if cfg.UsesReference() {
+				// Nothing is read yet: the state comes on top as it is held.
+				fmt.Fprint(stdout, ", plus the reference data and VELOCITY windows as they are held (sluice_memory_state_bytes)")
 			}
+			fmt.Fprintln(stdout)
 			return nil
 		},
 	})
@@ -252,6 +259,28 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 }
 
 // isUsage tells cobra's flag and argument errors apart from runtime ones.
+// followMemoryBound keeps the Go runtime's soft limit at svc's
+// GoMemoryLimit while ctx lasts: checked every interval, set again when it
+// moved by a MiB or more (the reference data and VELOCITY windows it
+// counts grow and shrink as they are read and evicted).
+func followMemoryBound(ctx context.Context, svc *service.Service, every time.Duration) {
+	p := runtime.GOMAXPROCS(0)
+	set := svc.GoMemoryLimit(p)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if l := svc.GoMemoryLimit(p); l-set >= 1<<20 || set-l >= 1<<20 {
+			debug.SetMemoryLimit(l)
+			set = l
+		}
+	}
+}
+
 func isUsage(err error) bool {
 	msg := err.Error()
 	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "flag needs an argument", "invalid argument"} {

@@ -22,29 +22,6 @@ const (
 	RowPathBytes = 2 << 10
 )
 
-// Sized says whether MemoryBound covers the config's pipelines: their
-// transforms' memory must be sized by it. currency, customer and fraud
-// add values to every row and keep state (reference data, velocity
-// windows) that it does not size yet; for them there is no bound, and
-// `sluice run` sets no soft limit (one under the live heap has the
-// collector run back to back: measured, 40 µs instead of 15 µs per row).
-func Sized(c *Config) bool {
-	for _, p := range c.Pipelines {
-		for _, t := range p.Transforms {
-			switch t {
-			case "currency", "customer", "fraud":
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// GoMemoryLimit is the soft limit `sluice run` gives the Go runtime.
-func GoMemoryLimit(c *Config, parallel int, rowPath bool) int64 {
-	return MemoryBound(c, parallel, rowPath) - NotGoMemory
-}
-
 // MaxBatchCombine is the largest batch.combine of the config's pipelines:
 // how many batches beyond the processing slots may hold decoded rows.
 func MaxBatchCombine(c *Config) int {
@@ -74,9 +51,10 @@ func MaxBatchCombine(c *Config) int {
 //	  + parallel × max_rows × RowPathBytes when a pipeline takes the row
 //	    path (Avro, or a transform without a columnar form)
 //
-// for the largest max_bytes, max_rows and combine of a pipeline. Reference
-// data (customers, FX rates) comes on top: it is sized by the reference
-// topics, not by the config.
+// for the largest max_bytes, max_rows and combine of a pipeline. The state
+// kept beside the batches comes on top, sized by what it holds rather than
+// by the config: the reference data (refdata.Store.HeldBytes) and VELOCITY's
+// windows (transform.StateHolder); service.MemoryBound adds it.
 func MemoryBound(c *Config, parallel int, rowPath bool) int64 {
 	maxBytes, maxRows := int64(c.Batch.MaxBytes), int64(c.Batch.MaxRows)
 	for _, p := range c.Pipelines {

@@ -59,6 +59,9 @@ type Store struct {
 	customers map[string]Customer
 	rates     map[string][]Rate // sorted by EffectiveFrom
 
+	// held is HeldBytes' running total, changed under mu.
+	held atomic.Int64
+
 	// follower is the Loader's tracker while its Follow runs; nil for a
 	// Store nobody follows (a snapshot, or filled by hand in tests).
 	follower atomic.Pointer[tracker]
@@ -107,14 +110,21 @@ func (s *Store) PutCustomer(id string, c Customer) {
 	c.Country = unique.Make(c.Country).Value()
 	c.Segment = unique.Make(c.Segment).Value()
 	s.mu.Lock()
+	if old, ok := s.customers[id]; ok {
+		s.held.Add(-customerBytes(id, old))
+	}
 	s.customers[id] = c
+	s.held.Add(customerBytes(id, c))
 	s.mu.Unlock()
 }
 
 // DeleteCustomer removes a customer (a tombstone on the customers topic).
 func (s *Store) DeleteCustomer(id string) {
 	s.mu.Lock()
-	delete(s.customers, id)
+	if old, ok := s.customers[id]; ok {
+		s.held.Add(-customerBytes(id, old))
+		delete(s.customers, id)
+	}
 	s.mu.Unlock()
 }
 
@@ -133,6 +143,7 @@ func (s *Store) PutRate(currency string, effectiveFrom int64, rate decimal.Decim
 	copy(h[i+1:], h[i:])
 	h[i] = Rate{EffectiveFrom: effectiveFrom, Rate: rate}
 	s.rates[currency] = h
+	s.held.Add(RateBytes)
 }
 
 // DeleteRate removes one history entry (a tombstone on the fx-rates topic).
@@ -143,6 +154,7 @@ func (s *Store) DeleteRate(currency string, effectiveFrom int64) {
 	i := sort.Search(len(h), func(i int) bool { return h[i].EffectiveFrom >= effectiveFrom })
 	if i < len(h) && h[i].EffectiveFrom == effectiveFrom {
 		s.rates[currency] = append(h[:i], h[i+1:]...)
+		s.held.Add(-RateBytes)
 	}
 }
 
@@ -164,6 +176,45 @@ func (s *Store) RateAt(currency string, t time.Time) (r Rate, ok bool) {
 	}
 	return h[i-1], true
 }
+
+// Heap the Store takes, per entry (HeldBytes; measured by
+// TestHeldBytesCoversTheHeap):
+//
+//   - a customer: its slot in the map, key and Customer's three string
+//     headers (64 B) with a control byte, at the lowest occupancy a Go map
+//     table has right after it grew (7 in 16 slots used): 150 B, rounded up
+//     to CustomerBytes; plus the allocations of its id and name (country
+//     and segment are interned);
+//   - a rate: the entry in its history (24 B, twice for an append's
+//     spare capacity) and the decimal's big.Int with one word: RateBytes.
+const (
+	CustomerBytes = 160
+	RateBytes     = 96
+)
+
+// customerBytes is what customer id, c takes in the Store.
+func customerBytes(id string, c Customer) int64 {
+	return CustomerBytes + StringBytes(len(id)) + StringBytes(len(c.Name))
+}
+
+// StringBytes is the heap an n-byte string of its own takes: the
+// allocator's size class, at or above n (multiples of 16 up to 256 B, at
+// most a quarter more above).
+func StringBytes(n int) int64 {
+	if n == 0 {
+		return 0
+	}
+	if n <= 256 {
+		return int64(n+15) &^ 15
+	}
+	return int64(n + n/4 + 16)
+}
+
+// HeldBytes is the heap the Store's entries take, an estimate from above
+// (CustomerBytes, RateBytes, StringBytes): the reference data's term of
+// the memory bound (docs/DESIGN.md, "Memory bound"). Safe for concurrent
+// use.
+func (s *Store) HeldBytes() int64 { return s.held.Load() }
 
 // Counts returns the number of customers and of rate entries.
 func (s *Store) Counts() (customers, rates int) {

@@ -67,6 +67,7 @@ func registered(t *testing.T) map[string]family {
 	}
 	rec := &recorder{Registerer: prometheus.NewPedanticRegistry()}
 	registerRuntimeMetrics(rec)
+	registerMemoryMetrics(rec, func() int64 { return 0 }, func() int64 { return 0 })
 	newReloadMetrics(rec)
 	pipeline.NewMetrics(rec)
 	r := cfg.Reference

@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/pipeline"
 	"github.com/sluice-etl/sluice/pkg/stage"
+	"github.com/sluice-etl/sluice/pkg/transform"
 )
 
 // This file is a config reload of a running service (docs/DESIGN.md,
@@ -72,16 +73,20 @@ func (s *Service) running(cfg *config.Config, pipes []*pipeline.Pipeline) {
 		}
 	}
 	s.schemaFiles.Store(&files)
-	s.rowPath = false
+	m := &memoryInputs{cfg: cfg}
 	for _, p := range pipes {
 		ts := make([]stage.Transform, len(p.Transforms))
 		for i, t := range p.Transforms {
 			ts[i] = t
+			if h, ok := t.(transform.StateHolder); ok {
+				m.states = append(m.states, h)
+			}
 		}
 		if _, ok := stage.Columnar(p.Decoder, ts); !ok {
-			s.rowPath = true
+			m.rowPath = true
 		}
 	}
+	s.mem.Store(m)
 }
 
 // SchemaFiles returns the running pipelines' schema files, each with the
@@ -184,6 +189,9 @@ func (s *Service) reload(ctx context.Context, next *config.Config) error {
 	removed := ch.Removed
 	if len(build) == 0 && len(removed) == 0 {
 		s.cfg = eff
+		m := *s.mem.Load()
+		m.cfg = eff
+		s.mem.Store(&m)
 		s.log.Info("config reloaded: no pipeline changed")
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,8 +62,9 @@ type Service struct {
 	// max.message.bytes, at most maxRecordBytes (ensureDLQTopic).
 	dlqLetterBytes int
 
-	// rowPath says a pipeline decodes into Rows (not the columnar path).
-	rowPath bool
+	// mem is what the memory bound is computed from, for callers on any
+	// goroutine: set with the pipelines in force (running).
+	mem atomic.Pointer[memoryInputs]
 
 	// kafkaSecurity is the TLS and SASL of every Kafka client
 	// (kafkaconn.Security).
@@ -81,16 +83,46 @@ type Service struct {
 	reloads     *reloadMetrics
 }
 
-// MemoryBound is the resident memory bound of this service's config and
-// pipelines with parallel batches at once (config.MemoryBound).
+// memoryInputs is what MemoryBound is computed from.
+type memoryInputs struct {
+	cfg *config.Config
+	// rowPath says a pipeline decodes into Rows (not the columnar path).
+	rowPath bool
+	// states are the running pipelines' transforms that keep state.
+	states []transform.StateHolder
+}
+
+// MemoryBound is the resident memory bound of this service with parallel
+// batches at once: its config's and pipelines' (config.MemoryBound) and
+// the state held now (StateBytes). It grows and shrinks with the state, so
+// `sluice run` follows it (FollowMemoryBound). Safe for concurrent use.
 func (s *Service) MemoryBound(parallel int) int64 {
-	return config.MemoryBound(s.cfg, parallel, s.rowPath)
+	m := s.mem.Load()
+	return config.MemoryBound(m.cfg, parallel, m.rowPath) + s.stateBytes(m)
 }
 
 // GoMemoryLimit is the soft limit for the Go runtime that keeps the
 // process under MemoryBound.
 func (s *Service) GoMemoryLimit(parallel int) int64 {
-	return config.GoMemoryLimit(s.cfg, parallel, s.rowPath)
+	return s.MemoryBound(parallel) - config.NotGoMemory
+}
+
+// StateBytes is the heap of the state the service keeps beside its
+// batches, an estimate from above: the reference data
+// (refdata.Store.HeldBytes) and the running transforms' state (VELOCITY's
+// windows, transform.StateHolder). It is the part of MemoryBound that the
+// config does not give. Safe for concurrent use.
+func (s *Service) StateBytes() int64 { return s.stateBytes(s.mem.Load()) }
+
+func (s *Service) stateBytes(m *memoryInputs) int64 {
+	var n int64
+	if s.store != nil {
+		n += s.store.HeldBytes()
+	}
+	for _, t := range m.states {
+		n += t.StateBytes()
+	}
+	return n
 }
 
 // Option adjusts what New builds.
@@ -128,7 +160,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		opt(&o)
 	}
 	s := &Service{cfg: cfg, log: log, reg: prometheus.NewRegistry(), groupOpts: o.groupOpts}
+	s.mem.Store(&memoryInputs{cfg: cfg})
 	registerRuntimeMetrics(s.reg)
+	registerMemoryMetrics(s.reg, func() int64 { return s.MemoryBound(runtime.GOMAXPROCS(0)) }, s.StateBytes)
 	s.reloads = newReloadMetrics(s.reg)
 	ok := false
 	defer func() {

@@ -219,6 +219,14 @@ func (f *fraud) buildVelocity(env Env) error {
 
 func (f *fraud) Outputs() []string { return []string{colFraudScore, colFraudReasons} }
 
+// StateBytes is the heap VELOCITY's state takes; see StateHolder.
+func (f *fraud) StateBytes() int64 {
+	if f.vel == nil {
+		return 0
+	}
+	return f.vel.heldBytes()
+}
+
 // Forget drops partition's VELOCITY state; see PartitionState. Call it once
 // the partition's worker has stopped (revoked or lost).
 func (f *fraud) Forget(partition int32) {

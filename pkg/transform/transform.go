@@ -76,6 +76,15 @@ type PartitionState interface {
 	Forget(partition int32)
 }
 
+// StateHolder is implemented by transforms that keep state in memory
+// beyond a batch (fraud's VELOCITY windows). StateBytes is the heap the
+// state takes now, an estimate from above: the transform's term of the
+// memory bound, which `sluice run` follows (docs/DESIGN.md, "Memory
+// bound"). Safe for concurrent use with Apply and Forget.
+type StateHolder interface {
+	StateBytes() int64
+}
+
 // Factory builds a transform for one pipeline.
 type Factory func(env Env) (Transform, error)
 

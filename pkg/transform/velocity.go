@@ -3,7 +3,10 @@ package transform
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/sluice-etl/sluice/pkg/refdata"
 )
 
 // velocity is the state of fraud's VELOCITY rule: per source partition, per
@@ -50,11 +53,32 @@ type velocity struct {
 
 	mu    sync.Mutex
 	parts map[int32]*partVelocity
+
+	// held is heldBytes' total over the partitions still kept.
+	held atomic.Int64
 }
 
 func newVelocity(max int, window time.Duration, maxCustomers int) *velocity {
 	return &velocity{max: max, window: window.Microseconds(), maxCustomers: maxCustomers, parts: map[int32]*partVelocity{}}
 }
+
+// Heap a customer's state takes (heldBytes; measured by
+// TestVelocityHeldBytesCoversTheHeap): its custVelocity (56 B, a 64 B
+// allocation), its slot in the partition's map (a string key and a
+// pointer, 24 B and a control byte, at the lowest occupancy of a map table
+// right after it grew: 58 B), rounded up to velCustomerBytes; its orders'
+// array (max+1 of 16 B) and its id.
+const velCustomerBytes = 128
+
+// customerBytes is what a customer with id takes.
+func (v *velocity) customerBytes(id string) int64 {
+	return velCustomerBytes + refdata.StringBytes((v.max+1)*16) + refdata.StringBytes(len(id))
+}
+
+// heldBytes is the heap the kept state takes, an estimate from above: its
+// term of the memory bound (docs/DESIGN.md, "Memory bound"). Safe for
+// concurrent use.
+func (v *velocity) heldBytes() int64 { return v.held.Load() }
 
 // part returns partition p's state, creating it empty.
 func (v *velocity) part(p int32) *partVelocity {
@@ -70,11 +94,19 @@ func (v *velocity) part(p int32) *partVelocity {
 }
 
 // forget drops partition p's state. A batch of p still being scored keeps
-// its (now detached) state to the end; its updates are lost with it.
+// its (now detached) state to the end; its updates are lost with it, and
+// no longer counted.
 func (v *velocity) forget(p int32) {
 	v.mu.Lock()
+	ps := v.parts[p]
 	delete(v.parts, p)
 	v.mu.Unlock()
+	if ps != nil {
+		ps.mu.Lock()
+		ps.gone = true
+		v.held.Add(-ps.held)
+		ps.mu.Unlock()
+	}
 }
 
 // partVelocity is one partition's state: customers in a map and on an
@@ -84,6 +116,9 @@ type partVelocity struct {
 	mu   sync.Mutex
 	byID map[string]*custVelocity
 	lru  custVelocity // sentinel: lru.next is the most recent, lru.prev the least
+
+	held int64 // the customers' customerBytes
+	gone bool  // forgotten: held is no longer in velocity.held
 }
 
 type custVelocity struct {
@@ -140,15 +175,21 @@ func (v *velocity) admit(ps *partVelocity, id string) *custVelocity {
 	// buffer would keep all of it alive.
 	id = strings.Clone(id)
 	var c *custVelocity
+	grew := v.customerBytes(id)
 	if len(ps.byID) >= v.maxCustomers {
 		c = ps.lru.prev
 		ps.unlink(c)
 		delete(ps.byID, c.id)
+		grew -= v.customerBytes(c.id)
 		c.id, c.orders = id, c.orders[:0]
 	} else {
 		c = &custVelocity{id: id, orders: make([]velOrder, 0, v.max+1)}
 	}
 	ps.byID[id] = c
+	ps.held += grew
+	if !ps.gone {
+		v.held.Add(grew)
+	}
 	return c
 }
 
