@@ -96,8 +96,8 @@ func TestDriftIsCaught(t *testing.T) {
 			"the Dockerfile builds with golang:1.25, older than go.mod's go"},
 		{"a Go patch older than go.mod's", []edit{{"Dockerfile", "FROM golang:1.26 AS build", "FROM golang:1.26.1-bookworm AS build"}},
 			"the Dockerfile builds with golang:1.26.1-bookworm, older than go.mod's go"},
-		{"the README loses its table", []edit{{"README.md", "\n## Docker\n", "\n## Containers\n"}},
-			`README.md: no "## Docker" section`},
+		{"the README loses its table", []edit{{"README.md", "\n### Docker\n", "\n### Containers\n"}},
+			`README.md: no "### Docker" section`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := readFiles(t)

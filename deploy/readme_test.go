@@ -9,7 +9,7 @@ import (
 
 // dockerHeading is the README section whose table lists the compose
 // services.
-const dockerHeading = "## Docker"
+const dockerHeading = "### Docker"
 
 // tableService is one row of the README's Docker table.
 type tableService struct {
@@ -32,7 +32,7 @@ func codes(cell string) []string {
 	return out
 }
 
-// parseDockerTable reads the first table of the README's "## Docker"
+// parseDockerTable reads the first table of the README's "### Docker"
 // section whose first column is "service". Columns are found by their
 // header's first word, so the table may gain columns or reorder them.
 func parseDockerTable(readme string) (map[string]tableService, error) {
@@ -49,7 +49,7 @@ func parseDockerTable(readme string) (map[string]tableService, error) {
 	}
 	var rows [][]string
 	for _, l := range lines[start:] {
-		if strings.HasPrefix(l, "## ") {
+		if strings.HasPrefix(l, "## ") || strings.HasPrefix(l, "### ") {
 			break
 		}
 		l = strings.TrimSpace(l)
