@@ -301,8 +301,9 @@ func TestSecureLoadEndToEnd(t *testing.T) {
 	noSecrets(t, "sluice dlq inspect", inspect.log(), secrets...)
 }
 
-// TestSecureListeners: `sluice check` reaches the PLAIN SASL_SSL listener
-// and, with a client certificate, the SSL listener that requires one.
+// TestSecureListeners: `sluice check` reaches the SASL_SSL listeners with
+// PLAIN and with SCRAM-SHA-256 and, with a client certificate, the SSL
+// listener that requires one.
 func TestSecureListeners(t *testing.T) {
 	w := newWorld(t)
 	codecs, err := gen.LoadCodecs(filepath.Join(repoRoot(), "schemas", "avro"))
@@ -311,25 +312,35 @@ func TestSecureListeners(t *testing.T) {
 	}
 	refs := w.referenceData(codecs)
 	ca := filepath.Join(itest.TLSDir(), "ca.pem")
+	// SCRAM-SHA-512 is TestSecureLoadEndToEnd's; the other SCRAM
+	// mechanism gets a user of its own, its password in a file.
+	user256, pass256 := "sluice256_"+w.suffix, randomPassword()
+	itest.CreateScramUser(t, w.adm, user256, pass256, kadm.ScramSha256)
 	for _, c := range []struct {
-		name string
-		k    secureKafka
-		env  []string
+		name  string
+		k     secureKafka
+		env   []string
+		files map[string]string // secret files beside the config
 	}{
 		{"SASL PLAIN over TLS", secureKafka{brokers: itest.PlainBrokers(), keys: fmt.Sprintf(
 			"  tls: {enabled: true, ca_file: %s}\n  sasl: {mechanism: PLAIN, username: %s}", ca, itest.PlainUser)},
-			[]string{"SLUICE_KAFKA_SASL_PASSWORD=" + itest.PlainPassword}},
+			[]string{"SLUICE_KAFKA_SASL_PASSWORD=" + itest.PlainPassword}, nil},
+		{"SASL SCRAM-SHA-256 over TLS", scramKafka("SCRAM-SHA-256", user256, "kafka.pass"), nil, map[string]string{"kafka.pass": pass256}},
 		{"mutual TLS", secureKafka{brokers: itest.MTLSBrokers(), keys: fmt.Sprintf(
 			"  tls: {enabled: true, ca_file: %s, cert_file: %s, key_file: %s, server_name: localhost}", ca,
-			filepath.Join(itest.TLSDir(), "client.pem"), filepath.Join(itest.TLSDir(), "client.key"))}, nil},
+			filepath.Join(itest.TLSDir(), "client.pem"), filepath.Join(itest.TLSDir(), "client.key"))}, nil, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := w.secureConfig(t.TempDir(), w.name("g"), w.name("orders"), c.k, secureClickHouse(), refs, "")
+			dir := t.TempDir()
+			for name, v := range c.files {
+				secret(t, dir, name, v)
+			}
+			cfg := w.secureConfig(dir, w.name("g"), w.name("orders"), c.k, secureClickHouse(), refs, "")
 			p := runSecure(t, append(c.env, "SLUICE_CLICKHOUSE_PASSWORD="+itest.SecurePassword), "check", "-c", cfg)
 			if code := p.wait(60 * time.Second); code != 0 {
 				t.Fatalf("exit %d; log:\n%s", code, p.log())
 			}
-			noSecrets(t, "sluice check", p.log(), itest.PlainPassword, itest.SecurePassword)
+			noSecrets(t, "sluice check", p.log(), itest.PlainPassword, itest.SecurePassword, pass256)
 		})
 	}
 }
