@@ -538,13 +538,19 @@ pipelines:
 		produced.Load(), poison.Load(), kills, rolls, chKills, kafkaKills, rows, len(letters), dups, dlqDups, lost)
 	// The slow step did what it is for: INSERTs outlived their client
 	// timeout and were waited for, not raced.
-	waited := 0
+	waited, errs := 0, 0
 	logs, _ := filepath.Glob(filepath.Join(f.dir, "*.log"))
 	for _, l := range logs {
 		b, _ := os.ReadFile(l)
 		waited += strings.Count(string(b), "an earlier INSERT of the partition is still running")
+		// Faults of every kind made errors: each carries where and what.
+		bad, n := itest.UnlabelledErrors(string(b))
+		errs += n
+		if len(bad) > 0 {
+			t.Errorf("%s: ERROR records without stage or error_type:\n%s", filepath.Base(l), strings.Join(bad, "\n"))
+		}
 	}
-	t.Logf("INSERTs found still running and waited for: %d", waited)
+	t.Logf("INSERTs found still running and waited for: %d; ERROR records, each with stage and error_type: %d", waited, errs)
 	if waited == 0 {
 		t.Errorf("no member ever waited for an INSERT that outlived its timeout: the slow step injected nothing")
 	}

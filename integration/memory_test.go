@@ -198,6 +198,9 @@ log:
 	if customers > 0 && peakState < uint64(customers)*refdata.CustomerBytes {
 		t.Fatalf("state term %d MiB for %d customers held: under their CustomerBytes alone", peakState>>20, customers)
 	}
+	if bad, _ := itest.UnlabelledErrors(logText()); len(bad) > 0 {
+		t.Errorf("ERROR records without stage or error_type:\n%s", strings.Join(bad, "\n"))
+	}
 	w.exactlyOnce(topic)
 }
 

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-etl/sluice/internal/itest"
 )
 
 // freePort is a loopback address nothing listens on: a port the kernel
@@ -155,6 +157,9 @@ func startSluiceBinaryEnv(t *testing.T, env []string, args ...string) *sluicePro
 		default:
 			_ = p.cmd.Process.Kill()
 			<-p.done
+		}
+		if bad, _ := itest.UnlabelledErrors(p.log()); len(bad) > 0 {
+			t.Errorf("ERROR records without stage or error_type:\n%s", strings.Join(bad, "\n"))
 		}
 	})
 	return p
