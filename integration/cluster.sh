@@ -10,6 +10,8 @@
 #                        ZooKeeper) or those members, by pid file only
 #   status [MEMBER...]   one line per member; exit 0 when all are serving
 #   kill9 MEMBER...      SIGKILL (a crash, no shutdown), for fault tests
+#   pid MEMBER           print the member's pid (exit 1 when it is not
+#                        running), for a test that times its own SIGKILL
 #   restart MEMBER...    stop (if running) and start those members
 #   env                  print the exports of $SLUICE_STATE_DIR/cluster/env
 #   fetch                the ZooKeeper and Kafka jars, the ClickHouse package
@@ -511,6 +513,11 @@ case "$cmd" in
   stop) do_stop "$@" ;;
   status) do_status "$@" ;;
   kill9) do_kill9 "$@" ;;
+  pid)
+    [[ $# -eq 1 && $(kind "$1") != zk ]] || die "pid needs one Kafka or ClickHouse member"
+    running "$(pidfile_of "$1")" "$(needle_of "$1")" || die "$1 is not running"
+    read_pid "$(pidfile_of "$1")"
+    ;;
   restart)
     [[ $# -gt 0 ]] || die "restart needs a member (${ALL_MEMBERS[*]}); for the whole bed: stop, then start"
     do_stop "$@"
@@ -527,7 +534,7 @@ case "$cmd" in
     ;;
   reset) do_reset ;;
   *)
-    echo "usage: $0 {start|stop|status|kill9|restart|env|fetch|reset} [member...]; members: ${ALL_MEMBERS[*]}" >&2
+    echo "usage: $0 {start|stop|status|kill9|pid|restart|env|fetch|reset} [member...]; members: ${ALL_MEMBERS[*]}" >&2
     exit 2
     ;;
 esac

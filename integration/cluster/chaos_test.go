@@ -26,6 +26,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/itest"
 	"github.com/sluice-etl/sluice/pkg/gen"
 )
 
@@ -45,6 +46,7 @@ type fleet struct {
 	mu      sync.Mutex
 	members []*process
 	n       int
+	all     []*process // every member ever spawned, for their logs
 }
 
 func (w *loadWorld) fleet(size int) *fleet {
@@ -61,6 +63,17 @@ func (w *loadWorld) fleet(size int) *fleet {
 				<-m.done
 			}
 		}
+		// Every member has ended: each log is whole. Kills of members,
+		// replicas and a broker made errors; each carries where and what.
+		errs := 0
+		for _, m := range f.all {
+			bad, n := itest.UnlabelledErrors(m.out.String())
+			errs += n
+			if len(bad) > 0 {
+				w.t.Errorf("%s: ERROR records without stage or error_type:\n%s", m.name, strings.Join(bad, "\n"))
+			}
+		}
+		w.t.Logf("%d members' logs: %d ERROR records, each checked for stage and error_type", len(f.all), errs)
 	})
 	return f
 }
@@ -76,6 +89,7 @@ func (f *fleet) spawn() *process {
 	}
 	m.started = time.Now()
 	go func() { m.done <- m.cmd.Wait() }()
+	f.all = append(f.all, m)
 	return m
 }
 

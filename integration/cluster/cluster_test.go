@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,24 @@ func runScript(t *testing.T, args ...string) {
 
 // eventually calls f every 200 ms until it returns nil or d has passed, and
 // returns its last error.
+// memberPid is the pid of a running member of the bed (cluster.sh pid).
+func memberPid(t *testing.T, m string) int {
+	t.Helper()
+	path, err := filepath.Abs(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(path, "pid", m).Output()
+	if err != nil {
+		t.Fatalf("cluster.sh pid %s: %v", m, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("cluster.sh pid %s printed %q", m, out)
+	}
+	return pid
+}
+
 func eventually(d time.Duration, f func() error) error {
 	deadline := time.Now().Add(d)
 	for {

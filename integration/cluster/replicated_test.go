@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,14 +391,16 @@ func TestStoredOffsetsAreReadFromACaughtUpReplica(t *testing.T) {
 }
 
 // TestReplicaKilledMidLoad: the replica that takes a shard's writes is
-// killed with SIGKILL while Sluice loads, and restarted 10 s later. The
-// shard's other replica takes the writes meanwhile; what the killed one
-// had committed but not yet handed over keeps the reads waiting until it
-// is back. Nothing is lost or stored twice.
+// killed with SIGKILL while one of Sluice's INSERTs runs on it, and
+// restarted 10 s later. The shard's other replica takes the writes
+// meanwhile; what the killed one had committed but not yet handed over
+// keeps the reads waiting until it is back. Nothing is lost or stored
+// twice.
 func TestReplicaKilledMidLoad(t *testing.T) {
 	w := newLoadWorld(t, 4)
 	const n = 40000
 	w.produce(n)
+	pid := memberPid(t, "s1r1")
 	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
 	if err := eventually(2*time.Minute, func() error {
 		if c := w.localCount("s1r1"); c < 4000 {
@@ -407,7 +410,29 @@ func TestReplicaKilledMidLoad(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	runScript(t, "kill9", "s1r1")
+	// The kill follows the sight of an INSERT of ours in the server's
+	// process list at once, from this process (a script would start too
+	// late): it lands while the INSERT runs, or within the microseconds
+	// after one that was about to end.
+	running := fmt.Sprintf("SELECT count(), any(query_id) FROM system.processes WHERE startsWith(query, 'INSERT INTO `%s`.`orders_local`')", w.db)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var inserts uint64
+		var id string
+		if err := w.conns["s1r1"].QueryRow(context.Background(), running).Scan(&inserts, &id); err != nil {
+			t.Fatal(err)
+		}
+		if inserts > 0 {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("s1r1 (pid %d) killed with INSERT %s running", pid, id)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no INSERT seen running on s1r1 in a minute of load")
+		}
+	}
 	before := w.committedTotal()
 	if before >= n {
 		t.Fatalf("everything was committed (%d) before the kill: the fault did not hit a load", before)
