@@ -14,6 +14,11 @@
 #                          ensure_test_certs (common.sh)
 #   CLICKHOUSE_LOG_LEVEL   server log level (default information)
 #   CLICKHOUSE_START_TIMEOUT  seconds to wait for readiness (default 60)
+#   CLICKHOUSE_VOLUME_SIZE size of the journaled ext4 image the data goes
+#                          on when the state dir is on ext4 without a
+#                          journal (default 12G, sparse; see data_volume
+#                          in common.sh); 0 keeps the data in the state
+#                          dir whatever its filesystem
 #   CLICKHOUSE_RUN_AS      run the server as this user (e.g. clickhouse, the
 #                          package's user; the state dir is chown'ed to it).
 #                          Default: the current user; 18.16 runs fine as root.
@@ -35,6 +40,11 @@ CH_CONF="$CH_CONF_DIR/config.xml"
 CH_USERS="$CH_CONF_DIR/users.xml"
 CH_TLS="$CH_CONF_DIR/tls"
 CH_DATA="$CH_DIR/data"
+# Where the data goes instead when the state dir is on ext4 without a
+# journal (data_volume in common.sh): a journaled image mounted here.
+CH_VOLUME="$CH_DIR/volume"
+CH_IMAGE="$CH_DIR/volume.img"
+CH_IMAGE_SIZE="${CLICKHOUSE_VOLUME_SIZE:-12G}"
 CH_LOGS="$CH_DIR/logs"
 CH_PIDFILE="$CH_DIR/clickhouse.pid"
 CH_STDOUT="$CH_LOGS/stdout.log"
@@ -318,6 +328,9 @@ do_start() {
       die "port 127.0.0.1:$p is already in use (not by the server of this state dir); set CLICKHOUSE_TCP_PORT/CLICKHOUSE_HTTP_PORT/CLICKHOUSE_TCP_SECURE_PORT or stop it"
     fi
   done
+  if [[ $CH_IMAGE_SIZE != 0 ]] && data_volume "$CH_VOLUME" "$CH_IMAGE" "$CH_IMAGE_SIZE"; then
+    CH_DATA="$CH_VOLUME/data"
+  fi
   write_config
   local -a prefix=()
   mapfile -t prefix < <(ch_exec_prefix)
@@ -353,6 +366,9 @@ do_start() {
 
 do_stop() {
   stop_pid "$CH_PIDFILE" "$CH_NEEDLE" 30
+  if ! running "$CH_PIDFILE" "$CH_NEEDLE"; then
+    data_volume_release "$CH_VOLUME" "$CH_IMAGE"
+  fi
 }
 
 do_status() {
@@ -371,7 +387,7 @@ do_status() {
 do_reset() {
   do_stop
   log "deleting data and logs under $CH_DIR"
-  rm -rf "$CH_DATA" "$CH_LOGS"
+  rm -rf "$CH_DATA" "$CH_LOGS" "$CH_IMAGE"
 }
 
 case "${1:-}" in
