@@ -31,6 +31,11 @@
 #   CLUSTER_KAFKA_HEAP_OPTS     each broker's JVM heap (default "-Xmx512m -Xms128m")
 #   CLUSTER_KAFKA_LOG_LEVEL     brokers' log level (default INFO)
 #   CLUSTER_START_TIMEOUT       seconds to wait for each member (default 120)
+#   CLUSTER_CLICKHOUSE_VOLUME_SIZE  the journaled ext4 image the four
+#                               servers' data goes on when the state dir is
+#                               on ext4 without a journal (default 16G,
+#                               sparse; 0 keeps it in each member's dir;
+#                               data_volume in common.sh says why)
 #   ZOOKEEPER_PORT, ZOOKEEPER_HEAP_OPTS   see zookeeper.sh
 #   JAVA                        java binary (default: java on PATH; 17+)
 #
@@ -196,6 +201,14 @@ ch_tcp_port() { echo $((19000 + $(ch_index "$1"))); }
 ch_http_port() { echo $((18120 + $(ch_index "$1"))); }
 ch_interserver_port() { echo $((19010 + $(ch_index "$1"))); }
 ch_dir() { echo "$CL_DIR/clickhouse/$1"; }
+CH_VOLUME="$CL_DIR/clickhouse/volume"
+CH_IMAGE="$CL_DIR/clickhouse/volume.img"
+CH_IMAGE_SIZE="${CLUSTER_CLICKHOUSE_VOLUME_SIZE:-16G}"
+# A member's data: on the journaled volume while it is mounted, else in
+# its own dir.
+ch_data() {
+  if mountpoint -q "$CH_VOLUME"; then echo "$CH_VOLUME/$1"; else echo "$(ch_dir "$1")/data"; fi
+}
 ch_conf() { echo "$CL_DIR/clickhouse/$1/etc/config.xml"; }
 ch_pidfile() { echo "$CL_DIR/clickhouse/$1/clickhouse.pid"; }
 ch_needle() { echo "--config-file=$(ch_conf "$1")"; }
@@ -275,9 +288,10 @@ EOF
 ch_write_config() {
   local m=$1 dir xml
   dir=$(ch_dir "$m")
-  mkdir -p "$dir/etc" "$dir/data" "$dir/logs"
+  mkdir -p "$dir/etc" "$(ch_data "$m")" "$dir/logs"
   xml=$(<"$CH_TEMPLATE")
   xml=${xml//@DIR@/$dir}
+  xml=${xml//@DATA@/$(ch_data "$m")}
   xml=${xml//@USERS@/$CH_USERS}
   xml=${xml//@TCP_PORT@/$(ch_tcp_port "$m")}
   xml=${xml//@HTTP_PORT@/$(ch_http_port "$m")}
@@ -387,7 +401,14 @@ do_start() {
     fi
   done
   for m in "${members[@]}"; do
-    [[ $(kind "$m") == ch ]] && { "$INTEGRATION_DIR/clickhouse.sh" install; ch_write_users; break; }
+    if [[ $(kind "$m") == ch ]]; then
+      "$INTEGRATION_DIR/clickhouse.sh" install
+      ch_write_users
+      if [[ $CH_IMAGE_SIZE != 0 ]]; then
+        data_volume "$CH_VOLUME" "$CH_IMAGE" "$CH_IMAGE_SIZE" || true
+      fi
+      break
+    fi
   done
   # ZooKeeper first and ready: the replicas need it to start serving.
   if [[ " ${members[*]} " == *" zookeeper "* ]]; then
@@ -459,6 +480,11 @@ do_stop() {
     done
     for i in "${pids[@]}"; do wait "$i" || rc=1; done
   done
+  # The servers' volume, once none of them runs.
+  for m in "${CH_MEMBERS[@]}"; do
+    running "$(ch_pidfile "$m")" "$(ch_needle "$m")" && return "$rc"
+  done
+  data_volume_release "$CH_VOLUME" "$CH_IMAGE"
   return "$rc"
 }
 
@@ -501,6 +527,7 @@ do_reset() {
   local m
   for m in "${KAFKA_MEMBERS[@]}"; do rm -rf "$(k_dir "$m")"; done
   for m in "${CH_MEMBERS[@]}"; do rm -rf "$(ch_dir "$m")"; done
+  rm -rf "$CH_VOLUME" "$CH_IMAGE"
   rm -f "$CL_ENV"
   log "deleted the bed's data under $CL_DIR (jar caches kept)"
 }
