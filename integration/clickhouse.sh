@@ -386,6 +386,9 @@ do_status() {
 
 do_reset() {
   do_stop
+  if mountpoint -q "$CH_VOLUME"; then
+    die "$CH_VOLUME is still mounted (busy?); unmount it, then reset again"
+  fi
   log "deleting data and logs under $CH_DIR"
   rm -rf "$CH_DATA" "$CH_LOGS" "$CH_IMAGE"
 }

@@ -526,6 +526,9 @@ do_reset() {
   SERVICE_NAME=zookeeper "$ZK_SCRIPT" reset
   local m
   for m in "${KAFKA_MEMBERS[@]}"; do rm -rf "$(k_dir "$m")"; done
+  if mountpoint -q "$CH_VOLUME"; then
+    die "$CH_VOLUME is still mounted (busy?); unmount it, then reset again"
+  fi
   for m in "${CH_MEMBERS[@]}"; do rm -rf "$(ch_dir "$m")"; done
   rm -rf "$CH_VOLUME" "$CH_IMAGE"
   rm -f "$CL_ENV"

@@ -216,10 +216,14 @@ data_volume() {
   if mountpoint -q "$dir"; then
     return 0
   fi
-  local src fstype
-  read -r src fstype < <(findmnt -n -o SOURCE,FSTYPE --target "$dir") || return 1
-  if [[ $fstype != ext4 || -d /proc/fs/jbd2/$(basename "$src")-8 ]]; then
-    return 1 # journaled, or not ext4: nothing to work around
+  local src fstype majmin dev
+  read -r src fstype majmin < <(findmnt -n -o SOURCE,FSTYPE,MAJ:MIN --target "$dir") || return 1
+  [[ $fstype == ext4 ]] || return 1 # not ext4: nothing to work around
+  # The journal's entry is named after the kernel's block device (dm-0,
+  # vda), which SOURCE need not be (LVM, /dev/root, a bind mount).
+  dev=$(basename "$(readlink -f "/sys/dev/block/${majmin// /}")")
+  if [[ -z $dev || -d /proc/fs/jbd2/$dev-8 ]]; then
+    return 1 # journaled (or not to be told): nothing to work around
   fi
   if [[ -n $(ls -A "$dir") ]]; then
     log "WARNING: $dir is on ext4 without a journal and not empty; not mounting a journaled volume over it ('$0 reset' clears it)"

@@ -258,14 +258,13 @@ Every config key can be overridden by SLUICE_<PATH>, e.g. SLUICE_KAFKA_BROKERS.`
 	return exitError
 }
 
-// isUsage tells cobra's flag and argument errors apart from runtime ones.
 // followMemoryBound keeps the Go runtime's soft limit at svc's
 // GoMemoryLimit while ctx lasts: checked every interval, set again when it
 // moved by a MiB or more (the reference data and VELOCITY windows it
-// counts grow and shrink as they are read and evicted).
+// counts grow and shrink as they are read and evicted; GOMAXPROCS, the
+// batches at once, follows a container's CPU limit).
 func followMemoryBound(ctx context.Context, svc *service.Service, every time.Duration) {
-	p := runtime.GOMAXPROCS(0)
-	set := svc.GoMemoryLimit(p)
+	set := svc.GoMemoryLimit(runtime.GOMAXPROCS(0))
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -274,13 +273,14 @@ func followMemoryBound(ctx context.Context, svc *service.Service, every time.Dur
 			return
 		case <-t.C:
 		}
-		if l := svc.GoMemoryLimit(p); l-set >= 1<<20 || set-l >= 1<<20 {
+		if l := svc.GoMemoryLimit(runtime.GOMAXPROCS(0)); l-set >= 1<<20 || set-l >= 1<<20 {
 			debug.SetMemoryLimit(l)
 			set = l
 		}
 	}
 }
 
+// isUsage tells cobra's flag and argument errors apart from runtime ones.
 func isUsage(err error) bool {
 	msg := err.Error()
 	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "flag needs an argument", "invalid argument"} {

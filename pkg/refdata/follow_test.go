@@ -180,6 +180,12 @@ func TestFollowRetriesFailingListings(t *testing.T) {
 	bootstrap(t, l)
 	follow(t, l)
 	waitFor(t, "a healthy follower", func() bool { return l.tr.healthy() && l.Health() == nil })
+	// A record applied first: the consumer has listed its start offset
+	// (Bootstrap of an empty topic returns before it may have) and is
+	// fetching, which a failing ListOffsets must then not stop. Faulted
+	// before that, the client could never learn where to start.
+	e.produce(t, e.customerRec(t, customer("C-0", "Bo", "GB", gen.SegmentVIP)))
+	waitFor(t, "the first customer", func() bool { _, ok := store.Customer("C-0"); return ok })
 
 	h := e.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.ListOffsets}, Err: kerr.UnknownServerError, Count: -1})
 	e.produce(t, e.customerRec(t, customer("C-1", "Ada", "GB", gen.SegmentVIP)))

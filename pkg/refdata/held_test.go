@@ -77,37 +77,65 @@ func TestHeldBytesCoversTheHeap(t *testing.T) {
 }
 
 // TestHeldBytesFollowsEveryUpdate checks the running total through
-// replacements and deletions: a replaced customer or rate is counted once,
-// a deleted one no more, and a deletion of what is not there changes
-// nothing.
+// replacements and deletions: a replaced customer's strings are counted
+// once, a deleted one's no more, while the slots stay counted at the most
+// entries ever held (a map keeps them); a deletion of what is not there
+// changes nothing.
 func TestHeldBytesFollowsEveryUpdate(t *testing.T) {
 	s := NewStore("USD")
 	s.PutCustomer("C-1", Customer{Name: "Ada", Country: "GB", Segment: "VIP"})
-	one := s.HeldBytes()
-	if want := customerBytes("C-1", Customer{Name: "Ada"}); one != want || one <= CustomerBytes {
-		t.Fatalf("one customer: HeldBytes %d, want %d", one, want)
+	if got, want := s.HeldBytes(), CustomerBytes+customerStrings("C-1", Customer{Name: "Ada"}); got != want {
+		t.Fatalf("one customer: HeldBytes %d, want %d", got, want)
 	}
-	s.PutCustomer("C-1", Customer{Name: "Ada Lovelace, Countess of Lovelace, née Byron", Country: "GB"})
-	if got, want := s.HeldBytes(), customerBytes("C-1", Customer{Name: "Ada Lovelace, Countess of Lovelace, née Byron"}); got != want {
+	long := Customer{Name: "Ada Lovelace, Countess of Lovelace, née Byron", Country: "GB"}
+	s.PutCustomer("C-1", long)
+	if got, want := s.HeldBytes(), CustomerBytes+customerStrings("C-1", long); got != want {
 		t.Fatalf("customer replaced by a longer name: HeldBytes %d, want %d", got, want)
 	}
 	s.PutCustomer("C-2", Customer{Name: "Bob"})
 	s.DeleteCustomer("C-1")
 	s.DeleteCustomer("C-9")
-	if got, want := s.HeldBytes(), customerBytes("C-2", Customer{Name: "Bob"}); got != want {
-		t.Fatalf("after deletes: HeldBytes %d, want %d", got, want)
+	if got, want := s.HeldBytes(), 2*CustomerBytes+customerStrings("C-2", Customer{Name: "Bob"}); got != want {
+		t.Fatalf("after deletes: HeldBytes %d, want %d (two slots, one customer's strings)", got, want)
 	}
 	s.DeleteCustomer("C-2")
+	s.PutCustomer("C-3", Customer{Name: "Cy"}) // into a slot a delete left
+	if got, want := s.HeldBytes(), 2*CustomerBytes+customerStrings("C-3", Customer{Name: "Cy"}); got != want {
+		t.Fatalf("a customer after the deletes: HeldBytes %d, want %d", got, want)
+	}
+	s.DeleteCustomer("C-3")
 	s.PutRate("EUR", 1000, dec("1.1"))
 	s.PutRate("EUR", 1000, dec("1.2")) // same instant: replaced
 	s.PutRate("EUR", 2000, dec("1.3"))
-	if got := s.HeldBytes(); got != 2*RateBytes {
-		t.Fatalf("two rate entries: HeldBytes %d, want %d", got, 2*RateBytes)
+	if got, want := s.HeldBytes(), int64(2*CustomerBytes+2*RateBytes); got != want {
+		t.Fatalf("two rate entries: HeldBytes %d, want %d", got, want)
 	}
 	s.DeleteRate("EUR", 1000)
 	s.DeleteRate("EUR", 1500)
-	s.DeleteRate("EUR", 2000)
-	if got := s.HeldBytes(); got != 0 {
-		t.Fatalf("everything deleted: HeldBytes %d, want 0", got)
+	s.PutRate("EUR", 3000, dec("1.4"))
+	if got, want := s.HeldBytes(), int64(2*CustomerBytes+2*RateBytes); got != want {
+		t.Fatalf("a rate deleted, one added: HeldBytes %d, want %d", got, want)
+	}
+}
+
+// TestHeldBytesCoversTheHeapAfterDeletes: a customers topic with many
+// tombstones leaves the map as large as it ever was; HeldBytes must still
+// cover the heap.
+func TestHeldBytesCoversTheHeapAfterDeletes(t *testing.T) {
+	const n = 150_000
+	grew, s := heapGrowth(func() *Store {
+		s := NewStore("USD")
+		for i := range n {
+			s.PutCustomer(fresh(fmt.Sprintf("C-%08d", i)), Customer{Name: fresh("Customer number " + strconv.Itoa(i)), Country: "CH"})
+		}
+		for i := range n * 6 / 10 {
+			s.DeleteCustomer(fmt.Sprintf("C-%08d", i))
+		}
+		return s
+	})
+	held := s.HeldBytes()
+	t.Logf("%d customers, 60 %% deleted: heap %d B, HeldBytes %d (%.2f×)", n, grew, held, float64(held)/float64(grew))
+	if held < grew || held > 2*grew {
+		t.Errorf("HeldBytes %d for a heap of %d B after deletes, want within [1, 2]× of it", held, grew)
 	}
 }

@@ -59,8 +59,14 @@ type Store struct {
 	customers map[string]Customer
 	rates     map[string][]Rate // sorted by EffectiveFrom
 
-	// held is HeldBytes' running total, changed under mu.
-	held atomic.Int64
+	// HeldBytes' terms, changed under mu: the strings of the customers
+	// held, and the most customers and rate entries ever held at once
+	// (a Go map keeps its slots after deletes, a history slice its
+	// capacity), and their total.
+	strBytes               int64
+	peakCustomers          int
+	rateEntries, peakRates int
+	held                   atomic.Int64
 
 	// follower is the Loader's tracker while its Follow runs; nil for a
 	// Store nobody follows (a snapshot, or filled by hand in tests).
@@ -111,10 +117,11 @@ func (s *Store) PutCustomer(id string, c Customer) {
 	c.Segment = unique.Make(c.Segment).Value()
 	s.mu.Lock()
 	if old, ok := s.customers[id]; ok {
-		s.held.Add(-customerBytes(id, old))
+		s.strBytes -= customerStrings(id, old)
 	}
 	s.customers[id] = c
-	s.held.Add(customerBytes(id, c))
+	s.strBytes += customerStrings(id, c)
+	s.account()
 	s.mu.Unlock()
 }
 
@@ -122,8 +129,9 @@ func (s *Store) PutCustomer(id string, c Customer) {
 func (s *Store) DeleteCustomer(id string) {
 	s.mu.Lock()
 	if old, ok := s.customers[id]; ok {
-		s.held.Add(-customerBytes(id, old))
+		s.strBytes -= customerStrings(id, old)
 		delete(s.customers, id)
+		s.account()
 	}
 	s.mu.Unlock()
 }
@@ -143,7 +151,8 @@ func (s *Store) PutRate(currency string, effectiveFrom int64, rate decimal.Decim
 	copy(h[i+1:], h[i:])
 	h[i] = Rate{EffectiveFrom: effectiveFrom, Rate: rate}
 	s.rates[currency] = h
-	s.held.Add(RateBytes)
+	s.rateEntries++
+	s.account()
 }
 
 // DeleteRate removes one history entry (a tombstone on the fx-rates topic).
@@ -154,7 +163,8 @@ func (s *Store) DeleteRate(currency string, effectiveFrom int64) {
 	i := sort.Search(len(h), func(i int) bool { return h[i].EffectiveFrom >= effectiveFrom })
 	if i < len(h) && h[i].EffectiveFrom == effectiveFrom {
 		s.rates[currency] = append(h[:i], h[i+1:]...)
-		s.held.Add(-RateBytes)
+		s.rateEntries--
+		s.account()
 	}
 }
 
@@ -183,18 +193,30 @@ func (s *Store) RateAt(currency string, t time.Time) (r Rate, ok bool) {
 //   - a customer: its slot in the map, key and Customer's three string
 //     headers (64 B) with a control byte, at the lowest occupancy a Go map
 //     table has right after it grew (7 in 16 slots used): 150 B, rounded up
-//     to CustomerBytes; plus the allocations of its id and name (country
-//     and segment are interned);
+//     to CustomerBytes, counted for the most customers ever held at once
+//     (a map does not shrink when entries are deleted); plus the
+//     allocations of each held customer's id and name (country and segment
+//     are interned);
 //   - a rate: the entry in its history (24 B, twice for an append's
-//     spare capacity) and the decimal's big.Int with one word: RateBytes.
+//     spare capacity) and the decimal's big.Int with one word: RateBytes,
+//     for the most entries ever held at once.
 const (
 	CustomerBytes = 160
 	RateBytes     = 96
 )
 
-// customerBytes is what customer id, c takes in the Store.
-func customerBytes(id string, c Customer) int64 {
-	return CustomerBytes + StringBytes(len(id)) + StringBytes(len(c.Name))
+// customerStrings is what customer id, c's own strings take.
+func customerStrings(id string, c Customer) int64 {
+	return StringBytes(len(id)) + StringBytes(len(c.Name))
+}
+
+// account sets held from its terms; s.mu must be held for writing. The
+// slots count at their peak: a map keeps the room of the most entries it
+// ever held, deleted ones included, and a history its capacity.
+func (s *Store) account() {
+	s.peakCustomers = max(s.peakCustomers, len(s.customers))
+	s.peakRates = max(s.peakRates, s.rateEntries)
+	s.held.Store(int64(s.peakCustomers)*CustomerBytes + s.strBytes + int64(s.peakRates)*RateBytes)
 }
 
 // StringBytes is the heap an n-byte string of its own takes: the

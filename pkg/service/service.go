@@ -95,7 +95,8 @@ type memoryInputs struct {
 // MemoryBound is the resident memory bound of this service with parallel
 // batches at once: its config's and pipelines' (config.MemoryBound) and
 // the state held now (StateBytes). It grows and shrinks with the state, so
-// `sluice run` follows it (FollowMemoryBound). Safe for concurrent use.
+// `sluice run` follows it, setting the soft limit again as it moves. Safe
+// for concurrent use.
 func (s *Service) MemoryBound(parallel int) int64 {
 	m := s.mem.Load()
 	return config.MemoryBound(m.cfg, parallel, m.rowPath) + s.stateBytes(m)

@@ -37,6 +37,9 @@ func TestVelocityHeldBytesCoversTheHeap(t *testing.T) {
 		observeAll(v, 0, ids, 2) // a second order each: the orders' array is made once
 		runtime.GC()
 		runtime.ReadMemStats(&after)
+		// ids was allocated before the first reading: alive to the
+		// second too, or its freeing would hide part of the state's heap.
+		runtime.KeepAlive(ids)
 		grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 		held := v.heldBytes()
 		runtime.KeepAlive(v)
