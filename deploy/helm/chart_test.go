@@ -656,6 +656,13 @@ func gomaxprocs(t *testing.T, c *corev1.Container) int {
 	return n
 }
 
+// TestMemoryFollowsParallelism: GOMAXPROCS follows the CPU limit or
+// parallelism, and a memory left empty is derived from the bound of the
+// rendered config at that GOMAXPROCS: config.MemoryBound plus a quarter,
+// in MiB rounded up, for requests and limits alike. The chart computes it
+// in its templates (sluice.memoryBound), so a config key or a term the
+// template reads differently from config.MemoryBound fails here. A memory
+// set by hand is kept, and checked against the bound.
 func TestMemoryFollowsParallelism(t *testing.T) {
 	for _, tc := range []struct {
 		vals string
@@ -664,20 +671,35 @@ func TestMemoryFollowsParallelism(t *testing.T) {
 	}{
 		{"", 2, true},
 		{"resources: {limits: {cpu: 1500m}}", 2, true},
-		// A bigger pod is more batches at once: the default memory no
-		// longer covers the bound, and the check says so.
-		{"resources: {limits: {cpu: '16'}}", 16, false},
+		{"resources: {limits: {cpu: '16'}}", 16, true},
 		{"parallelism: 3\nresources: {limits: {cpu: null}}", 3, true},
+		// Every term the bound reads, away from its default.
+		{"config: {inflight_bytes: 256MiB, batch: {max_rows: 50000, max_bytes: 8388608}, pipelines: [{name: orders, topic: orders, format: avro, schema: /etc/sluice/schemas/avro/order.avsc, table: orders, batch: {max_bytes: 32MiB, combine: 3}}]}", 2, true},
+		{"config: {inflight_bytes: 3000000000, batch: {max_bytes: 1GB, combine: 2}}", 2, true},
+		// A memory set by hand stays, and a bigger pod (more batches at
+		// once) outgrows it: the check says so.
+		{"resources: {limits: {cpu: '16', memory: 512Mi}, requests: {memory: 512Mi}}", 16, false},
 	} {
 		o := render(t, tc.vals)
 		_, pod := o.workload(t)
 		c := container(t, pod)
-		if got := gomaxprocs(t, c); got != tc.want {
-			t.Errorf("%q: GOMAXPROCS %d, want %d", tc.vals, got, tc.want)
+		p := gomaxprocs(t, c)
+		if p != tc.want {
+			t.Errorf("%q: GOMAXPROCS %d, want %d", tc.vals, p, tc.want)
 		}
 		cfg := loadPodConfig(t, o, "sluice-0")
-		if err := memoryCovers(c, gomaxprocs(t, c), cfg); (err == nil) != tc.fits {
+		if err := memoryCovers(c, p, cfg); (err == nil) != tc.fits {
 			t.Errorf("%q: memory check %v, want fits=%v", tc.vals, err, tc.fits)
+		}
+		if strings.Contains(tc.vals, "memory:") {
+			continue
+		}
+		bound := config.MemoryBound(cfg, p, true)
+		want := resource.MustParse(fmt.Sprintf("%dMi", (bound*5/4+(1<<20)-1)>>20))
+		lim, req := c.Resources.Limits[corev1.ResourceMemory], c.Resources.Requests[corev1.ResourceMemory]
+		if lim.Cmp(want) != 0 || req.Cmp(want) != 0 {
+			t.Errorf("%q: memory limit %s, request %s; want both %s (bound %d MiB at GOMAXPROCS %d, plus a quarter)",
+				tc.vals, lim.String(), req.String(), want.String(), bound>>20, p)
 		}
 	}
 	// The default config must be one the config alone sizes, or the

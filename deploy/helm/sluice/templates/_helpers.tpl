@@ -199,10 +199,8 @@ spec:
           path: /readyz
           port: admin
         {{- toYaml .Values.probes.readiness | nindent 8 }}
-      {{- with .Values.resources }}
       resources:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+        {{- include "sluice.resources" . | nindent 8 }}
       {{- with .Values.securityContext }}
       securityContext:
         {{- toYaml . | nindent 8 }}
@@ -278,4 +276,90 @@ spec:
 {{- range (include "sluice.secretKinds" . | fromYamlArray) -}}
 {{- if (get $.Values.secrets .value | default dict).name -}}yes{{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+A size of Sluice's config (config.ByteSize): a number of bytes, or a
+string with a unit (KiB, MiB, GiB; KB, MB, GB as powers of 1000; K, M, G;
+B), in bytes.
+*/}}
+{{- define "sluice.bytes" -}}
+{{- if kindIs "string" . -}}
+{{- $t := trim . -}}
+{{- $mult := 1 -}}
+{{- $done := false -}}
+{{- range list (list "KiB" 1024) (list "MiB" 1048576) (list "GiB" 1073741824) (list "KB" 1000) (list "MB" 1000000) (list "GB" 1000000000) (list "K" 1024) (list "M" 1048576) (list "G" 1073741824) (list "B" 1) -}}
+{{- if and (not $done) (hasSuffix (index . 0) $t) -}}
+{{- $t = trim (trimSuffix (index . 0) $t) -}}
+{{- $mult = index . 1 -}}
+{{- $done = true -}}
+{{- end -}}
+{{- end -}}
+{{- mul (atoi $t) $mult -}}
+{{- else -}}
+{{- int64 . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pod's GOMAXPROCS: parallelism, else limits.cpu rounded up. */}}
+{{- define "sluice.parallel" -}}
+{{- if .Values.parallelism -}}
+{{- int64 .Values.parallelism -}}
+{{- else -}}
+{{- $cpu := toString (dig "limits" "cpu" "1" (.Values.resources | default dict)) -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- div (add (atoi (trimSuffix "m" $cpu)) 999) 1000 -}}
+{{- else -}}
+{{- ceil (float64 $cpu) | int64 -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+config.MemoryBound of the config at the pod's parallelism, the row path's
+term counted whatever the pipelines (an upper bound), in bytes: 48 MiB +
+1.75 x inflight_bytes + the batch buffers (docs/DESIGN.md, "Memory
+bound"), for the largest max_bytes, max_rows and combine of the config and
+its pipelines; Sluice's defaults where the config leaves them out. The
+state of currency, customer and fraud comes on top (values.yaml).
+chart_test.go checks it against config.MemoryBound.
+*/}}
+{{- define "sluice.memoryBound" -}}
+{{- $c := .Values.config | default dict -}}
+{{- $b := $c.batch | default dict -}}
+{{- $in := include "sluice.bytes" ($c.inflight_bytes | default "64MiB") | int64 -}}
+{{- $maxBytes := include "sluice.bytes" ($b.max_bytes | default "16MiB") | int64 -}}
+{{- $maxRows := $b.max_rows | default 20000 | int64 -}}
+{{- $combine := $b.combine | default 1 | int64 -}}
+{{- range $c.pipelines -}}
+{{- $pb := .batch | default dict -}}
+{{- if $pb.max_bytes }}{{ $maxBytes = max $maxBytes (include "sluice.bytes" $pb.max_bytes | int64) }}{{ end -}}
+{{- if $pb.max_rows }}{{ $maxRows = max $maxRows (int64 $pb.max_rows) }}{{ end -}}
+{{- if $pb.combine }}{{ $combine = max $combine (int64 $pb.combine) }}{{ end -}}
+{{- end -}}
+{{- $p := include "sluice.parallel" . | int64 -}}
+{{- $bound := add 50331648 $in (div $in 4) (div $in 2) (mul $p $maxRows 2048) -}}
+{{- if gt $combine 1 -}}
+{{- $bound = add $bound (mul (add $p $combine) $maxBytes) (min $in (mul $combine $maxBytes)) -}}
+{{- else -}}
+{{- $bound = add $bound (mul $p 3 $maxBytes) -}}
+{{- end -}}
+{{- $bound -}}
+{{- end -}}
+
+{{/*
+The container's resources: .Values.resources, with requests.memory and
+limits.memory, where left empty, set to the memory bound plus a quarter
+(what the cgroup charges beyond RSS), in MiB rounded up.
+*/}}
+{{- define "sluice.resources" -}}
+{{- $r := deepCopy (.Values.resources | default dict) -}}
+{{- $mib := div (add (div (mul (include "sluice.memoryBound" . | int64) 5) 4) 1048575) 1048576 -}}
+{{- $limits := $r.limits | default dict -}}
+{{- $requests := $r.requests | default dict -}}
+{{- if not $limits.memory }}{{ $_ := set $limits "memory" (printf "%dMi" $mib) }}{{ end -}}
+{{- if not $requests.memory }}{{ $_ := set $requests "memory" (printf "%dMi" $mib) }}{{ end -}}
+{{- $_ := set $r "limits" $limits -}}
+{{- $_ := set $r "requests" $requests -}}
+{{- toYaml $r -}}
 {{- end -}}
