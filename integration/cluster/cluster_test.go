@@ -20,6 +20,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -34,6 +35,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -196,15 +198,23 @@ func TestKafkaThreeBrokers(t *testing.T) {
 	}
 
 	// min.insync.replicas 2 is the brokers' default, seen on the topic.
-	cfgs, err := adm.DescribeTopicConfigs(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := cfgs.On(topic, nil)
-	if err == nil {
-		err = rc.Err
-	}
-	if err != nil {
+	// The broker that answers may not have the new topic in its metadata
+	// yet (each learns it from the controller on its own): it says
+	// UNKNOWN_TOPIC_OR_PARTITION until it has.
+	var rc kadm.ResourceConfig
+	if err := eventually(10*time.Second, func() error {
+		cfgs, err := adm.DescribeTopicConfigs(ctx, topic)
+		if err != nil {
+			return err
+		}
+		if rc, err = cfgs.On(topic, nil); err == nil {
+			err = rc.Err
+		}
+		if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			t.Fatal(err)
+		}
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range rc.Configs {
