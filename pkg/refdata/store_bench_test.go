@@ -2,7 +2,6 @@ package refdata
 
 import (
 	"fmt"
-	"runtime"
 	"strconv"
 	"testing"
 )
@@ -18,25 +17,22 @@ func BenchmarkStoreMemory1MCustomers(b *testing.B) {
 	b.ReportAllocs()
 	var perCustomer float64
 	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		s := NewStore("USD")
-		for i := range n {
-			id := fmt.Sprintf("C-%08d", i)
-			s.PutCustomer(id, Customer{
-				Name:    fresh("Customer " + strconv.Itoa(100000+i%900000)), // 15 bytes
-				Country: fresh(countries[i%len(countries)]),
-				Segment: fresh(segments[i%len(segments)]),
-			})
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
+		grew, s := heapGrowth(func() *Store {
+			s := NewStore("USD")
+			for i := range n {
+				id := fmt.Sprintf("C-%08d", i)
+				s.PutCustomer(id, Customer{
+					Name:    fresh("Customer " + strconv.Itoa(100000+i%900000)), // 15 bytes
+					Country: fresh(countries[i%len(countries)]),
+					Segment: fresh(segments[i%len(segments)]),
+				})
+			}
+			return s
+		})
 		if c, _ := s.Counts(); c != n {
 			b.Fatalf("%d customers, want %d", c, n)
 		}
-		perCustomer = float64(after.HeapAlloc-before.HeapAlloc) / n
-		runtime.KeepAlive(s)
+		perCustomer = float64(grew) / n
 	}
 	b.ReportMetric(perCustomer, "B/customer")
 }
