@@ -25,3 +25,18 @@ func TestLoadsFindsThePartitionInEitherForm(t *testing.T) {
 		}
 	}
 }
+
+func TestStoredQueryFiltersTheRangeInPrewhereOnMergeTree(t *testing.T) {
+	for _, c := range []struct {
+		prewhere bool
+		want     string
+	}{
+		{true, "SELECT toInt64(_offset), toUInt8(1) FROM `db`.`orders` PREWHERE _partition = ? AND _offset >= ? AND _offset <= ? WHERE _topic = ? ORDER BY _offset"},
+		{false, "SELECT toInt64(_offset), toUInt8(1) FROM `db`.`orders` WHERE _partition = ? AND _offset >= ? AND _offset <= ? AND _topic = ? ORDER BY _offset"},
+	} {
+		tb := &Table{db: "db", name: "orders", prewhere: c.prewhere}
+		if got := tb.storedQuery("toUInt8(1)"); got != c.want {
+			t.Errorf("prewhere %v:\n got %s\nwant %s", c.prewhere, got, c.want)
+		}
+	}
+}
