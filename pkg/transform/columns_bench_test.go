@@ -183,10 +183,24 @@ func ordersTable(b testing.TB, schema *decode.Schema, ts []Transform, native boo
 }
 
 // ddlConn answers sink.NewTable's system.columns query with cols (name,
-// type, default_kind); nothing else of driver.Conn is called.
+// type, default_kind) and its system.tables query with a MergeTree engine;
+// nothing else of driver.Conn is called.
 type ddlConn struct {
 	driver.Conn
 	cols [][3]string
+}
+
+func (c *ddlConn) QueryRow(context.Context, string, ...any) driver.Row { return engineRow{} }
+
+type engineRow struct{ driver.Row }
+
+func (engineRow) Err() error { return nil }
+func (engineRow) Scan(dest ...any) error {
+	if len(dest) != 1 {
+		return fmt.Errorf("scan into %d values, want 1", len(dest))
+	}
+	*dest[0].(*string) = "MergeTree"
+	return nil
 }
 
 func (c *ddlConn) Query(context.Context, string, ...any) (driver.Rows, error) {
