@@ -34,8 +34,8 @@ func TestStoredQueryFiltersTheRangeInPrewhereOnMergeTree(t *testing.T) {
 		{true, "SELECT toInt64(_offset), toUInt8(1) FROM `db`.`orders` PREWHERE _partition = ? AND _offset >= ? AND _offset <= ? WHERE _topic = ? ORDER BY _offset"},
 		{false, "SELECT toInt64(_offset), toUInt8(1) FROM `db`.`orders` WHERE _partition = ? AND _offset >= ? AND _offset <= ? AND _topic = ? ORDER BY _offset"},
 	} {
-		tb := &Table{db: "db", name: "orders", prewhere: c.prewhere}
-		if got := tb.storedQuery("toUInt8(1)"); got != c.want {
+		tb := &Table{db: "db", name: "orders"}
+		if got := tb.storedQuery("toUInt8(1)", c.prewhere); got != c.want {
 			t.Errorf("prewhere %v:\n got %s\nwant %s", c.prewhere, got, c.want)
 		}
 	}
