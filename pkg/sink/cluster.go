@@ -229,6 +229,9 @@ func NewClusterTable(ctx context.Context, cl *Cluster, db, table string, insertT
 			}
 			return nil, fmt.Errorf("sink: table %s.%s on shard %d (%s): %w", db, table, i, w.Addr, err)
 		}
+		if !strings.HasSuffix(engine, "MergeTree") {
+			t.prewhere.Store(false) // the stored read goes to every shard
+		}
 		if len(rs) > 1 && !strings.HasPrefix(engine, "Replicated") {
 			return nil, fmt.Errorf("sink: table %s.%s on shard %d is %s: a shard of %d replicas needs a Replicated*MergeTree table (run sluice migrate)", db, table, i, engine, len(rs))
 		}
