@@ -575,8 +575,8 @@ func (t *Table) storedOn(ctx context.Context, conn driver.Conn, topic string, pa
 // each part, the one where the partition's rows end, which may hold the
 // range's start) and _topic and _topic_id only for the rows in the range,
 // none while a range is loaded the first time. With every condition in
-// WHERE, 18.16 moves _topic's alone to PREWHERE and decompresses the
-// strings of every such granule. Server CPU per read, 450 reads of empty
+// WHERE (perf: most of the read's time in LZ4 decompression under
+// MergeTreeReader) it cost about twice as much. Server CPU per read, 450 reads of empty
 // ranges by clickhouse-client (2026-12-07): 4.9 ms against 2.9 on make
 // bench's case (a) table after its load (3M orders, 13 parts), 16.3
 // against 8.9 with 64 parts; a read per batch, and the cost grows with
