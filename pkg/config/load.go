@@ -82,7 +82,7 @@ var defaults = map[string]any{
 	// Keeps the default memory bound at 256 MiB on two cores. It holds
 	// about one full batch of JSON orders per partition of six (an order
 	// holds ~540 B), so a partition cannot fetch its next batch while one
-	// loads: make bench case (a) drained 234-252k rows/s with it, 318k
+	// loads: make bench case (a) drained 229-252k rows/s with it, 318k
 	// with 96 MiB (RSS 249 MB), 361k with 128 MiB (305 MB), README
 	// "Performance". Raise it where memory allows.
 	"inflight_bytes":            "64MiB",

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/sluice-etl/sluice/internal/tablefake"
 )
 
 func TestLoadsFindsThePartitionInEitherForm(t *testing.T) {
@@ -47,41 +47,12 @@ func TestStoredQueryFiltersTheRangeInPrewhereOnMergeTree(t *testing.T) {
 	}
 }
 
-// engineConn answers NewTable: engine from system.tables, the source
-// columns from system.columns.
-type engineConn struct {
-	driver.Conn
-	engine string
-}
-
-func (c engineConn) QueryRow(context.Context, string, ...any) driver.Row { return engineRow(c.engine) }
-func (c engineConn) Query(context.Context, string, ...any) (driver.Rows, error) {
-	return &sourceRows{i: -1}, nil
-}
-
-type engineRow string
-
-func (r engineRow) Err() error             { return nil }
-func (r engineRow) Scan(dest ...any) error { *dest[0].(*string) = string(r); return nil }
-func (r engineRow) ScanStruct(any) error   { return nil }
-
-type sourceRows struct {
-	driver.Rows
-	i int
-}
-
-func (r *sourceRows) Next() bool { r.i++; return r.i < len(SourceColumns) }
-func (r *sourceRows) Scan(dest ...any) error {
-	typ := map[string]string{ColTopic: "String", ColPartition: "UInt32", ColOffset: "UInt64", ColIngestedAt: "DateTime"}
-	*dest[0].(*string), *dest[1].(*string), *dest[2].(*string) = SourceColumns[r.i], typ[SourceColumns[r.i]], ""
-	return nil
-}
-func (r *sourceRows) Close() error { return nil }
-func (r *sourceRows) Err() error   { return nil }
-
 func TestNewTableUsesPrewhereOnMergeTreeEnginesOnly(t *testing.T) {
 	for engine, want := range map[string]bool{"MergeTree": true, "ReplicatedMergeTree": true, "ReplacingMergeTree": true, "Log": false, "View": false, "Buffer": false} {
-		tb, err := NewTable(context.Background(), engineConn{engine: engine}, "db", "t", time.Second)
+		conn := &tablefake.Conn{Engine: engine, Cols: [][3]string{
+			{ColTopic, "String", ""}, {ColPartition, "UInt32", ""}, {ColOffset, "UInt64", ""}, {ColIngestedAt, "DateTime", ""},
+		}}
+		tb, err := NewTable(context.Background(), conn, "db", "t", time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", engine, err)
 		}

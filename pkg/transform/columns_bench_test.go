@@ -2,7 +2,6 @@ package transform
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
 	"path/filepath"
 	"regexp"
@@ -11,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-etl/sluice/internal/tablefake"
 	"github.com/sluice-etl/sluice/pkg/decode"
 	"github.com/sluice-etl/sluice/pkg/gen"
 	"github.com/sluice-etl/sluice/pkg/record"
@@ -131,7 +130,7 @@ func BenchmarkEnrichOrders(b *testing.B) {
 }
 
 // ordersTable is the orders table of 001_orders.sql, as sink.NewTable
-// reads it from system.columns (ddlConn answers the query), bound to the
+// reads it from system.columns (tablefake answers the query), bound to the
 // schema and transforms, with the native writer's buffers when native.
 func ordersTable(b testing.TB, schema *decode.Schema, ts []Transform, native bool) *sink.Table {
 	b.Helper()
@@ -140,7 +139,7 @@ func ordersTable(b testing.TB, schema *decode.Schema, ts []Transform, native boo
 		b.Fatal(err)
 	}
 	col := regexp.MustCompile(`^\s+(\w+)\s+(.+?)(\s+DEFAULT\s+.*)?,?$`)
-	conn := &ddlConn{}
+	conn := &tablefake.Conn{Engine: "MergeTree"}
 	in := false
 	for _, line := range strings.Split(string(ddl), "\n") {
 		switch {
@@ -155,7 +154,7 @@ func ordersTable(b testing.TB, schema *decode.Schema, ts []Transform, native boo
 			if m[3] != "" {
 				kind = "DEFAULT"
 			}
-			conn.cols = append(conn.cols, [3]string{m[1], strings.TrimSuffix(strings.TrimSpace(m[2]), ","), kind})
+			conn.Cols = append(conn.Cols, [3]string{m[1], strings.TrimSuffix(strings.TrimSpace(m[2]), ","), kind})
 		}
 	}
 	tab, err := sink.NewTable(context.Background(), conn, "bench", "orders", time.Minute)
@@ -181,47 +180,3 @@ func ordersTable(b testing.TB, schema *decode.Schema, ts []Transform, native boo
 	}
 	return tab
 }
-
-// ddlConn answers sink.NewTable's system.columns query with cols (name,
-// type, default_kind) and its system.tables query with a MergeTree engine;
-// nothing else of driver.Conn is called.
-type ddlConn struct {
-	driver.Conn
-	cols [][3]string
-}
-
-func (c *ddlConn) QueryRow(context.Context, string, ...any) driver.Row { return engineRow{} }
-
-type engineRow struct{ driver.Row }
-
-func (engineRow) Err() error { return nil }
-func (engineRow) Scan(dest ...any) error {
-	if len(dest) != 1 {
-		return fmt.Errorf("scan into %d values, want 1", len(dest))
-	}
-	*dest[0].(*string) = "MergeTree"
-	return nil
-}
-
-func (c *ddlConn) Query(context.Context, string, ...any) (driver.Rows, error) {
-	return &ddlRows{cols: c.cols, i: -1}, nil
-}
-
-type ddlRows struct {
-	driver.Rows
-	cols [][3]string
-	i    int
-}
-
-func (r *ddlRows) Next() bool { r.i++; return r.i < len(r.cols) }
-func (r *ddlRows) Scan(dest ...any) error {
-	if len(dest) != 3 {
-		return fmt.Errorf("scan into %d values, want 3", len(dest))
-	}
-	for j, d := range dest {
-		*d.(*string) = r.cols[r.i][j]
-	}
-	return nil
-}
-func (r *ddlRows) Close() error { return nil }
-func (r *ddlRows) Err() error   { return nil }
