@@ -86,6 +86,15 @@ func Size(r *kgo.Record) int { return len(r.Key) + len(r.Value) }
 // the records held take (docs/DESIGN.md, "Memory bound").
 const RecordOverhead = 192
 
+// RecordFraming is the part of RecordOverhead that lies in the fetch
+// buffer beside a record's key and value: Kafka's v2 record framing
+// (length, attributes, timestamp and offset deltas, key and value lengths,
+// header count, all varints), at most 36 B. A columnar batch that gives
+// its records back to the budget once its rows are in its block keeps
+// this much counted per record until its commit, since the block's strings
+// keep the buffer alive (pkg/pipeline, releaseRecords).
+const RecordFraming = 40
+
 // Held is what a record counts against the in-flight budget.
 func Held(r *kgo.Record) int { return Size(r) + RecordOverhead }
 

@@ -51,7 +51,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		{"admin.lagging_after (default)", cfg.Admin.LaggingAfter, 30 * time.Second},
 		{"log.level", cfg.Log.Level, "info"},
 		{"log.format (default)", cfg.Log.Format, "text"},
-		{"batch", cfg.Batch, config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second, Combine: 1}},
+		{"batch", cfg.Batch, config.Batch{MaxRows: 20000, MaxBytes: 12 << 20, MaxWait: time.Second, Combine: 1}},
 		{"inflight_bytes", cfg.InflightBytes, config.ByteSize(64 << 20)},
 		{"shutdown_timeout", cfg.ShutdownTimeout, 30 * time.Second},
 		{"startup_timeout", cfg.StartupTimeout, 60 * time.Second},
@@ -68,7 +68,7 @@ func TestLoadDemoConfig(t *testing.T) {
 		return
 	}
 
-	inherited := config.Batch{MaxRows: 20000, MaxBytes: 16 << 20, MaxWait: time.Second, Combine: 1}
+	inherited := config.Batch{MaxRows: 20000, MaxBytes: 12 << 20, MaxWait: time.Second, Combine: 1}
 	want := []config.Pipeline{
 		{Name: "orders", Topic: "orders", Format: "avro", Table: "orders",
 			Schema: mustAbs(t, "../../schemas/avro/order.avsc"), Transforms: []string{"order_items", "currency", "customer", "fraud"}, Batch: inherited},

@@ -40,14 +40,16 @@ func MaxBatchCombine(c *Config) int {
 //	  + inflight_bytes / 4 (fetch responses not yet polled, FetchMaxBytes)
 //	  + inflight_bytes / 2 (room for the garbage of the records' turnover,
 //	    so the collector does not run back to back)
-//	  + parallel × 3 × max_bytes (a batch's column buffers, the INSERT's
-//	    copy of them and a gathered copy when rows are left out) when each
-//	    batch has its own INSERT (combine 1); with shared INSERTs:
-//	    (parallel + combine) × max_bytes (the column buffers: one set per
-//	    batch with decoded rows, the live-batch tokens, each no larger than
-//	    its batch's records; kept for reuse) + min(inflight_bytes, combine
-//	    × max_bytes) (the INSERT's copy of the columns it carries; the
-//	    batches of one INSERT are records held)
+//	  + parallel × 4 × max_bytes (a batch's column buffers, the INSERT's
+//	    copy of them, a gathered copy when rows are left out, and the keys
+//	    and values of its records, which a columnar batch gives back to the
+//	    in-flight budget once its rows are in its block while the block's
+//	    strings keep them alive) when each batch has its own INSERT
+//	    (combine 1); with shared INSERTs: 2 × (parallel + combine) ×
+//	    max_bytes (one set of column buffers and one batch's records per
+//	    batch with decoded rows, the live-batch tokens; the buffers no
+//	    larger than their batch's records, kept for reuse) + combine ×
+//	    max_bytes (the INSERT's copy of the columns it carries)
 //	  + parallel × max_rows × RowPathBytes when a pipeline takes the row
 //	    path (Avro, or a transform without a columnar form)
 //
@@ -64,9 +66,9 @@ func MemoryBound(c *Config, parallel int, rowPath bool) int64 {
 	in := int64(c.InflightBytes)
 	b := MemoryBase + in + in/4 + in/2
 	if combine > 1 {
-		b += (int64(parallel)+combine)*maxBytes + min(in, combine*maxBytes)
+		b += 2*(int64(parallel)+combine)*maxBytes + combine*maxBytes
 	} else {
-		b += int64(parallel) * 3 * maxBytes
+		b += int64(parallel) * 4 * maxBytes
 	}
 	if rowPath {
 		b += int64(parallel) * maxRows * RowPathBytes

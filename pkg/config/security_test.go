@@ -242,7 +242,7 @@ func TestRedacted(t *testing.T) {
 	for _, want := range []string{
 		"password: '[redacted]'", "token: '[redacted]'", "password_file: " + filepath.Join(dir, "secrets", "kafka.txt"),
 		"mechanism: SCRAM-SHA-512", "url: https://reg:xxxxx@registry.internal:8081", "brokers: ['k1:9094']",
-		"session_timeout: 45s", "max_bytes: 16MiB",
+		"session_timeout: 45s", "max_bytes: 12MiB",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("Redacted lacks %q:\n%s", want, text)

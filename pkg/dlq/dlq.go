@@ -133,7 +133,7 @@ func (w *Writer) Send(ctx context.Context, b *record.Batch, pos int64, skip func
 	var items []*record.Item
 	for i := range b.Items {
 		it := &b.Items[i]
-		if it.Failed != nil && (skip == nil || !skip(it.Rec.Offset)) {
+		if it.Failed != nil && (skip == nil || !skip(it.Offset())) {
 			items = append(items, it)
 		}
 	}
@@ -181,7 +181,7 @@ func (w *Writer) Send(ctx context.Context, b *record.Batch, pos int64, skip func
 			lerr = oerr
 			if len(tooLarge) > 0 {
 				lerr = cmp.Or(lerr, fmt.Errorf("%d letters do not fit in the topic's %d bytes even without their values (first: offset %d): %w",
-					len(tooLarge), limit, tooLarge[0].Rec.Offset, tlErr))
+					len(tooLarge), limit, tooLarge[0].Offset(), tlErr))
 			}
 		}
 		err = cmp.Or(err, lerr)
@@ -541,7 +541,7 @@ func (w *Writer) Resume(ctx context.Context, group, topic string, partition int3
 	if from >= end {
 		return seen, Position(dp, end), nil
 	}
-	if err := w.read(ctx, cl, dp, from, end, func(r *kgo.Record) {
+	if err := w.read(ctx, cl, w.topic, dp, from, end, func(r *kgo.Record) {
 		if Header(r, HeaderTopic) != topic || Header(r, HeaderPartition) != src {
 			return
 		}
@@ -555,18 +555,18 @@ func (w *Writer) Resume(ctx context.Context, group, topic string, partition int3
 	return seen, Position(dp, end), nil
 }
 
-// read hands each record of the dead-letter partition dp in [from, end) to
-// fn. It fails when no record arrives for w.stall, or on a fetch error
-// that retrying cannot cure; a read that returns nil read everything.
-func (w *Writer) read(ctx context.Context, cl *kgo.Client, dp int32, from, end int64, fn func(*kgo.Record)) error {
-	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{w.topic: {dp: kgo.NewOffset().At(from)}})
+// read hands each record of partition dp of topic in [from, end) to fn.
+// It fails when no record arrives for w.stall, or on a fetch error that
+// retrying cannot cure; a read that returns nil read everything.
+func (w *Writer) read(ctx context.Context, cl *kgo.Client, topic string, dp int32, from, end int64, fn func(*kgo.Record)) error {
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {dp: kgo.NewOffset().At(from)}})
 	pos, progress := from, time.Now()
 	for pos < end {
 		pctx, cancel := context.WithDeadline(ctx, progress.Add(w.stall))
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("read %s[%d] %d..%d: stopped at %d: %w", w.topic, dp, from, end, pos, err)
+			return fmt.Errorf("read %s[%d] %d..%d: stopped at %d: %w", topic, dp, from, end, pos, err)
 		}
 		var ferr error
 		fs.EachError(func(t string, p int32, err error) {
@@ -579,7 +579,13 @@ func (w *Writer) read(ctx context.Context, cl *kgo.Client, dp int32, from, end i
 		}
 		before := pos
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Topic != w.topic || r.Partition != dp || r.Offset < pos || r.Offset >= end {
+			if r.Topic != topic || r.Partition != dp || r.Offset < pos {
+				return
+			}
+			if r.Offset >= end {
+				// Offsets come in order: the range holds nothing more
+				// (its last offsets may have been compacted away).
+				pos = end
 				return
 			}
 			pos = r.Offset + 1
@@ -588,8 +594,78 @@ func (w *Writer) read(ctx context.Context, cl *kgo.Client, dp int32, from, end i
 		if pos > before {
 			progress = time.Now()
 		} else if time.Since(progress) >= w.stall {
-			return fmt.Errorf("read %s[%d] %d..%d: no progress at %d for %v", w.topic, dp, from, end, pos, w.stall)
+			return fmt.Errorf("read %s[%d] %d..%d: no progress at %d for %v", topic, dp, from, end, pos, w.stall)
 		}
 	}
 	return nil
+}
+
+// Originals reads the records at offsets (ascending) of a source partition
+// again, for the dead letters of items whose records were released
+// (record.Item.Release) before their rows failed at the load. It returns
+// those it found; an offset the partition no longer holds is absent: it is
+// below the log start (retention), at or past the log end (the partition
+// was truncated), compacted away, or the topic is another incarnation now
+// (topicID, when not "", differs). An error means Kafka could not be read;
+// the caller retries.
+func (w *Writer) Originals(ctx context.Context, topic string, partition int32, topicID string, offsets []int64) (map[int64]*kgo.Record, error) {
+	found := map[int64]*kgo.Record{}
+	if len(offsets) == 0 {
+		return found, nil
+	}
+	cl, err := w.client()
+	if err != nil {
+		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: %w", topic, partition, err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topics, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: describe the topic: %w", topic, partition, err)
+	}
+	td, ok := topics[topic]
+	if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+		return found, nil // deleted: the records are gone
+	}
+	if td.Err != nil {
+		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: describe the topic: %w", topic, partition, td.Err)
+	}
+	if topicID != "" && td.ID.String() != topicID {
+		return found, nil // created again: these offsets hold other records
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: start offsets: %w", topic, partition, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: end offsets: %w", topic, partition, err)
+	}
+	so, sok := starts.Lookup(topic, partition)
+	eo, eok := ends.Lookup(topic, partition)
+	if !sok || !eok || so.Err != nil || eo.Err != nil {
+		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: offsets not listed: %v", topic, partition, cmp.Or(so.Err, eo.Err))
+	}
+	want := map[int64]bool{}
+	lo, hi := int64(-1), int64(-1)
+	for _, o := range offsets {
+		if o >= so.Offset && o < eo.Offset {
+			want[o] = true
+			if lo < 0 {
+				lo = o
+			}
+			hi = o
+		}
+	}
+	if lo < 0 {
+		return found, nil
+	}
+	if err := w.read(ctx, cl, topic, partition, lo, hi+1, func(r *kgo.Record) {
+		if want[r.Offset] {
+			found[r.Offset] = r
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("dlq: read the originals: %w", err)
+	}
+	return found, nil
 }

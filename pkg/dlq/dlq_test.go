@@ -3,6 +3,7 @@ package dlq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -388,4 +389,89 @@ func TestSkippedInMetadata(t *testing.T) {
 			t.Errorf("%q reads as a skip", bad)
 		}
 	}
+}
+
+// Originals reads the records at the offsets asked for, of the topic's
+// incarnation asked for, and leaves out those the partition no longer
+// holds: below the log start, past its end, of a topic created again.
+func TestOriginalsReadsTheRecordsThePartitionStillHolds(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	produce := func(cl *kgo.Client, prefix string, n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			r := &kgo.Record{Key: []byte(fmt.Sprintf("%sk%d", prefix, i)), Value: []byte(fmt.Sprintf("%sv%d", prefix, i))}
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	adm := kadm.NewClient(cl)
+	topicID := func(cl *kgo.Client) string {
+		t.Helper()
+		td, err := kadm.NewClient(cl).ListTopics(ctx, "orders")
+		if err != nil || td["orders"].Err != nil {
+			t.Fatal(err, td["orders"].Err)
+		}
+		return td["orders"].ID.String()
+	}
+	produce(cl, "", 20)
+	id := topicID(cl)
+	w := New(cl, "dlq", c.ListenAddrs())
+	w.stall = 5 * time.Second
+	check := func(what, id string, offsets []int64, want map[int64]string) {
+		t.Helper()
+		got, err := w.Originals(ctx, "orders", 0, id, offsets)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: read %d records, want %d", what, len(got), len(want))
+		}
+		for off, v := range want {
+			r := got[off]
+			if r == nil || string(r.Value) != v || string(r.Key) != strings.Replace(v, "v", "k", 1) || r.Offset != off {
+				t.Errorf("%s: offset %d read %v, want value %s", what, off, r, v)
+			}
+		}
+	}
+	check("held", id, []int64{3, 7, 19}, map[int64]string{3: "v3", 7: "v7", 19: "v19"})
+	check("no topic ID known", "", []int64{0}, map[int64]string{0: "v0"})
+	check("past the end", id, []int64{19, 20, 25}, map[int64]string{19: "v19"})
+
+	if _, err := adm.DeleteRecords(ctx, kadm.Offsets{"orders": {0: kadm.Offset{Topic: "orders", Partition: 0, At: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	check("below the log start", id, []int64{3, 4, 5, 7}, map[int64]string{5: "v5", 7: "v7"})
+
+	if _, err := adm.DeleteTopics(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	check("deleted", id, []int64{7}, map[int64]string{})
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	// A client of its own: the first one holds the old topic ID.
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	produce(pcl, "new-", 10)
+	check("created again, the old incarnation asked for", id, []int64{7}, map[int64]string{})
+	// (A client's metadata answers are cached for a while: the first
+	// client would still name the old ID.)
+	if topicID(pcl) == id {
+		t.Fatal("the topic created again has the old topic ID")
+	}
+	check("created again, the new incarnation asked for", topicID(pcl), []int64{7}, map[int64]string{7: "new-v7"})
 }

@@ -149,7 +149,7 @@ func pending(b *record.Batch) (rows, bytes int) {
 	for i := range b.Items {
 		if b.Items[i].Pending() {
 			rows++
-			bytes += batch.Size(b.Items[i].Rec)
+			bytes += b.Items[i].Size()
 		}
 	}
 	return rows, bytes
@@ -172,7 +172,7 @@ func (a *adaptive) cut(b *record.Batch) []*record.Batch {
 		if !it.Pending() {
 			continue
 		}
-		sz := batch.Size(it.Rec)
+		sz := it.Size()
 		if rows > 0 && (rows+1 > a.cur.MaxRows || bytes+sz > a.cur.MaxBytes) {
 			out = append(out, b.Slice(lo, i))
 			lo, rows, bytes = i, 0, 0

@@ -28,54 +28,13 @@ func TestAvroWithOrderItemsTakesTheColumnarPath(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, 2)
-			avsc := filepath.Join("..", "..", "schemas", "avro")
-			g, err := gen.New(gen.Options{Seed: 9, SchemaDir: avsc})
-			if err != nil {
-				t.Fatal(err)
-			}
 			const n = 300
-			want := map[int64]int64{} // partition<<32 | offset -> item_count
-			var recs []*kgo.Record
-			for i := range n {
-				o := g.Order(i)
-				_, v, err := g.Codecs().EncodeOrder(o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var q int64
-				for _, it := range o.Items {
-					q += int64(it.Quantity)
-				}
-				p := int32(i % 2)
-				want[int64(p)<<32|int64(i/2)] = q
-				recs = append(recs, &kgo.Record{Topic: f.topic, Partition: p, Value: v})
-			}
+			recs, want, dec, ts, column := orderColumns(t, f, n)
 			if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-			schema, err := decode.LoadSchema(filepath.Join(avsc, "order.avsc"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ts, err := transform.Build([]string{"order_items"}, transform.Env{Pipeline: "orders", Schema: schema})
-			if err != nil {
 				t.Fatal(err)
 			}
 			if !columnar {
 				ts = append(ts, rowsOnly{})
-			}
-			columns := []string{"order_id", "customer_id", "created_at", "currency", "total", "status", "channel", "shipping_country", "coupon", "item_count"}
-			column := func(name string) int {
-				for i, c := range columns {
-					if c == name {
-						return i
-					}
-				}
-				return -1
-			}
-			dec, ok, err := decode.NewColumnAvro(decode.FormatAvro, schema, nil, column, []string{"items.quantity"})
-			if err != nil || !ok {
-				t.Fatalf("NewColumnAvro: %v %v", ok, err)
 			}
 			s := &blockSink{memSink: newMemSink(), column: column}
 			r := f.startWith("g-avro-cols", s, small, func(o *Options) {
@@ -105,6 +64,58 @@ func TestAvroWithOrderItemsTakesTheColumnarPath(t *testing.T) {
 	}
 }
 
+// orderColumns is an Avro orders pipeline as the service builds it for the
+// columnar path (decode.ColumnAvro bound to the table's columns, the
+// order_items transform), and n orders for it spread over f's partitions:
+// the records (not produced yet), each one's item_count by partition<<32 |
+// offset, the decoder, the transforms and the column lookup.
+func orderColumns(t *testing.T, f *fixture, n int) ([]*kgo.Record, map[int64]int64, Decoder, []transform.Transform, func(string) int) {
+	t.Helper()
+	avsc := filepath.Join("..", "..", "schemas", "avro")
+	g, err := gen.New(gen.Options{Seed: 9, SchemaDir: avsc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]int64{}
+	var recs []*kgo.Record
+	for i := range n {
+		o := g.Order(i)
+		k, v, err := g.Codecs().EncodeOrder(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var q int64
+		for _, it := range o.Items {
+			q += int64(it.Quantity)
+		}
+		p := int32(i % f.parts)
+		want[int64(p)<<32|int64(i/f.parts)] = q
+		recs = append(recs, &kgo.Record{Topic: f.topic, Partition: p, Key: k, Value: v})
+	}
+	schema, err := decode.LoadSchema(filepath.Join(avsc, "order.avsc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := transform.Build([]string{"order_items"}, transform.Env{Pipeline: "orders", Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	columns := []string{"order_id", "customer_id", "created_at", "currency", "total", "status", "channel", "shipping_country", "coupon", "item_count"}
+	column := func(name string) int {
+		for i, c := range columns {
+			if c == name {
+				return i
+			}
+		}
+		return -1
+	}
+	dec, ok, err := decode.NewColumnAvro(decode.FormatAvro, schema, nil, column, []string{"items.quantity"})
+	if err != nil || !ok {
+		t.Fatalf("NewColumnAvro: %v %v", ok, err)
+	}
+	return recs, want, dec, ts, column
+}
+
 // rowsOnly is a transform without a columnar form.
 type rowsOnly struct{}
 
@@ -120,6 +131,9 @@ type blockSink struct {
 	// under memSink.mu:
 	blockBatches, rowBatches int
 	counts                   map[int64]int64 // partition<<32 | offset -> item_count
+	// refuse, when set, answers an INSERT of rows instead of the table
+	// when it returns an error (set before the engine starts).
+	refuse func(b *record.Batch, rows []*record.Item) error
 }
 
 func (s *blockSink) NewWriter() Writer { return &blockWriter{memWriter: memWriter{s: s.memSink}, s: s} }
@@ -158,11 +172,16 @@ func (w *blockWriter) Send(ctx context.Context, b *record.Batch) error {
 				panic("columnar path with a Row")
 			}
 			if r := b.Base + i; it.Pending() && r < len(w.blk.counts) {
-				w.s.counts[int64(it.Rec.Partition)<<32|it.Rec.Offset] = w.blk.counts[r]
+				w.s.counts[int64(b.Partition)<<32|it.Offset()] = w.blk.counts[r]
 			}
 		}
 	}
 	w.s.mu.Unlock()
+	if w.s.refuse != nil {
+		if err := w.s.refuse(b, w.rows); err != nil {
+			return err
+		}
+	}
 	return w.memWriter.Send(ctx, b)
 }
 

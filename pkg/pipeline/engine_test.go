@@ -122,15 +122,15 @@ func (s *memSink) Running(_ context.Context, _ string, _ int32, kill bool) (int,
 	return s.running, nil
 }
 
-// store records the rows as stored; s.mu is held.
-func (s *memSink) store(rows []*record.Item) {
+// store records the rows of topic's partition as stored; s.mu is held.
+func (s *memSink) store(topic string, partition int32, rows []*record.Item) {
+	k := fmt.Sprintf("%s/%d", topic, partition)
 	for _, it := range rows {
-		k := fmt.Sprintf("%s/%d", it.Rec.Topic, it.Rec.Partition)
-		s.rows[fmt.Sprintf("%s/%d", k, it.Rec.Offset)]++
+		s.rows[fmt.Sprintf("%s/%d", k, it.Offset())]++
 		if s.storeIDs != "" {
-			s.ids[fmt.Sprintf("%s/%d", k, it.Rec.Offset)] = s.storeIDs
+			s.ids[fmt.Sprintf("%s/%d", k, it.Offset())] = s.storeIDs
 		}
-		s.order[k] = append(s.order[k], it.Rec.Offset)
+		s.order[k] = append(s.order[k], it.Offset())
 		s.total++
 	}
 }
@@ -171,7 +171,7 @@ func (w *memWriter) Send(_ context.Context, b *record.Batch) error {
 				half = append(half, it)
 			}
 		}
-		s.store(half)
+		s.store(b.Topic, b.Partition, half)
 		return errors.New("read: connection reset by peer")
 	}
 	if s.lateSends > 0 {
@@ -179,19 +179,18 @@ func (w *memWriter) Send(_ context.Context, b *record.Batch) error {
 		// Copies: the batch's items are recycled once it is committed.
 		rows := make([]*record.Item, len(w.rows))
 		for i, it := range w.rows {
-			rec := *it.Rec
-			rows[i] = &record.Item{Rec: &rec}
+			rows[i] = &record.Item{Rec: &kgo.Record{Offset: it.Offset()}}
 		}
 		s.running++
 		time.AfterFunc(s.lateDelay, func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			s.store(rows)
+			s.store(b.Topic, b.Partition, rows)
 			s.running--
 		})
 		return errors.New("read: i/o timeout")
 	}
-	s.store(w.rows)
+	s.store(b.Topic, b.Partition, w.rows)
 	if s.lostAcks > 0 {
 		s.lostAcks--
 		return errors.New("read: connection reset by peer")
@@ -1128,7 +1127,7 @@ func TestRecreatedTopicIsLoadedBesideTheOldIncarnation(t *testing.T) {
 	for o := int64(0); o < 100; o++ {
 		old = append(old, &record.Item{Rec: &kgo.Record{Topic: f.topic, Partition: 0, Offset: o}})
 	}
-	s.store(old)
+	s.store(f.topic, 0, old)
 	h := &countingHandler{}
 	r := f.startWith("g33", s, small, func(o *Options) { o.Log = slog.New(h) })
 	waitFor(t, "commit at 60", 10*time.Second, func() bool { return f.committed("g33")[0] == 60 })

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/pkg/logx"
 	"github.com/sluice-etl/sluice/pkg/record"
@@ -245,7 +246,7 @@ func (w *worker) markStored(b *record.Batch) error {
 	from := int64(-1)
 	for i := range b.Items {
 		if !b.Items[i].Stored {
-			from = b.Items[i].Rec.Offset
+			from = b.Items[i].Offset()
 			break
 		}
 	}
@@ -267,10 +268,10 @@ func (w *worker) markStored(b *record.Batch) error {
 	n, j := 0, 0
 	for i := range b.Items {
 		it := &b.Items[i]
-		for j < len(offs) && offs[j] < it.Rec.Offset {
+		for j < len(offs) && offs[j] < it.Offset() {
 			j++
 		}
-		if j < len(offs) && offs[j] == it.Rec.Offset && !it.Stored {
+		if j < len(offs) && offs[j] == it.Offset() && !it.Stored {
 			it.MarkStored()
 			n++
 		}
@@ -286,7 +287,7 @@ func (w *worker) markStored(b *record.Batch) error {
 func (w *worker) unlettered(b *record.Batch) int {
 	n := 0
 	for i := range b.Items {
-		if b.Items[i].Failed != nil && !w.lettered(b.Items[i].Rec.Offset) {
+		if b.Items[i].Failed != nil && !w.lettered(b.Items[i].Offset()) {
 			n++
 		}
 	}
@@ -337,21 +338,70 @@ func (w *worker) bisect(b *record.Batch, good int, err error) (int, bool) {
 // of the same attempt failed: the retry produces only those.
 func (w *worker) deadLetter(b *record.Batch) bool {
 	return w.retry("dead-letter produce", func() error {
+		if err := w.restoreOriginals(b); err != nil {
+			return err
+		}
 		if err := w.fence(b); err != nil {
 			return err
 		}
 		return w.e.opts.DeadLetters.Send(w.ctx, b, w.dlqNext, w.lettered, func(it *record.Item, at int64, truncated bool) {
-			w.dlqSeen[it.Rec.Offset] = at
+			w.dlqSeen[it.Offset()] = at
 			w.dlqNext = max(w.dlqNext, at+1)
 			w.e.m.DeadLetters.WithLabelValues(w.p.Name, string(it.Failed.Stage)).Inc()
 			w.st.deadLetters.Add(1)
 			if truncated {
 				w.e.m.TruncatedLetters.WithLabelValues(w.p.Name).Inc()
 				w.log.Warn("dead letter too large for the dead-letter topic; its value was cut (headers keep its size and SHA-256)",
-					"offset", it.Rec.Offset, "value_bytes", len(it.Rec.Value))
+					"offset", it.Offset(), "value_bytes", len(it.Rec.Value))
 			}
 		})
 	})
+}
+
+// restoreOriginals reads again, from Kafka, the records of the failed
+// items of b that were released (releaseRecords) and have no letter yet.
+// A record the partition no longer holds (retention, compaction, the topic
+// created again since) gets a letter with the source coordinates and the
+// reason but no key or value, said in the reason and logged.
+func (w *worker) restoreOriginals(b *record.Batch) error {
+	var offs []int64
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Failed != nil && it.Released() && !w.lettered(it.Offset()) {
+			offs = append(offs, it.Offset())
+		}
+	}
+	if len(offs) == 0 {
+		return nil
+	}
+	o := w.e.originals()
+	if o == nil {
+		return fmt.Errorf("%d released records to read again, and no reader for them", len(offs))
+	}
+	found, err := o.Originals(w.ctx, b.Topic, b.Partition, b.TopicID, offs)
+	if err != nil {
+		return err
+	}
+	gone := 0
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Failed == nil || !it.Released() || w.lettered(it.Offset()) {
+			continue
+		}
+		r, ok := found[it.Offset()]
+		if !ok {
+			gone++
+			r = &kgo.Record{Topic: b.Topic, Partition: b.Partition, Offset: it.Offset()}
+			it.Failed.Reason += " (the record was gone from Kafka when this letter was made: it has no key or value)"
+		}
+		it.Restore(r)
+	}
+	w.log.Info("read records again from Kafka for their dead letters", "count", len(offs), "gone", gone)
+	if gone > 0 {
+		w.log.Error("records whose rows failed at the load were gone from Kafka when their dead letters were made; the letters carry no key or value",
+			"stage", "load", "count", gone, "first", b.First, "last", b.Last, logx.Type(logx.TypeDataLoss))
+	}
+	return nil
 }
 
 // lettered says whether the record at offset already has a dead letter.

@@ -68,7 +68,7 @@ func (w *shapedWriter) Send(ctx context.Context, b *record.Batch) error {
 	switch {
 	case w.sh.storeFirst:
 		w.s.mu.Lock()
-		w.s.store(w.rows)
+		w.s.store(b.Topic, b.Partition, w.rows)
 		w.s.mu.Unlock()
 	case w.sh.firstPart:
 		var part []*record.Item
@@ -78,7 +78,7 @@ func (w *shapedWriter) Send(ctx context.Context, b *record.Batch) error {
 			}
 		}
 		w.s.mu.Lock()
-		w.s.store(part)
+		w.s.store(b.Topic, b.Partition, part)
 		w.s.mu.Unlock()
 	}
 	return fmt.Errorf("sink: events insert: %w", err)

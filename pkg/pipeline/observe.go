@@ -85,3 +85,14 @@ func (c countedLetters) Send(ctx context.Context, b *record.Batch, pos int64, sk
 		acked(it, at, truncated)
 	})
 }
+
+// originals is the dead-letter writer's Originals, nil when it has none
+// (then a columnar batch keeps its records until it is committed).
+func (e *Engine) originals() Originals {
+	d := e.opts.DeadLetters
+	if c, ok := d.(countedLetters); ok {
+		d = c.DeadLetters
+	}
+	o, _ := d.(Originals)
+	return o
+}

@@ -34,6 +34,8 @@ package pipeline
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/sluice-etl/sluice/pkg/batch"
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/stage"
@@ -100,6 +102,18 @@ type DeadLetters interface {
 	// a read of the dead-letter partition that made no progress) is
 	// retried.
 	Resume(ctx context.Context, group, topic string, partition int32) (map[int64]int64, int64, error)
+}
+
+// Originals reads source records again: the DeadLetters of a columnar
+// pipeline implement it (dlq.Writer does) so that a batch's records can be
+// released once their rows are in its block (worker.process), and read
+// again for the few whose rows fail later, at the load, whose letters
+// carry the original key and value. It returns the records it found at
+// offsets (ascending) of the partition; an offset the partition no longer
+// holds, or holds in another incarnation of the topic (topicID), is
+// absent. An error is retried.
+type Originals interface {
+	Originals(ctx context.Context, topic string, partition int32, topicID string, offsets []int64) (map[int64]*kgo.Record, error)
 }
 
 // DeadLetterMetadata encodes, for an offset commit's metadata, a

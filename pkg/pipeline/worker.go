@@ -377,6 +377,7 @@ func (w *worker) process(b *record.Batch) bool {
 	if !stage.Run(w.ctx, b, p.Decoder, w.stages, w.retry) {
 		return false
 	}
+	released := w.releaseRecords(b)
 	loaded, ok := w.load(b)
 	if !ok {
 		return false
@@ -389,12 +390,41 @@ func (w *worker) process(b *record.Batch) bool {
 	end := time.Now()
 	w.e.m.BatchSeconds.WithLabelValues(p.Name).Observe(end.Sub(start).Seconds())
 	w.st.batchDone(loaded, end.Sub(start), end)
-	w.release(int64(b.Bytes + len(b.Items)*batch.RecordOverhead))
+	w.release(int64(b.Bytes+len(b.Items)*batch.RecordOverhead) - released)
 	if d, ok := w.writer.(interface{ Done() }); ok {
 		d.Done()
 	}
 	w.batcher.Recycle(b)
 	return true
+}
+
+// releaseRecords drops the Kafka records of a columnar batch's good items
+// once the stages ran (record.Item.Release), and gives what they held back
+// to the in-flight budget: their rows are in the batch's block, which is
+// all the load needs, so the partitions fetch on while the batch loads.
+// The block's strings still point into the records' fetch buffers, so
+// those stay alive until the batch is done: their keys and values are no
+// more than max_bytes per batch in process (a term of the memory bound of
+// its own, config.MemoryBound), and the budget keeps counting each
+// record's framing in the buffer (batch.RecordFraming) until the commit. A
+// failed item keeps its record for its dead letter; an item whose row
+// fails later, at the load, has its record read again from Kafka
+// (restoreOriginals). It returns the bytes given back; none when the
+// batch has no block or nothing can read records again.
+func (w *worker) releaseRecords(b *record.Batch) int64 {
+	if b.Block == nil || w.e.originals() == nil {
+		return 0
+	}
+	n := int64(0)
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Failed == nil && it.Rec != nil {
+			n += int64(batch.Held(it.Rec) - batch.RecordFraming)
+			it.Release()
+		}
+	}
+	w.release(n)
+	return n
 }
 
 // nextOldest, called once a batch is loaded, makes the record after it

@@ -51,6 +51,8 @@ type Failure struct {
 
 // Item is one Kafka record and what the stages made of it.
 type Item struct {
+	// Rec is the Kafka record; nil once released (Release), when only its
+	// offset and size are kept.
 	Rec *kgo.Record
 	Row Row
 	// Failed is non-nil once a stage gave up on this record; later stages
@@ -60,7 +62,46 @@ type Item struct {
 	// attempt, or a previous owner, loaded it): it is neither loaded nor
 	// dead-lettered again.
 	Stored bool
+	// off and size are the record's offset and key+value bytes once Rec
+	// was released.
+	off  int64
+	size int
 }
+
+// Offset is the record's offset.
+func (it *Item) Offset() int64 {
+	if it.Rec != nil {
+		return it.Rec.Offset
+	}
+	return it.off
+}
+
+// Size is the record's key and value bytes, what max_bytes counts.
+func (it *Item) Size() int {
+	if it.Rec != nil {
+		return len(it.Rec.Key) + len(it.Rec.Value)
+	}
+	return it.size
+}
+
+// Release drops the item's reference to its Kafka record (and so to the
+// fetch buffer its key and value point into), keeping its offset and size.
+// The columnar path releases an item once its row is in the batch's block:
+// the row is then all a load needs, and a dead letter for the item reads
+// the record from Kafka again (Restore).
+func (it *Item) Release() {
+	if it.Rec == nil {
+		return
+	}
+	it.off, it.size = it.Rec.Offset, len(it.Rec.Key)+len(it.Rec.Value)
+	it.Rec = nil
+}
+
+// Released says the item's record was released.
+func (it *Item) Released() bool { return it.Rec == nil }
+
+// Restore gives a released item its record back.
+func (it *Item) Restore(r *kgo.Record) { it.Rec = r }
 
 // Pending says the item still has to be loaded: no stage failed it and the
 // table does not hold it yet.
@@ -135,10 +176,10 @@ func (b *Batch) Slice(lo, hi int) *Batch {
 	s := &Batch{Pipeline: b.Pipeline, Topic: b.Topic, Partition: b.Partition, Epoch: b.Epoch, TopicID: b.TopicID, Items: b.Items[lo:hi:hi],
 		Block: b.Block, Base: b.Base + lo, Ingested: b.Ingested}
 	if hi > lo {
-		s.First, s.Last = b.Items[lo].Rec.Offset, b.Items[hi-1].Rec.Offset
+		s.First, s.Last = b.Items[lo].Offset(), b.Items[hi-1].Offset()
 	}
 	for i := range s.Items {
-		s.Bytes += len(s.Items[i].Rec.Key) + len(s.Items[i].Rec.Value)
+		s.Bytes += s.Items[i].Size()
 	}
 	return s
 }

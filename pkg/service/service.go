@@ -596,8 +596,9 @@ func (n *Native) use(cfg *config.Config, table *sink.Table) error {
 
 // maxRecordBytes bounds one dead letter (and so the largest record a
 // pipeline can dead-letter): the producer's batch limit and the max.message.bytes
-// of a dead-letter topic Sluice creates. 16 MiB matches the default batch
-// max_bytes, so any record a batch can hold can also be dead-lettered.
+// of a dead-letter topic Sluice creates. 16 MiB is above the default batch
+// max_bytes (12 MiB), so any record a default batch can hold can also be
+// dead-lettered.
 const maxRecordBytes = 16<<20 + 1<<10
 
 // ensureDLQTopic creates the dead-letter topic when it is missing, with

@@ -226,7 +226,7 @@ func (t *Table) prepareBlock(bufs *Buffers, b *record.Batch) int {
 			continue
 		}
 		r := b.Base + i
-		if err := t.setSource(bufs, r, it, b.TopicID, ingested); err != nil {
+		if err := t.setSource(bufs, r, b, it, ingested); err != nil {
 			it.Fail(record.StageLoad, err.Error())
 			continue
 		}
@@ -248,14 +248,20 @@ func (t *Table) prepareBlock(bufs *Buffers, b *record.Batch) int {
 	return n
 }
 
-func (t *Table) setSource(bufs *Buffers, r int, it *record.Item, topicID string, ingested time.Time) error {
+func (t *Table) setSource(bufs *Buffers, r int, b *record.Batch, it *record.Item, ingested time.Time) error {
+	// A released item (record.Item.Release) has the batch's topic and
+	// partition.
+	topic, partition, topicID := b.Topic, b.Partition, b.TopicID
+	if it.Rec != nil {
+		topic, partition = it.Rec.Topic, it.Rec.Partition
+	}
 	for j, c := range t.cols {
 		var v any
 		switch c.Name {
 		case ColTopicID, ColTopic:
 			s := topicID
 			if c.Name == ColTopic {
-				s = it.Rec.Topic
+				s = topic
 			}
 			if sb, ok := bufs.cols[j].(*buf[string]); ok {
 				sb.vals[r] = s
@@ -263,12 +269,12 @@ func (t *Table) setSource(bufs *Buffers, r int, it *record.Item, topicID string,
 			}
 			v = s
 		case ColPartition:
-			if err := bufs.cols[j].setInt(r, int64(it.Rec.Partition)); err != nil {
+			if err := bufs.cols[j].setInt(r, int64(partition)); err != nil {
 				return fmt.Errorf("column %s (%s): %w", c.Name, c.Type, err)
 			}
 			continue
 		case ColOffset:
-			if err := bufs.cols[j].setInt(r, it.Rec.Offset); err != nil {
+			if err := bufs.cols[j].setInt(r, it.Offset()); err != nil {
 				return fmt.Errorf("column %s (%s): %w", c.Name, c.Type, err)
 			}
 			continue

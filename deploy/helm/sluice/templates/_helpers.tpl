@@ -328,7 +328,7 @@ chart_test.go checks it against config.MemoryBound.
 {{- $c := .Values.config | default dict -}}
 {{- $b := $c.batch | default dict -}}
 {{- $in := include "sluice.bytes" ($c.inflight_bytes | default "64MiB") | int64 -}}
-{{- $maxBytes := include "sluice.bytes" ($b.max_bytes | default "16MiB") | int64 -}}
+{{- $maxBytes := include "sluice.bytes" ($b.max_bytes | default "12MiB") | int64 -}}
 {{- $maxRows := $b.max_rows | default 20000 | int64 -}}
 {{- $combine := $b.combine | default 1 | int64 -}}
 {{- range $c.pipelines -}}
@@ -340,9 +340,9 @@ chart_test.go checks it against config.MemoryBound.
 {{- $p := include "sluice.parallel" . | int64 -}}
 {{- $bound := add 50331648 $in (div $in 4) (div $in 2) (mul $p $maxRows 2048) -}}
 {{- if gt $combine 1 -}}
-{{- $bound = add $bound (mul (add $p $combine) $maxBytes) (min $in (mul $combine $maxBytes)) -}}
+{{- $bound = add $bound (mul 2 (add $p $combine) $maxBytes) (mul $combine $maxBytes) -}}
 {{- else -}}
-{{- $bound = add $bound (mul $p 3 $maxBytes) -}}
+{{- $bound = add $bound (mul $p 4 $maxBytes) -}}
 {{- end -}}
 {{- $bound -}}
 {{- end -}}
