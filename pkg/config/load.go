@@ -84,9 +84,9 @@ var defaults = map[string]any{
 	"batch.combine": 1,
 	// Keeps the default memory bound at 256 MiB on two cores. It holds
 	// about one full batch of JSON orders per partition of six (an order
-	// holds ~540 B), so a partition cannot fetch its next batch while one
-	// loads: make bench case (a) drained 229-252k rows/s with it, 318k
-	// with 96 MiB (RSS 249 MB), 361k with 128 MiB (305 MB), README
+	// holds ~540 B) besides the batches in process, whose records leave
+	// it once their rows are in the block: make bench case (a) drained
+	// 266-313k rows/s with it, 329k with 96 MiB (RSS 256 MB), README
 	// "Performance". Raise it where memory allows.
 	"inflight_bytes":            "64MiB",
 	"reference.customers_topic": "customers",
