@@ -129,6 +129,21 @@ func (b *Batcher) cut() {
 	b.opened, b.deadline, b.early = time.Time{}, time.Time{}, 0
 }
 
+// Seal cuts the open batch and stamps topicID on every batch held that
+// has none: the records so far belong to that incarnation of the topic,
+// and the next ones (of another, created again since) start a batch of
+// their own.
+func (b *Batcher) Seal(topicID string) {
+	if b.cur != nil {
+		b.cut()
+	}
+	for _, r := range b.ready {
+		if r.TopicID == "" {
+			r.TopicID = topicID
+		}
+	}
+}
+
 // Limits are the limits the next batches are cut at.
 func (b *Batcher) Limits() Limits { return b.limits }
 

@@ -1,6 +1,7 @@
 package batch_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -544,5 +545,24 @@ func TestBatcherOldest(t *testing.T) {
 			t.Fatalf("Oldest at %d, want %d", got, want)
 		}
 		b.Flush()
+	}
+}
+
+// Seal cuts the open batch and stamps the topic ID on every batch held
+// without one; batches opened after it are not stamped.
+func TestSealStampsTheBatchesHeld(t *testing.T) {
+	b := batch.New("p", "t", 0, batch.Limits{MaxRows: 2, MaxBytes: 1 << 20, MaxWait: time.Hour})
+	now := time.Now()
+	for o := int64(0); o < 3; o++ {
+		b.Add(&kgo.Record{Offset: o, Value: []byte("v")}, now)
+	}
+	b.Seal("a")
+	b.Add(&kgo.Record{Offset: 0, Value: []byte("v")}, now)
+	var got []string
+	for x := b.Flush(); x != nil; x = b.Flush() {
+		got = append(got, fmt.Sprintf("%d-%d:%q", x.First, x.Last, x.TopicID))
+	}
+	if want := []string{`0-1:"a"`, `2-2:"a"`, `0-0:""`}; !slices.Equal(got, want) {
+		t.Fatalf("batches %v, want %v", got, want)
 	}
 }

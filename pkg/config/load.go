@@ -44,7 +44,7 @@ var defaults = map[string]any{
 	"clickhouse.username":     "default",
 	"clickhouse.password":     "",
 	"clickhouse.dial_timeout": "5s",
-	// An insert of one 16 MiB batch takes well under a second on loopback;
+	// An insert of one 12 MiB batch takes well under a second on loopback;
 	// 60 s leaves room for a loaded server before the attempt is retried.
 	"clickhouse.insert_timeout": "60s",
 	// On loopback or a LAN an abandoned INSERT's bytes arrive within
@@ -76,11 +76,10 @@ var defaults = map[string]any{
 	"batch.max_rows":  20000,
 	"batch.max_bytes": "12MiB",
 	"batch.max_wait":  "1s",
-	// Each batch its own INSERT unless configured: on this machine
-	// (loopback, an idle server) shared INSERTs cut parts by a fifth but
-	// cost the loader more CPU than they save the server (make bench case
-	// a, docs/DESIGN.md, "Shared INSERTs"); they pay where INSERTs are
-	// slow next to decoding.
+	// Each batch its own INSERT unless configured: 2 cuts the server's
+	// CPU per row and the parts here (make bench case a, docs/DESIGN.md,
+	// "Shared INSERTs"), but makes the default memory bound 280 MiB, and
+	// a rolling upgrade from a version without sharing must run with 1.
 	"batch.combine": 1,
 	// Keeps the default memory bound at 256 MiB on two cores. It holds
 	// about one full batch of JSON orders per partition of six (an order

@@ -93,6 +93,9 @@ type Writer struct {
 	limit atomic.Int64
 	// stall is Resume's bound on a read that makes no progress.
 	stall time.Duration
+	// originalsRead, when set (tests), runs between Originals' read and
+	// its second look at the topic's ID.
+	originalsRead func()
 }
 
 // New returns a writer to topic. brokers and opts (e.g. TLS) serve the
@@ -624,10 +627,15 @@ func (w *Writer) Originals(ctx context.Context, topic string, partition int32, t
 		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: describe the topic: %w", topic, partition, err)
 	}
 	td, ok := topics[topic]
-	if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
-		return found, nil // deleted: the records are gone
+	if !ok {
+		td.Err = kerr.UnknownTopicOrPartition
 	}
 	if td.Err != nil {
+		// Also UnknownTopicOrPartition: the topic is one a worker consumes
+		// now, and a broker that does not know it yet (or a deletion the
+		// group has not seen) is no proof the records are gone. A worker
+		// whose topic is really gone loses its partition, which ends the
+		// retries.
 		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: describe the topic: %w", topic, partition, td.Err)
 	}
 	if topicID != "" && td.ID.String() != topicID {
@@ -667,5 +675,42 @@ func (w *Writer) Originals(ctx context.Context, topic string, partition int32, t
 	}); err != nil {
 		return nil, fmt.Errorf("dlq: read the originals: %w", err)
 	}
+	// The fetch names the topic, not its incarnation: one created again
+	// meanwhile would have answered with its own records. A fresh client
+	// asks, since a client answers metadata from its cache for a while.
+	if w.originalsRead != nil {
+		w.originalsRead()
+	}
+	if topicID != "" && len(found) > 0 {
+		same, err := w.sameIncarnation(ctx, topic, topicID)
+		if err != nil {
+			return nil, fmt.Errorf("dlq: read the originals of %s[%d]: describe the topic again: %w", topic, partition, err)
+		}
+		if !same {
+			return map[int64]*kgo.Record{}, nil
+		}
+	}
 	return found, nil
+}
+
+// sameIncarnation says whether topic still has the ID topicID, asked
+// through a client of its own.
+func (w *Writer) sameIncarnation(ctx context.Context, topic, topicID string) (bool, error) {
+	cl, err := w.client()
+	if err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return false, err
+	}
+	td, ok := topics[topic]
+	if !ok {
+		td.Err = kerr.UnknownTopicOrPartition
+	}
+	if td.Err != nil {
+		return false, td.Err
+	}
+	return td.ID.String() == topicID, nil
 }

@@ -453,20 +453,31 @@ func TestOriginalsReadsTheRecordsThePartitionStillHolds(t *testing.T) {
 	}
 	check("below the log start", id, []int64{3, 4, 5, 7}, map[int64]string{5: "v5", 7: "v7"})
 
-	if _, err := adm.DeleteTopics(ctx, "orders"); err != nil {
-		t.Fatal(err)
+	// Created again between the read and the answer: the records read are
+	// the new incarnation's, not the originals asked for.
+	var pcl *kgo.Client
+	w.originalsRead = func() {
+		w.originalsRead = nil
+		if _, err := adm.DeleteTopics(ctx, "orders"); err != nil {
+			t.Fatal(err)
+		}
+		// A topic a worker consumes that a broker does not know is no
+		// proof its records are gone: an error, which the caller retries.
+		if _, err := w.Originals(ctx, "orders", 0, id, []int64{7}); !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			t.Errorf("deleted: %v, want UNKNOWN_TOPIC_OR_PARTITION", err)
+		}
+		if _, err := adm.CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
+			t.Fatal(err)
+		}
+		// A client of its own: the first one holds the old topic ID.
+		var err error
+		if pcl, err = kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("orders")); err != nil {
+			t.Fatal(err)
+		}
+		produce(pcl, "new-", 10)
 	}
-	check("deleted", id, []int64{7}, map[int64]string{})
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
-		t.Fatal(err)
-	}
-	// A client of its own: the first one holds the old topic ID.
-	pcl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	check("created again during the read", id, []int64{7, 8}, map[int64]string{})
 	defer pcl.Close()
-	produce(pcl, "new-", 10)
 	check("created again, the old incarnation asked for", id, []int64{7}, map[int64]string{})
 	// (A client's metadata answers are cached for a while: the first
 	// client would still name the old ID.)

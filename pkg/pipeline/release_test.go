@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-etl/sluice/pkg/batch"
 	"github.com/sluice-etl/sluice/pkg/dlq"
@@ -135,5 +137,96 @@ func TestRowRefusedAfterItsRecordWasReleasedIsLetteredWithTheOriginal(t *testing
 				t.Fatalf("letter does not carry the original record (value %d bytes, want %d) or the server's reason (%q)", len(l.Value), len(recs[poison].Value), reason)
 			}
 		})
+	}
+}
+
+// A batch waiting out a failed INSERT gives its processing slot to other
+// partitions; the records it released are counted in the in-flight budget
+// again meanwhile, since the memory bound counts released records only
+// for batches holding a slot (config.MemoryBound). Once it is loaded and
+// committed the budget is empty.
+func TestBatchWaitingToRetryCountsItsReleasedRecordsAgain(t *testing.T) {
+	f := newFixture(t, 1)
+	const n = 300
+	recs, _, dec, ts, column := orderColumns(t, f, n)
+	if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	for _, r := range recs {
+		total += int64(batch.Held(r))
+	}
+	refused := make(chan struct{})
+	s := &blockSink{memSink: newMemSink(), column: column}
+	first := true
+	s.refuse = func(b *record.Batch, rows []*record.Item) error {
+		if first {
+			first = false
+			close(refused)
+			return errors.New("write: connection reset by peer")
+		}
+		return nil
+	}
+	one := batch.Limits{MaxRows: n, MaxBytes: 16 << 20, MaxWait: 2 * time.Second}
+	r := f.startWith("g-wait", s, one, func(o *Options) {
+		o.Pipelines[0].Decoder = dec
+		o.Pipelines[0].Transforms = ts
+		o.InflightBytes = 16 << 20
+		o.BackoffMin, o.BackoffMax = 4*time.Second, 4*time.Second
+	})
+	select {
+	case <-refused:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no INSERT within 20 s")
+	}
+	waitFor(t, "the budget to count the waiting batch's records again", 3*time.Second, func() bool {
+		return r.engine.inflight.Load() == total
+	})
+	waitFor(t, "every order stored", 20*time.Second, func() bool { total, _ := s.stats(); return total >= n })
+	waitFor(t, "the budget empty once all is committed", 10*time.Second, func() bool { return r.engine.inflight.Load() == 0 })
+	r.stop(t)
+	if c := f.committed("g-wait"); c[0] != n {
+		t.Fatalf("committed %v, want %d", c, n)
+	}
+	if total, distinct := s.stats(); total != n || distinct != n {
+		t.Fatalf("%d rows stored, %d distinct; want %d of each", total, distinct, n)
+	}
+}
+
+// Records of a topic's earlier incarnation still waiting in a worker when
+// the one created since arrives keep their topic ID: the batches holding
+// them are cut and stamped with it, and the new records start a batch of
+// their own, stamped with the new ID when processed. Stamped with the new
+// one, their stored-offsets read and their dead letters' originals would
+// be the other incarnation's.
+func TestRecordsOfAnEarlierIncarnationKeepItsTopicID(t *testing.T) {
+	e, err := New(Options{Pipelines: []*Pipeline{{Name: "events", Topic: "t", Decoder: textDecoder{}, Sink: newMemSink(),
+		Limits: batch.Limits{MaxRows: 100, MaxBytes: 1 << 20, MaxWait: time.Hour}}}, InflightBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorker(e, e.opts.Pipelines[0], 0)
+	recs := func(n int) []*kgo.Record {
+		var out []*kgo.Record
+		for o := 0; o < n; o++ {
+			out = append(out, &kgo.Record{Topic: "t", Offset: int64(o), Value: []byte("v")})
+		}
+		return out
+	}
+	now := time.Now()
+	w.enqueue(recs(5), "old-id", now)
+	w.drain()
+	w.enqueue(recs(2), "old-id", now)
+	w.enqueue(recs(3), "new-id", now)
+	w.drain()
+	old, next := w.batcher.Flush(), w.batcher.Flush()
+	if old == nil || next == nil || w.batcher.Flush() != nil {
+		t.Fatalf("a first batch %v, a second %v, no third: want all three true", old != nil, next != nil)
+	}
+	if len(old.Items) != 7 || old.TopicID != "old-id" {
+		t.Errorf("first batch: %d records, topic ID %q; want 7 of old-id", len(old.Items), old.TopicID)
+	}
+	if len(next.Items) != 3 || next.TopicID != "" || w.topicID != "new-id" {
+		t.Errorf("second batch: %d records, topic ID %q, worker's %q; want 3 stamped later with new-id", len(next.Items), next.TopicID, w.topicID)
 	}
 }

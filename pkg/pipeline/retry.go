@@ -106,9 +106,21 @@ func (w *worker) wait(d time.Duration) bool {
 	// A waiting worker lets others use its processing slot and its
 	// live-batch token: one failing table must not stall the pipelines
 	// whose tables are fine. (Its buffers stay: while tables fail, the
-	// batches held may outnumber the tokens.)
+	// batches held may outnumber the tokens.) The records its batch gave
+	// back to the in-flight budget (releaseRecords) are counted in it
+	// again meanwhile: the memory bound counts released records per slot
+	// or token, and a batch without either is counted by the budget, which
+	// pauses the fetch while they are over it.
 	slot, live := w.hasSlot, w.hasLive
 	w.releaseAll()
+	if r := w.released; r > 0 && (slot || live) {
+		w.held.Add(r)
+		w.e.inflight.Add(r)
+		defer func() {
+			w.held.Add(-r)
+			w.e.inflight.Add(-r)
+		}()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -65,10 +65,12 @@ type worker struct {
 	// counts from its first record's arrival, not from the drain, which
 	// waits while the worker loads the previous batch.
 	queue []arrival
-	// queuedID is the topic ID of the queued records (under mu); topicID
-	// that of the records drained into the batcher, stamped on batches.
-	queuedID string
-	topicID  string
+	// released is what the batch in process gave back to the in-flight
+	// budget (releaseRecords); a wait counts it again (retry.go).
+	released int64
+	// topicID is the topic ID of the records drained into the batcher
+	// last, stamped on batches; each arrival carries its own.
+	topicID string
 	// otherIncarnation says the table was found holding rows of another
 	// incarnation of the topic (warned once).
 	otherIncarnation bool
@@ -155,10 +157,7 @@ func (w *worker) enqueue(recs []*kgo.Record, topicID string, fetched time.Time) 
 		w.first.Store(recs[0].Offset)
 	}
 	w.mu.Lock()
-	w.queue = append(w.queue, arrival{recs: recs, at: fetched})
-	if topicID != "" {
-		w.queuedID = topicID
-	}
+	w.queue = append(w.queue, arrival{recs: recs, at: fetched, topicID: topicID})
 	if w.st.oldest.Load() == 0 { // nothing older waits: these are the oldest
 		w.st.oldest.Store(recordTime(recs[0], fetched))
 	}
@@ -322,17 +321,18 @@ func (w *worker) drain() {
 	w.mu.Lock()
 	q := w.queue
 	w.queue = nil
-	id := w.queuedID
 	w.mu.Unlock()
-	if id != w.topicID {
-		if w.topicID != "" {
-			w.log.Warn("the topic was deleted and created again while assigned (new topic ID): loading the new incarnation",
-				"topic_id", id, "previous_topic_id", w.topicID)
-		}
-		w.topicID = id
-	}
 	n := 0
 	for _, a := range q {
+		if a.topicID != "" && a.topicID != w.topicID {
+			if w.topicID != "" {
+				w.log.Warn("the topic was deleted and created again while assigned (new topic ID): loading the new incarnation",
+					"topic_id", a.topicID, "previous_topic_id", w.topicID)
+			}
+			// The batches so far hold the earlier incarnation's records.
+			w.batcher.Seal(w.topicID)
+			w.topicID = a.topicID
+		}
 		for _, r := range a.recs {
 			w.batcher.Add(r, a.at)
 		}
@@ -341,10 +341,12 @@ func (w *worker) drain() {
 	w.e.m.Consumed.WithLabelValues(w.p.Name).Add(float64(n))
 }
 
-// arrival is one fetch's records for the worker and when they arrived.
+// arrival is one fetch's records for the worker, when they arrived, and
+// their topic's ID ("" when the fetch did not say).
 type arrival struct {
-	recs []*kgo.Record
-	at   time.Time
+	recs    []*kgo.Record
+	at      time.Time
+	topicID string
 }
 
 func (w *worker) release(n int64) {
@@ -370,7 +372,9 @@ func (w *worker) process(b *record.Batch) bool {
 	}
 	start := time.Now()
 	p := w.p
-	b.TopicID = w.topicID
+	if b.TopicID == "" { // else sealed with an earlier incarnation's
+		b.TopicID = w.topicID
+	}
 	if bw, ok := w.writer.(interface{ Block([]string) record.Block }); ok && w.columnar {
 		b.Block = bw.Block(w.needs)
 	}
@@ -378,6 +382,8 @@ func (w *worker) process(b *record.Batch) bool {
 		return false
 	}
 	released := w.releaseRecords(b)
+	w.released = released
+	defer func() { w.released = 0 }()
 	loaded, ok := w.load(b)
 	if !ok {
 		return false
