@@ -622,21 +622,9 @@ func (w *Writer) Originals(ctx context.Context, topic string, partition int32, t
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topics, err := adm.ListTopics(ctx, topic)
+	td, err := describeTopic(ctx, adm, topic)
 	if err != nil {
 		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: describe the topic: %w", topic, partition, err)
-	}
-	td, ok := topics[topic]
-	if !ok {
-		td.Err = kerr.UnknownTopicOrPartition
-	}
-	if td.Err != nil {
-		// Also UnknownTopicOrPartition: the topic is one a worker consumes
-		// now, and a broker that does not know it yet (or a deletion the
-		// group has not seen) is no proof the records are gone. A worker
-		// whose topic is really gone loses its partition, which ends the
-		// retries.
-		return nil, fmt.Errorf("dlq: read the originals of %s[%d]: describe the topic: %w", topic, partition, td.Err)
 	}
 	if topicID != "" && td.ID.String() != topicID {
 		return found, nil // created again: these offsets hold other records
@@ -701,16 +689,27 @@ func (w *Writer) sameIncarnation(ctx context.Context, topic, topicID string) (bo
 		return false, err
 	}
 	defer cl.Close()
-	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	td, err := describeTopic(ctx, kadm.NewClient(cl), topic)
 	if err != nil {
 		return false, err
+	}
+	return td.ID.String() == topicID, nil
+}
+
+// describeTopic is topic's metadata, or why there is none. A topic the
+// broker does not know is an error too (UnknownTopicOrPartition): Originals
+// is asked about a topic a worker consumes now, and a broker that does not
+// know it yet (or a deletion the group has not seen) is no proof its
+// records are gone; a worker whose topic is really gone loses its
+// partition, which ends the retries.
+func describeTopic(ctx context.Context, adm *kadm.Client, topic string) (kadm.TopicDetail, error) {
+	topics, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return kadm.TopicDetail{}, err
 	}
 	td, ok := topics[topic]
 	if !ok {
 		td.Err = kerr.UnknownTopicOrPartition
 	}
-	if td.Err != nil {
-		return false, td.Err
-	}
-	return td.ID.String() == topicID, nil
+	return td, td.Err
 }

@@ -29,10 +29,7 @@ func TestAvroWithOrderItemsTakesTheColumnarPath(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, 2)
 			const n = 300
-			recs, want, dec, ts, column := orderColumns(t, f, n)
-			if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
+			_, want, dec, ts, column := orderColumns(t, f, n)
 			if !columnar {
 				ts = append(ts, rowsOnly{})
 			}
@@ -67,8 +64,8 @@ func TestAvroWithOrderItemsTakesTheColumnarPath(t *testing.T) {
 // orderColumns is an Avro orders pipeline as the service builds it for the
 // columnar path (decode.ColumnAvro bound to the table's columns, the
 // order_items transform), and n orders for it spread over f's partitions:
-// the records (not produced yet), each one's item_count by partition<<32 |
-// offset, the decoder, the transforms and the column lookup.
+// the records (produced to f's topic), each one's item_count by
+// partition<<32 | offset, the decoder, the transforms and the column lookup.
 func orderColumns(t *testing.T, f *fixture, n int) ([]*kgo.Record, map[int64]int64, Decoder, []transform.Transform, func(string) int) {
 	t.Helper()
 	avsc := filepath.Join("..", "..", "schemas", "avro")
@@ -112,6 +109,9 @@ func orderColumns(t *testing.T, f *fixture, n int) ([]*kgo.Record, map[int64]int
 	dec, ok, err := decode.NewColumnAvro(decode.FormatAvro, schema, nil, column, []string{"items.quantity"})
 	if err != nil || !ok {
 		t.Fatalf("NewColumnAvro: %v %v", ok, err)
+	}
+	if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 	return recs, want, dec, ts, column
 }

@@ -364,11 +364,12 @@ func (w *worker) deadLetter(b *record.Batch) bool {
 // created again since) gets a letter with the source coordinates and the
 // reason but no key or value, said in the reason and logged.
 func (w *worker) restoreOriginals(b *record.Batch) error {
+	var items []*record.Item
 	var offs []int64
 	for i := range b.Items {
 		it := &b.Items[i]
 		if it.Failed != nil && it.Released() && !w.lettered(it.Offset()) {
-			offs = append(offs, it.Offset())
+			items, offs = append(items, it), append(offs, it.Offset())
 		}
 	}
 	if len(offs) == 0 {
@@ -383,11 +384,7 @@ func (w *worker) restoreOriginals(b *record.Batch) error {
 		return err
 	}
 	gone := 0
-	for i := range b.Items {
-		it := &b.Items[i]
-		if it.Failed == nil || !it.Released() || w.lettered(it.Offset()) {
-			continue
-		}
+	for _, it := range items {
 		r, ok := found[it.Offset()]
 		if !ok {
 			gone++

@@ -26,9 +26,6 @@ func TestColumnarBatchGivesItsRecordsBackBeforeItsInsert(t *testing.T) {
 	f := newFixture(t, 1)
 	const n = 300
 	recs, _, dec, ts, column := orderColumns(t, f, n)
-	if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
 	entered, proceed := make(chan *record.Batch, 1), make(chan struct{})
 	s := &blockSink{memSink: newMemSink(), column: column}
 	first := true
@@ -90,9 +87,6 @@ func TestRowRefusedAfterItsRecordWasReleasedIsLetteredWithTheOriginal(t *testing
 			f := newFixture(t, 1)
 			const n, poison = 200, 137
 			recs, _, dec, ts, column := orderColumns(t, f, n)
-			if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
 			s := &blockSink{memSink: newMemSink(), column: column}
 			deleted := false
 			s.refuse = func(b *record.Batch, rows []*record.Item) error {
@@ -149,9 +143,6 @@ func TestBatchWaitingToRetryCountsItsReleasedRecordsAgain(t *testing.T) {
 	f := newFixture(t, 1)
 	const n = 300
 	recs, _, dec, ts, column := orderColumns(t, f, n)
-	if err := f.produce.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
 	total := int64(0)
 	for _, r := range recs {
 		total += int64(batch.Held(r))

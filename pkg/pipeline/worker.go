@@ -328,9 +328,9 @@ func (w *worker) drain() {
 			if w.topicID != "" {
 				w.log.Warn("the topic was deleted and created again while assigned (new topic ID): loading the new incarnation",
 					"topic_id", a.topicID, "previous_topic_id", w.topicID)
+				// The batches so far hold the earlier incarnation's records.
+				w.batcher.Seal(w.topicID)
 			}
-			// The batches so far hold the earlier incarnation's records.
-			w.batcher.Seal(w.topicID)
 			w.topicID = a.topicID
 		}
 		for _, r := range a.recs {
@@ -381,8 +381,7 @@ func (w *worker) process(b *record.Batch) bool {
 	if !stage.Run(w.ctx, b, p.Decoder, w.stages, w.retry) {
 		return false
 	}
-	released := w.releaseRecords(b)
-	w.released = released
+	w.released = w.releaseRecords(b)
 	defer func() { w.released = 0 }()
 	loaded, ok := w.load(b)
 	if !ok {
@@ -396,7 +395,7 @@ func (w *worker) process(b *record.Batch) bool {
 	end := time.Now()
 	w.e.m.BatchSeconds.WithLabelValues(p.Name).Observe(end.Sub(start).Seconds())
 	w.st.batchDone(loaded, end.Sub(start), end)
-	w.release(int64(b.Bytes+len(b.Items)*batch.RecordOverhead) - released)
+	w.release(int64(b.Bytes+len(b.Items)*batch.RecordOverhead) - w.released)
 	if d, ok := w.writer.(interface{ Done() }); ok {
 		d.Done()
 	}

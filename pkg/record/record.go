@@ -93,7 +93,7 @@ func (it *Item) Release() {
 	if it.Rec == nil {
 		return
 	}
-	it.off, it.size = it.Rec.Offset, len(it.Rec.Key)+len(it.Rec.Value)
+	it.off, it.size = it.Rec.Offset, it.Size()
 	it.Rec = nil
 }
 
