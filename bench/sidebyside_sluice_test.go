@@ -204,6 +204,10 @@ func (s *suite) startSluice(db, group, topic, format, transforms, extra string) 
 	dir := s.w.b.TempDir()
 	path := s.writeConfig(dir, db, group, topic, format, transforms, extra, "")
 	p := &sluiceProc{log: filepath.Join(dir, "sluice.log"), exited: make(chan error, 1)}
+	if keep := os.Getenv("SLUICE_BENCH_LOG_DIR"); keep != "" {
+		// Kept after the run (TempDir is removed), one file per case.
+		p.log = filepath.Join(keep, db+".log")
+	}
 	if s.profileDir != "" {
 		// The profile is fetched from the admin server, so it needs a
 		// known port and admin.pprof.

@@ -218,6 +218,43 @@ func cutLink(t *testing.T, format string) {
 	w.exactlyOnce(topic)
 }
 
+// TestResetLinkDuringINSERTStreamsLosesAndDuplicatesNothing: a backlog's
+// batches share INSERTs held open across them (clickhouse.insert_stream_wait,
+// a minute here). The link to ClickHouse is slowed so that the drain takes
+// a while, and reset (toxiproxy reset_peer) once a stream has been open for
+// two seconds: the streams fail with their outcome unknown, their
+// partitions start again from their commits, and every record ends up
+// stored once. The test fails if no stream failed (the fault missed).
+func TestResetLinkDuringINSERTStreamsLosesAndDuplicatesNothing(t *testing.T) {
+	w := newWorld(t)
+	topic := w.name("orders_stream")
+	w.createTopic(topic, 2)
+	w.produceSpreadOrdersAs("json", topic, 20000, 10*time.Minute)
+
+	px := newProxy(t, clickhouse)
+	g := w.name("g_stream")
+	cfg := w.sluiceConfig(g, ordersPipelineAs("json", topic))
+	cfg.ClickHouse.Addr = []string{px.Listen}
+	cfg.ClickHouse.InsertStreamWait = time.Minute
+	cfg.ClickHouse.InsertStreamRows = 1_000_000
+	cfg.ClickHouse.InsertStreamBytes = 1 << 30
+	cfg.Pipelines[0].Batch.MaxRows = 500
+	px.toxic(t, `{"name":"slow","type":"bandwidth","stream":"upstream","attributes":{"rate":300}}`)
+	s := w.startSluice(cfg)
+	open := fmt.Sprintf("SELECT count() FROM system.processes WHERE startsWith(query_id, 'sluice:%s.') AND elapsed > 2", w.db)
+	waitUntil(t, "an INSERT stream open for 2 s", 60*time.Second, func() bool { return w.count(open) > 0 })
+	px.toxic(t, `{"name":"reset","type":"reset_peer","stream":"upstream","attributes":{"timeout":0}}`)
+	time.Sleep(2 * time.Second)
+	px.heal(t, "reset")
+	px.heal(t, "slow")
+	w.waitCommitted(g, topic, 120*time.Second)
+	if n := s.metric(t, `sluice_insert_streams_total{outcome="failed",pipeline="orders"}`); n < 1 {
+		t.Fatalf("%v INSERT streams failed: the reset missed them", n)
+	}
+	s.stop(t)
+	w.exactlyOnce(topic)
+}
+
 // proxy is a fault-injecting TCP proxy (toxiproxy) run in the test process.
 type proxy struct {
 	*toxiproxy.Proxy

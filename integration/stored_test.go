@@ -13,7 +13,7 @@ import (
 )
 
 // TestStoredReadsTheRangeOnEveryEngine: the stored offsets read (invariant
-// 3) filters in PREWHERE on a MergeTree table and in WHERE on any other
+// 3) and the highest-offset read beside it (Table.Highest) filter in PREWHERE on a MergeTree table and in WHERE on any other
 // engine (a Log table refuses PREWHERE). On both it returns exactly the
 // offsets of the range for the topic, partition and incarnation asked, and
 // counts another incarnation's rows of the range as foreign; rows of the
@@ -74,6 +74,7 @@ func TestStoredReadsTheRangeOnEveryEngine(t *testing.T) {
 			if got, _, err := tb.Stored(ctx, "orders", 1, "A", 120, 200); err != nil || len(got) != 0 {
 				t.Errorf("a range past the stored rows: %v, %v; want none", got, err)
 			}
+			checkHighest(ctx, t, tb)
 			if engine == "Log" {
 				return
 			}
@@ -92,7 +93,35 @@ func TestStoredReadsTheRangeOnEveryEngine(t *testing.T) {
 				if err != nil || !slices.Equal(got, want) || foreign != 5 {
 					t.Errorf("through the view: %v (%d foreign), %v; want %v (5 foreign)", got, foreign, err, want)
 				}
+				checkHighest(ctx, t, tb)
 			}
 		})
+	}
+}
+
+// checkHighest asks Table.Highest about the rows TestStoredReadsTheRangeOnEveryEngine
+// wrote: orders[1] 0..99 under A, 100..119 under B, 42 again under A and 43
+// without an id; orders[2] and payments[1] as decoys.
+func checkHighest(ctx context.Context, t *testing.T, tb *sink.Table) {
+	t.Helper()
+	for _, c := range []struct {
+		topic       string
+		partition   int32
+		id          string
+		after, want int64
+		wantForeign int
+	}{
+		{"orders", 1, "A", 40, 99, 20},  // 100..119 are B's
+		{"orders", 1, "B", 40, 119, 60}, // 41..99 and 42's copy are A's; 43 has no id
+		{"orders", 1, "", 50, 119, 0},   // no id asked: every row counts
+		{"orders", 1, "A", 119, -1, 0},  // nothing above the last row
+		{"orders", 3, "A", -1, -1, 0},   // a partition without rows
+		{"orders", 1, "A", -1, 99, 20},  // from offset 0
+	} {
+		got, foreign, err := tb.Highest(ctx, c.topic, c.partition, c.id, c.after)
+		if err != nil || got != c.want || foreign != c.wantForeign {
+			t.Errorf("Highest(%s[%d], id %q, above %d) = %d (%d foreign), %v; want %d (%d foreign)",
+				c.topic, c.partition, c.id, c.after, got, foreign, err, c.want, c.wantForeign)
+		}
 	}
 }

@@ -103,6 +103,7 @@ func Held(r *kgo.Record) int { return Size(r) + RecordOverhead }
 func (b *Batcher) Add(r *kgo.Record, now time.Time) {
 	sz := Size(r)
 	if b.cur != nil && b.cur.Bytes+sz > b.limits.MaxBytes {
+		b.cur.Full = true
 		b.cut()
 	}
 	if b.cur == nil {
@@ -119,6 +120,7 @@ func (b *Batcher) Add(r *kgo.Record, now time.Time) {
 	b.cur.Epoch = r.LeaderEpoch
 	b.cur.Bytes += sz
 	if len(b.cur.Items) >= b.limits.MaxRows || b.cur.Bytes >= b.limits.MaxBytes {
+		b.cur.Full = true
 		b.cut()
 	}
 }

@@ -106,6 +106,18 @@ type ClickHouse struct {
 	// driver, logged) or "driver" (clickhouse-go). Queries always go
 	// through clickhouse-go.
 	InsertProtocol string `mapstructure:"insert_protocol"`
+	// InsertStreamWait is how long one INSERT of a partition may stay
+	// open across its consecutive batches while they are cut full (a
+	// backlog): the server squashes them into parts of up to
+	// InsertStreamRows rows or InsertStreamBytes bytes instead of a part
+	// per batch, and the batches are committed together when the INSERT
+	// ends. A batch cut by max_wait (the partition caught up) ends it at
+	// once, so latency under a steady flow is unchanged. 0: one INSERT
+	// per batch. Native writer on a single server only
+	// (docs/DESIGN.md, "INSERT streams").
+	InsertStreamWait  time.Duration `mapstructure:"insert_stream_wait"`
+	InsertStreamRows  int           `mapstructure:"insert_stream_rows"`
+	InsertStreamBytes ByteSize      `mapstructure:"insert_stream_bytes"`
 	// Cluster, when it lists shards, replaces Addr: Sluice writes each
 	// Kafka partition's rows to one shard's local replicated table and
 	// reads the stored offsets from a replica known to be caught up

@@ -69,6 +69,15 @@ func (c *Config) Validate() Errors {
 	positive("clickhouse.dial_timeout", c.ClickHouse.DialTimeout)
 	positive("clickhouse.insert_timeout", c.ClickHouse.InsertTimeout)
 	positive("clickhouse.unknown_outcome_wait", c.ClickHouse.UnknownOutcomeWait)
+	if c.ClickHouse.InsertStreamWait < 0 || c.ClickHouse.InsertStreamWait > 10*time.Minute {
+		add("clickhouse.insert_stream_wait", "must be between 0 (one INSERT per batch) and 10m, got %v", c.ClickHouse.InsertStreamWait)
+	}
+	if c.ClickHouse.InsertStreamRows < 1 || c.ClickHouse.InsertStreamRows > 100_000_000 {
+		add("clickhouse.insert_stream_rows", "must be between 1 and 100000000, got %d", c.ClickHouse.InsertStreamRows)
+	}
+	if c.ClickHouse.InsertStreamBytes < 1 || c.ClickHouse.InsertStreamBytes > 16<<30 {
+		add("clickhouse.insert_stream_bytes", "must be between 1B and 16GiB, got %d", c.ClickHouse.InsertStreamBytes)
+	}
 	if !slices.Contains([]string{"auto", "native", "driver"}, c.ClickHouse.InsertProtocol) {
 		add("clickhouse.insert_protocol", "%q is not one of auto, native, driver", c.ClickHouse.InsertProtocol)
 	}

@@ -75,6 +75,12 @@ type Options struct {
 	// its processing slot up for its INSERT, so up to Parallel + Combine
 	// batches hold decoded rows at once (the live-batch tokens).
 	Combine int
+	// StreamWait is how long one INSERT of a partition may stay open
+	// across its batches cut full (stream.go; 0: one INSERT per batch);
+	// StreamRows and StreamBytes end it earlier, and are the server's
+	// squashing sizes for it.
+	StreamWait              time.Duration
+	StreamRows, StreamBytes int
 }
 
 // OutOfRangePolicy is Options.OnOutOfRange (config
@@ -101,6 +107,12 @@ type Engine struct {
 	// skips are the source offsets [from, to) each partition gave up to
 	// retention, carried in its commits' metadata (Options.RecordSkip).
 	skips map[tp][2]int64
+	// restarts are workers whose INSERT stream failed, for the poll loop
+	// to start again (stream.go); noStream is, per partition, the last
+	// offset of its latest failed stream: no stream goes up to it.
+	// Both under mu.
+	restarts []*worker
+	noStream map[tp]int64
 
 	// slots holds one token per batch being processed (Options.Parallel).
 	slots chan struct{}
@@ -210,6 +222,7 @@ func New(o Options) (*Engine, error) {
 		byTopic:      map[string]*Pipeline{},
 		workers:      map[tp]*worker{},
 		skips:        map[tp][2]int64{},
+		noStream:     map[tp]int64{},
 		started:      make(chan struct{}),
 		reconf:       make(chan *reconfig),
 		polled:       make(chan struct{}),
@@ -331,6 +344,7 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 			r.done <- e.reconfigure(cl, r.pipes)
 		default:
 		}
+		e.restartFailed(cl)
 		cl.AllowRebalance()
 	}
 	close(e.polled)

@@ -77,6 +77,8 @@ type memSink struct {
 	// ids holds the topic ID each row was stored with ("" for none).
 	ids      map[string]string
 	storeIDs string // the topic ID store records
+	// storedReads and highestReads count the calls of Stored and Highest.
+	storedReads, highestReads int
 }
 
 func newMemSink() *memSink {
@@ -93,6 +95,7 @@ func (s *memSink) NewWriter() Writer { return &memWriter{s: s} }
 func (s *memSink) Stored(_ context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.storedReads++
 	if s.failStored {
 		return nil, 0, errors.New("clickhouse is down")
 	}
@@ -111,6 +114,28 @@ func (s *memSink) Stored(_ context.Context, topic string, partition int32, topic
 	}
 	slices.Sort(out)
 	return out, foreign, nil
+}
+
+func (s *memSink) Highest(_ context.Context, topic string, partition int32, topicID string, after int64) (int64, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.highestReads++
+	if s.failStored {
+		return 0, 0, errors.New("clickhouse is down")
+	}
+	highest, foreign := int64(-1), 0
+	k := fmt.Sprintf("%s/%d", topic, partition)
+	for _, o := range s.order[k] {
+		if o <= after {
+			continue
+		}
+		if id := s.ids[fmt.Sprintf("%s/%d", k, o)]; id != "" && topicID != "" && id != topicID {
+			foreign++
+			continue
+		}
+		highest = max(highest, o)
+	}
+	return highest, foreign, nil
 }
 
 func (s *memSink) Running(_ context.Context, _ string, _ int32, kill bool) (int, error) {
@@ -133,6 +158,18 @@ func (s *memSink) store(topic string, partition int32, rows []*record.Item) {
 		s.order[k] = append(s.order[k], it.Offset())
 		s.total++
 	}
+}
+
+// everyOther is items 0, 2, 4, …: what a crash between the parts of an
+// INSERT leaves stored.
+func everyOther(items []*record.Item) []*record.Item {
+	var half []*record.Item
+	for i, it := range items {
+		if i%2 == 0 {
+			half = append(half, it)
+		}
+	}
+	return half
 }
 
 func (w *memWriter) Prepare(b *record.Batch) int {
@@ -165,13 +202,7 @@ func (w *memWriter) Send(_ context.Context, b *record.Batch) error {
 	}
 	if s.partialSends > 0 && len(w.rows) > 1 {
 		s.partialSends--
-		var half []*record.Item
-		for i, it := range w.rows {
-			if i%2 == 0 {
-				half = append(half, it)
-			}
-		}
-		s.store(b.Topic, b.Partition, half)
+		s.store(b.Topic, b.Partition, everyOther(w.rows))
 		return errors.New("read: connection reset by peer")
 	}
 	if s.lateSends > 0 {

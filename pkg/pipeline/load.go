@@ -66,8 +66,29 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 		if w.ctx.Err() != nil {
 			return 0, false
 		}
+		// A batch that cannot join the open INSERT stream waits for it
+		// to end (stream.go).
+		stream := attempt == 0 && w.streamable(b)
+		if !stream && w.stream != nil && !w.endStream() {
+			return 0, false
+		}
 		good, err := w.ready(b)
 		if errors.Is(err, errStopped) {
+			return 0, false
+		}
+		if err == nil && good > 0 && stream && w.readSkipped && (w.stream != nil || b.Full) {
+			opened, serr := w.appendStream(b, good)
+			if opened && serr != nil {
+				w.streamFailed(w.stream, serr)
+				return 0, false
+			}
+			if opened {
+				w.inserted(b, good)
+				return good, true
+			}
+			w.log.Info("could not open an INSERT stream; sending the batch alone", "first", b.First, "last", b.Last, logx.Err(serr))
+		}
+		if err == nil && good > 0 && w.stream != nil && !w.endStream() {
 			return 0, false
 		}
 		if err == nil && good > 0 {
@@ -153,6 +174,7 @@ func (w *worker) load(b *record.Batch) (int, bool) {
 // (Options.Combine). A row-path batch keeps its slot: its decoded Rows
 // are what Options.Parallel bounds.
 func (w *worker) send(b *record.Batch) error {
+	w.clean.sent(b.Last)
 	ss, ok := w.writer.(sharedSender)
 	if !ok {
 		return w.writer.Send(w.ctx, b)
@@ -171,14 +193,33 @@ func (w *worker) sharesInserts() bool { return w.columnar && w.e.opts.Combine > 
 // ready runs steps 1 to 4 of an attempt and prepares the rows to send; it
 // returns how many there are.
 func (w *worker) ready(b *record.Batch) (int, error) {
-	if err := w.settle(w.ctx, false); err != nil {
-		return 0, err
+	// The assignment as confirmed before the fence: the clean region
+	// holds only under the one it was read under.
+	under := w.e.member.Load()
+	from := pendingFrom(b)
+	skip := from >= 0 && w.clean.covers(from, b.TopicID, under)
+	if !skip && w.stream != nil && !w.endStream() {
+		// The settle would wait for the worker's own open stream.
+		return 0, errStopped
+	}
+	if !skip {
+		if err := w.settle(w.ctx, false); err != nil {
+			return 0, err
+		}
 	}
 	if err := w.fence(b); err != nil {
 		return 0, err
 	}
-	if err := w.markStored(b); err != nil {
-		return 0, err
+	w.readSkipped = skip
+	if from >= 0 {
+		outcome := "skipped"
+		if !skip {
+			outcome = "read"
+			if err := w.markStored(b, from, under); err != nil {
+				return 0, err
+			}
+		}
+		w.e.m.StoredReads.WithLabelValues(w.p.Name, outcome).Inc()
 	}
 	good := w.writer.Prepare(b)
 	if w.unlettered(b) == 0 {
@@ -240,22 +281,70 @@ func (w *worker) abandon(cause error) bool {
 	return false
 }
 
-// markStored reads which offsets of b the table holds and marks those
-// items stored.
-func (w *worker) markStored(b *record.Batch) error {
-	from := int64(-1)
+// pendingFrom is the offset of b's first item not known stored, -1 when
+// every item is.
+func pendingFrom(b *record.Batch) int64 {
 	for i := range b.Items {
 		if !b.Items[i].Stored {
-			from = b.Items[i].Offset()
-			break
+			return b.Items[i].Offset()
 		}
 	}
-	if from < 0 {
-		return nil
+	return -1
+}
+
+// cleanRegion is where a worker knows the table holds no row of its
+// partition that it did not send itself: every offset from `from` up, for
+// the topic incarnation topicID, as long as the group assignment is the
+// one confirmed under `under` (Engine.member, a new pointer at every
+// assigned callback). A batch whose pending items all lie there needs
+// neither settle nor stored read: nobody wrote there. The first read of an
+// assignment establishes it (markStored, Sink.Highest), and every INSERT
+// moves it above the rows it carried before it is sent (send), so a retry
+// or any piece of a batch already sent reads the table again
+// (docs/DESIGN.md, invariant 3).
+type cleanRegion struct {
+	from    int64
+	under   *string
+	topicID string
+}
+
+// known says the region was read under the assignment under for topicID.
+func (c *cleanRegion) known(topicID string, under *string) bool {
+	return c.under != nil && c.under == under && c.topicID == topicID
+}
+
+// covers says offsets from `from` up lie in the region.
+func (c *cleanRegion) covers(from int64, topicID string, under *string) bool {
+	return c.known(topicID, under) && from >= c.from
+}
+
+// sent moves the region above last: an INSERT carrying rows up to it is
+// about to be sent, and may store any of them whatever it returns.
+func (c *cleanRegion) sent(last int64) {
+	if c.under != nil {
+		c.from = max(c.from, last+1)
 	}
+}
+
+// markStored reads which offsets of b from `from` up the table holds and
+// marks those items stored. The first read under an assignment (under)
+// also asks for the highest offset stored above the batch: above that and
+// the batch, nobody but this worker writes while the assignment holds
+// (cleanRegion). A table holding another incarnation's rows there gets a
+// read for every batch, as before.
+func (w *worker) markStored(b *record.Batch, from int64, under *string) error {
 	offs, foreign, err := w.p.Sink.Stored(w.ctx, w.p.Topic, w.partition, b.TopicID, from, b.Last)
 	if err != nil {
 		return err
+	}
+	if !w.clean.known(b.TopicID, under) && under != nil {
+		highest, above, err := w.p.Sink.Highest(w.ctx, w.p.Topic, w.partition, b.TopicID, b.Last)
+		if err != nil {
+			return err
+		}
+		if foreign == 0 && above == 0 {
+			w.clean = cleanRegion{from: max(b.Last, highest) + 1, under: under, topicID: b.TopicID}
+		}
 	}
 	if foreign > 0 && !w.otherIncarnation {
 		w.otherIncarnation = true
@@ -425,9 +514,14 @@ func (w *worker) dlqAt(next int64) int64 {
 // committed plus what it has since dead-lettered, to prove the member still
 // owns the partition.
 func (w *worker) fence(b *record.Batch) error {
-	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, b.First, w.dlqAt(b.First))
+	at := b.First
+	if w.stream != nil {
+		// The stream's batches are not stored yet (stream.go).
+		at = min(at, w.stream.first)
+	}
+	err := w.e.commit(w.p.Topic, w.partition, b.Epoch, at, w.dlqAt(at))
 	if err == nil {
-		w.committed.Store(max(w.committed.Load(), b.First))
+		w.committed.Store(max(w.committed.Load(), at))
 		return nil
 	}
 	for _, f := range []error{errIdentityChanged, kerr.IllegalGeneration, kerr.UnknownMemberID, kerr.FencedInstanceID, kerr.StaleMemberEpoch} {

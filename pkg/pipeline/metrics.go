@@ -53,6 +53,14 @@ type Metrics struct {
 	// Retries counts the failed attempts a worker retries, by operation
 	// and error type (retry.go).
 	Retries *prometheus.CounterVec
+	// StoredReads counts the batches' stored-offsets steps (settle and
+	// read) by what they did: "read" asked the table, "skipped" did not,
+	// the batch lying wholly in the worker's clean region (load.go).
+	StoredReads *prometheus.CounterVec
+	// Streams counts the INSERT streams that ended, by outcome: "ok" (its
+	// batches committed) or "failed" (the partition started again from
+	// its last commit; stream.go).
+	Streams *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg (nil: not
@@ -133,12 +141,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_retries_total", Help: "Failed attempts a partition worker retries with backoff, by operation and error type (INSERTs are in sluice_insert_errors_total).",
 		}, []string{"pipeline", "op", "error_type"}),
+		StoredReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_stored_reads_total", Help: "Stored-offsets steps before a batch's INSERT, by outcome: read (ClickHouse was asked which offsets of the batch it holds), skipped (the batch lies above everything the table held when the partition was first read under this assignment and above everything this worker sent since).",
+		}, []string{"pipeline", "outcome"}),
+		Streams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_insert_streams_total", Help: "INSERTs held open across a partition's batches (clickhouse.insert_stream_wait) that ended, by outcome: ok (their batches committed) or failed (outcome unknown: the partition started again from its last commit).",
+		}, []string{"pipeline", "outcome"}),
 		Stalled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_stalled_partitions", Help: "Partitions stopped because their position is out of the Kafka log (kafka.on_offset_out_of_range: stop).",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.DeadLetterReasons, m.Retries)
+		reg.MustRegister(m.DeadLetterReasons, m.Retries, m.StoredReads, m.Streams)
 		reg.MustRegister(m.ViewFailures)
 		reg.MustRegister(m.TruncatedLetters)
 		reg.MustRegister(m.Pressure, m.EffectiveMaxRows, m.EffectiveMaxBytes, m.EffectiveMaxWait)
@@ -159,6 +173,12 @@ func (m *Metrics) startPipeline(name string) {
 	for _, c := range []*prometheus.CounterVec{m.Consumed, m.Loaded, m.Batches, m.InsertErrors, m.ViewFailures,
 		m.Skipped, m.TruncatedLetters, m.OutOfRange, m.SkippedOffsets} {
 		c.WithLabelValues(name)
+	}
+	for _, o := range []string{"read", "skipped"} {
+		m.StoredReads.WithLabelValues(name, o)
+	}
+	for _, r := range []string{"ok", "failed"} {
+		m.Streams.WithLabelValues(name, r)
 	}
 	for _, s := range []record.Stage{record.StageDecode, record.StageTransform, record.StageLoad} {
 		m.DeadLetters.WithLabelValues(name, string(s))

@@ -60,6 +60,11 @@ type Sink interface {
 	// many rows of that range belong to another incarnation. It is final
 	// only while Running reports 0.
 	Stored(ctx context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error)
+	// Highest returns the highest offset of the partition above after
+	// that the table holds for topicID (-1 for none), and how many rows
+	// above after belong to another incarnation. Final only while Running
+	// reports 0.
+	Highest(ctx context.Context, topic string, partition int32, topicID string, after int64) (int64, int, error)
 	// Running counts the writes of the partition the store is still
 	// executing (from any process); with kill it asks the store to
 	// cancel them. A write whose outcome is unknown may still commit

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/sink"
@@ -57,6 +58,10 @@ func (p *bufPool) put(b *sink.Buffers) {
 
 func (s tableSink) Stored(ctx context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
 	return s.t.Stored(ctx, topic, partition, topicID, from, to)
+}
+
+func (s tableSink) Highest(ctx context.Context, topic string, partition int32, topicID string, after int64) (int64, int, error) {
+	return s.t.Highest(ctx, topic, partition, topicID, after)
 }
 
 func (s tableSink) Running(ctx context.Context, topic string, partition int32, kill bool) (int, error) {
@@ -132,6 +137,30 @@ func (w *tableWriter) SendShared(ctx context.Context, b *record.Batch, fence fun
 	}
 	return err
 }
+
+// CanStream says whether the table can hold an INSERT open across
+// batches (the native writer, a single server).
+func (w *tableWriter) CanStream() bool { return w.t.CanStream() }
+
+// OpenStream begins an INSERT held open across the partition's batches
+// (stream.go); an error when it cannot (CanStream).
+func (w *tableWriter) OpenStream(ctx context.Context, b *record.Batch, rows, bytes int, life time.Duration) (insertStream, error) {
+	s, err := w.t.OpenStream(ctx, b.Topic, b.Partition, b.First, rows, bytes, life)
+	if err != nil {
+		return nil, err
+	}
+	return tableStream{s, w}, nil
+}
+
+// tableStream sends each batch's prepared buffers as a block of the stream.
+type tableStream struct {
+	s *sink.Stream
+	w *tableWriter
+}
+
+func (s tableStream) Append(b *record.Batch) error { return s.s.Append(s.w.buffers(), b) }
+func (s tableStream) End() error                   { return s.s.End() }
+func (s tableStream) Abort()                       { s.s.Abort() }
 
 // Done empties the buffers (they point into the batch's records) and
 // gives them back to the pool.

@@ -74,7 +74,16 @@ type worker struct {
 	// otherIncarnation says the table was found holding rows of another
 	// incarnation of the topic (warned once).
 	otherIncarnation bool
-	wake             chan struct{}
+	// clean is where the partition needs no stored read (load.go).
+	clean cleanRegion
+	// stream is the INSERT open across batches, nil when none is;
+	// noStreamThrough is the last offset of a stream that failed on this
+	// partition: batches up to it go one INSERT each (stream.go).
+	stream          *openStream
+	noStreamThrough int64
+	// readSkipped says the last ready skipped settle and stored read.
+	readSkipped bool
+	wake        chan struct{}
 
 	// held counts the bytes handed to this worker and not yet committed
 	// (queued, batched or loading); the poll loop reads it for backpressure.
@@ -134,6 +143,11 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 		cancel:  cancel,
 	}
 	w.needs, w.columnar = stage.Columnar(p.Decoder, w.stages)
+	// The caller holds e.mu (a new worker goes into e.workers).
+	w.noStreamThrough = -1
+	if at, ok := e.noStream[tp{p.Topic, partition}]; ok {
+		w.noStreamThrough = at
+	}
 	w.committed.Store(-1)
 	w.first.Store(-1)
 	w.st.hwm.Store(-1)
@@ -208,10 +222,15 @@ func (w *worker) run() {
 	if !w.resumePoint() {
 		return
 	}
+	defer w.dropStream()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if d := w.batcher.Deadline(); !d.IsZero() {
+		d := w.batcher.Deadline()
+		if w.stream != nil && (d.IsZero() || w.stream.deadline.Before(d)) {
+			d = w.stream.deadline
+		}
+		if !d.IsZero() {
 			timer.Reset(time.Until(d))
 		} else {
 			timer.Reset(time.Hour)
@@ -227,6 +246,7 @@ func (w *worker) run() {
 						return
 					}
 				}
+				w.endStream()
 			}
 			return
 		case <-w.ctx.Done():
@@ -240,6 +260,9 @@ func (w *worker) run() {
 			}
 		}
 		if b := w.starved(); b != nil && !w.process(b) {
+			return
+		}
+		if w.stream != nil && !time.Now().Before(w.stream.deadline) && !w.endStream() {
 			return
 		}
 	}
@@ -261,7 +284,13 @@ func (w *worker) starved() *record.Batch {
 	if queued > 0 {
 		return nil
 	}
-	return w.batcher.Flush()
+	b := w.batcher.Flush()
+	if b != nil {
+		// Cut for the budget, not for time: records are waiting (an
+		// INSERT stream may stay open for them).
+		b.Full = true
+	}
+	return b
 }
 
 // resumePoint asks the dead-letter topic for letters produced since the
@@ -386,6 +415,12 @@ func (w *worker) process(b *record.Batch) bool {
 	loaded, ok := w.load(b)
 	if !ok {
 		return false
+	}
+	if w.stream != nil {
+		// In the open INSERT stream (or nothing of it to send while
+		// one is open): committed when the stream ends.
+		w.st.batchDone(0, time.Since(start), time.Now())
+		return w.streamed(b, start)
 	}
 	w.nextOldest()
 	w.commitBatch(b)

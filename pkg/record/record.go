@@ -157,6 +157,10 @@ type Batch struct {
 	// (insert deduplication), which makes a resend of an INSERT whose
 	// outcome was unknown a no-op (docs/DESIGN.md, "Replicated tables").
 	Ingested time.Time
+	// Full says the batcher cut the batch at max_rows or max_bytes (not
+	// at max_wait, a flush or a seal): more records were waiting, so its
+	// INSERT may stay open for the next batch (INSERT streams).
+	Full bool
 }
 
 // Good counts the items still to load (Pending).

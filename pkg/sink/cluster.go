@@ -272,6 +272,25 @@ func (t *Table) storedCluster(ctx context.Context, topic string, partition int32
 	return all, foreign, nil
 }
 
+func (t *Table) highestCluster(ctx context.Context, topic string, partition int32, topicID string, after int64) (int64, int, error) {
+	start := time.Now()
+	highest, foreign := int64(-1), 0
+	for s := range t.cluster.shards {
+		r := t.cluster.Writer(ctx, s)
+		if err := t.syncs[r].await(ctx, start, func(ctx context.Context) error { return t.caughtUp(ctx, r) }); err != nil {
+			r.fail(err, t.cluster.now())
+			return 0, 0, err
+		}
+		h, f, err := t.highestOn(ctx, r.conn, topic, partition, topicID, after)
+		if err != nil {
+			r.fail(err, t.cluster.now())
+			return 0, 0, fmt.Errorf("%w (replica %s of shard %d)", err, r.Addr, r.Shard)
+		}
+		highest, foreign = max(highest, h), foreign+f
+	}
+	return highest, foreign, nil
+}
+
 // ErrReplicaBehind says a replica has not fetched every part of the table
 // that the replication log names within clickhouse.cluster.sync_timeout.
 var ErrReplicaBehind = errors.New("replica behind its replication log")

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/sluice-etl/sluice/pkg/config"
+	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/sink/native"
 )
 
@@ -181,4 +185,118 @@ func (c *Cluster) nativeSettings() []native.Setting {
 		return []native.Setting{{Name: "insert_quorum", Value: uint64(c.quorum)}}
 	}
 	return nil
+}
+
+// Stream is one INSERT of a partition held open across its batches
+// (Table.OpenStream): each batch is a block, and the server squashes the
+// blocks into parts of up to the stream's rows or bytes. Its query_id has
+// the single-partition form, so Running finds it like any INSERT of the
+// partition. Not safe for concurrent use.
+type Stream struct {
+	t      *Table
+	conn   *native.Conn
+	addr   string
+	st     *native.Stream
+	cancel context.CancelFunc
+	what   string
+	id     string
+	rows   int
+}
+
+// CanStream says whether the table can hold an INSERT open across batches:
+// through the native writer, on a single server (a cluster's writer
+// replica may change between batches), without materialized views (a
+// view that fails would lose a stream's rows instead of a batch's).
+func (t *Table) CanStream() bool { return t.native != nil && t.cluster == nil && !t.views }
+
+// OpenStream begins an INSERT of topic's partition whose first batch
+// starts at first. The server writes a part once it holds rows rows or
+// bytes bytes of it (min_insert_block_size_rows and _bytes), or at End.
+// life bounds the whole stream, on top of the table's INSERT timeout. On
+// error nothing was sent.
+func (t *Table) OpenStream(ctx context.Context, topic string, partition int32, first int64, rows, bytes int, life time.Duration) (*Stream, error) {
+	if !t.CanStream() {
+		return nil, fmt.Errorf("sink: %s: INSERT streams need the native writer on a single server", t.name)
+	}
+	id := t.queryPrefix(topic, partition) + strconv.FormatInt(first, 10) + "-" + strconv.FormatUint(rand.Uint64(), 36)
+	s := &Stream{t: t, id: id, what: fmt.Sprintf("%s[%d] from %d (stream)", topic, partition, first)}
+	sctx, cancel := context.WithTimeout(ctx, t.timeout+life)
+	s.cancel = cancel
+	conn, a, err := t.native.conn(sctx, "")
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("sink: %s %s: insert %s: %w", t.name, s.what, id, err)
+	}
+	s.conn, s.addr = conn, a
+	settings := []native.Setting{{Name: "min_insert_block_size_rows", Value: uint64(max(rows, 1))},
+		{Name: "min_insert_block_size_bytes", Value: uint64(max(bytes, 1))}}
+	st, err := conn.Begin(sctx, native.Insert{Query: t.insert, QueryID: id, Settings: settings})
+	if err != nil {
+		t.native.release(a, conn)
+		cancel()
+		return nil, fmt.Errorf("sink: %s %s: insert %s: %w", t.name, s.what, id, err)
+	}
+	s.st = st
+	return s, nil
+}
+
+// Append sends the prepared rows of b (bufs, after Prepare) as one block.
+// After an error the stream is over: any subset of the rows it carried may
+// be stored, and the INSERT may still run on the server.
+func (s *Stream) Append(bufs *Buffers, b *record.Batch) error {
+	if bufs.rows == 0 {
+		return nil
+	}
+	cols := make([]proto.InputColumn, len(s.t.cols))
+	for i, c := range bufs.cols {
+		var vals any
+		if len(bufs.send) > 0 {
+			vals = bufs.send[i]
+		} else {
+			vals = c.slice()
+		}
+		col, err := nativeColumn(vals, s.t.types[i], s.t.cols[i].Type)
+		if err != nil {
+			s.Abort()
+			return fmt.Errorf("sink: %s column %s: %w: %w", s.t.name, s.t.cols[i].Name, errAppend, err)
+		}
+		cols[i] = proto.InputColumn{Name: s.t.cols[i].Name, Data: col}
+	}
+	if err := s.st.Block(cols, bufs.rows); err != nil {
+		s.finish()
+		return fmt.Errorf("sink: %s %s: insert %s: block %d..%d: %w", s.t.name, s.what, s.id, b.First, b.Last, err)
+	}
+	s.rows += bufs.rows
+	return nil
+}
+
+// Rows counts the rows sent so far.
+func (s *Stream) Rows() int { return s.rows }
+
+// End ends the INSERT and waits for the server's answer: nil when every
+// row sent is stored. On error the outcome is unknown, as for Send.
+func (s *Stream) End() error {
+	err := s.st.End()
+	s.finish()
+	if err != nil {
+		return fmt.Errorf("sink: %s %s: insert %s: %w", s.t.name, s.what, s.id, err)
+	}
+	return nil
+}
+
+// Abort cuts the INSERT off (the connection is closed): what the server
+// wrote of it so far stays.
+func (s *Stream) Abort() {
+	if s.st != nil {
+		s.st.Abort()
+	}
+	s.finish()
+}
+
+func (s *Stream) finish() {
+	if s.conn != nil {
+		s.t.native.release(s.addr, s.conn)
+		s.conn = nil
+	}
+	s.cancel()
 }

@@ -114,7 +114,12 @@ type Table struct {
 	types   []*colType
 	insert  string
 	timeout time.Duration
-	now     func() time.Time
+	// views says materialized views read the table (at start-up): its
+	// INSERTs are not held open across batches, so a view that fails
+	// loses one batch's rows, not a stream's (docs/DESIGN.md,
+	// "Materialized views").
+	views bool
+	now   func() time.Time
 	// cluster, when set, replaces conn for the writes and the reads of
 	// the load protocol (cluster.go); syncs holds each replica's
 	// catch-up checks for this table.
@@ -144,7 +149,8 @@ func NewTable(ctx context.Context, conn driver.Conn, db, table string, insertTim
 	// The engine first: the columns' rows below hold a connection until
 	// the function returns.
 	var engine string
-	switch err := conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&engine); {
+	var views uint64
+	switch err := conn.QueryRow(ctx, "SELECT engine, length(dependencies_table) FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&engine, &views); {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("sink: table %s.%s does not exist (run sluice migrate)", db, table)
 	case err != nil:
@@ -162,7 +168,7 @@ func NewTable(ctx context.Context, conn driver.Conn, db, table string, insertTim
 		}
 	}
 	defer rows.Close()
-	t := &Table{conn: conn, db: db, name: table, timeout: insertTimeout, now: time.Now}
+	t := &Table{conn: conn, db: db, name: table, timeout: insertTimeout, now: time.Now, views: views > 0}
 	t.prewhere.Store(strings.HasSuffix(engine, "MergeTree"))
 	for rows.Next() {
 		var name, typ, kind string
@@ -530,20 +536,7 @@ func (t *Table) Stored(ctx context.Context, topic string, partition int32, topic
 }
 
 func (t *Table) storedOn(ctx context.Context, conn driver.Conn, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
-	// mine: the row is this incarnation's (or has no ID), computed by the
-	// server so that only a byte per row travels.
-	mine, args := "toUInt8(1)", []any{}
-	if t.HasTopicID() && topicID != "" {
-		mine, args = fmt.Sprintf("toUInt8(%s = ? OR %s = '')", ColTopicID, ColTopicID), []any{topicID}
-	}
-	args = append(args, partition, uint64(max(from, 0)), uint64(max(to, 0)), topic)
-	prewhere := t.prewhere.Load()
-	rows, err := conn.Query(ctx, t.storedQuery(mine, prewhere), args...)
-	var ex *clickhouse.Exception
-	if prewhere && errors.As(err, &ex) && ex.Code == illegalPrewhere {
-		t.prewhere.Store(false)
-		rows, err = conn.Query(ctx, t.storedQuery(mine, false), args...)
-	}
+	rows, err := t.readPartition(ctx, conn, topicID, t.storedQuery, partition, uint64(max(from, 0)), uint64(max(to, 0)), topic)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sink: %s: stored offsets of %s[%d] %d..%d: %w", t.name, topic, partition, from, to, err)
 	}
@@ -566,6 +559,85 @@ func (t *Table) storedOn(ctx context.Context, conn driver.Conn, topic string, pa
 		return nil, 0, fmt.Errorf("sink: %s: stored offsets of %s[%d]: %w", t.name, topic, partition, err)
 	}
 	return out, foreign, nil
+}
+
+// Highest returns the highest offset of the partition above after that
+// the table holds for the topic incarnation topicID (rows without a topic
+// ID count as it, as in Stored), -1 when it holds none, and how many rows
+// above after belong to another incarnation. Like Stored it is final only
+// while Running reports 0. A worker asks it once per ownership, beside its
+// first Stored read: above the answer nothing is stored that it did not
+// write itself (docs/DESIGN.md, invariant 3), so its later batches need
+// no read of their own. The primary key bounds it as it bounds Stored: the
+// server reads the granules from after to the partition's end.
+func (t *Table) Highest(ctx context.Context, topic string, partition int32, topicID string, after int64) (int64, int, error) {
+	if t.cluster != nil {
+		return t.highestCluster(ctx, topic, partition, topicID, after)
+	}
+	return t.highestOn(ctx, t.conn, topic, partition, topicID, after)
+}
+
+func (t *Table) highestOn(ctx context.Context, conn driver.Conn, topic string, partition int32, topicID string, after int64) (int64, int, error) {
+	// after is at least -1; the column is unsigned, so "above -1" is
+	// "at least 0".
+	rows, err := t.readPartition(ctx, conn, topicID, t.highestQuery, partition, uint64(after+1), topic)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sink: %s: highest stored offset of %s[%d] above %d: %w", t.name, topic, partition, after, err)
+	}
+	defer rows.Close()
+	highest, foreign := int64(-1), 0
+	for rows.Next() {
+		var ours uint8
+		var top int64
+		var n uint64
+		if err := rows.Scan(&ours, &top, &n); err != nil {
+			return 0, 0, fmt.Errorf("sink: %s: highest stored offset of %s[%d]: %w", t.name, topic, partition, err)
+		}
+		if ours == 0 {
+			foreign += int(n)
+			continue
+		}
+		highest = top
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("sink: %s: highest stored offset of %s[%d]: %w", t.name, topic, partition, err)
+	}
+	return highest, foreign, nil
+}
+
+// highestQuery is Highest's read, its parameters (after the topic ID, if
+// mine has one) the partition, the first offset above the bound and the
+// topic: a row per incarnation class found, none on an empty range.
+func (t *Table) highestQuery(mine string, prewhere bool) string {
+	first, then := "WHERE", "AND"
+	if prewhere {
+		first, then = "PREWHERE", "WHERE"
+	}
+	return fmt.Sprintf("SELECT %s AS ours, toInt64(max(%s)), count() FROM %s.%s %s %s = ? AND %s >= ? %s %s = ? GROUP BY ours",
+		mine, ColOffset, quoteIdent(t.db), quoteIdent(t.name),
+		first, ColPartition, ColOffset, then, ColTopic)
+}
+
+// readPartition runs a read of a partition's rows (Stored, Highest): the
+// query build makes for mine (whether a row is the incarnation topicID's,
+// or has no ID: computed by the server so that only a byte per row
+// travels) and for PREWHERE, with args after topicID's. A table that
+// refuses PREWHERE (ILLEGAL_PREWHERE: not a MergeTree, or a view since
+// start-up) is read with WHERE from then on.
+func (t *Table) readPartition(ctx context.Context, conn driver.Conn, topicID string, build func(mine string, prewhere bool) string, args ...any) (driver.Rows, error) {
+	mine := "toUInt8(1)"
+	if t.HasTopicID() && topicID != "" {
+		mine = fmt.Sprintf("toUInt8(%s = ? OR %s = '')", ColTopicID, ColTopicID)
+		args = append([]any{topicID}, args...)
+	}
+	prewhere := t.prewhere.Load()
+	rows, err := conn.Query(ctx, build(mine, prewhere), args...)
+	var ex *clickhouse.Exception
+	if prewhere && errors.As(err, &ex) && ex.Code == illegalPrewhere {
+		t.prewhere.Store(false)
+		rows, err = conn.Query(ctx, build(mine, false), args...)
+	}
+	return rows, err
 }
 
 // storedQuery is the stored offsets read, its parameters the partition,

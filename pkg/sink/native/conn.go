@@ -236,24 +236,41 @@ var ErrColumns = errors.New("native: block does not match the table")
 // connection is closed (the server sees the INSERT cut off). On error the
 // outcome is unknown unless the error is a *clickhouse.Exception from
 // before the data was sent, and the connection is unusable (Err).
-func (c *Conn) Insert(ctx context.Context, in Insert) (err error) {
-	if c.broken != nil {
-		return fmt.Errorf("native: connection unusable: %w", c.broken)
+func (c *Conn) Insert(ctx context.Context, in Insert) error {
+	st, err := c.Begin(ctx, in)
+	if err != nil {
+		return err
 	}
-	stop := c.watch(ctx)
+	if err := st.Block(in.Columns, in.Rows); err != nil {
+		return err
+	}
+	return st.End()
+}
+
+// Stream is one INSERT that takes several blocks (Begin, Block, End): the
+// server squashes them into blocks of min_insert_block_size_rows or
+// _bytes (query settings) before it writes a part, so an INSERT held open
+// across batches makes parts of that size. ctx (Begin's) bounds it all.
+type Stream struct {
+	c      *Conn
+	ctx    context.Context
+	id     string
+	stop   func() bool
+	sample []SampleColumn
+	done   bool
+}
+
+// Begin sends the query of in (its columns are not sent) and reads the
+// table's structure; blocks follow by Block, the end by End. On error the
+// connection is unusable, as after Insert.
+func (c *Conn) Begin(ctx context.Context, in Insert) (_ *Stream, err error) {
+	if c.broken != nil {
+		return nil, fmt.Errorf("native: connection unusable: %w", c.broken)
+	}
+	st := &Stream{c: c, ctx: ctx, id: in.QueryID, stop: c.watch(ctx)}
 	defer func() {
-		// Cut off by ctx: by the close (stop false) or, first, by the
-		// deadline (an i/o timeout while ctx is already done).
-		if stopped := stop(); !stopped || err != nil {
-			if cerr := cutOff(ctx, err); cerr != nil {
-				err = fmt.Errorf("native: insert %s: %w (%v)", in.QueryID, cerr, err)
-			}
-		}
 		if err != nil {
-			if c.broken == nil {
-				c.broken = err
-			}
-			c.nc.Close()
+			err = st.fail(err)
 		}
 	}()
 	q := in.Query
@@ -264,38 +281,97 @@ func (c *Conn) Insert(ctx context.Context, in Insert) (err error) {
 	c.encodeQuery(in.QueryID, q, in.Settings)
 	// No external tables: an empty block ends them.
 	if err := c.writeBlock(nil, 0); err != nil {
-		return err
+		return nil, err
 	}
 	if err := c.flush(); err != nil {
-		return fmt.Errorf("native: send query: %w", err)
+		return nil, fmt.Errorf("native: send query: %w", err)
 	}
-	sample, err := c.readSample()
-	if err != nil {
+	if st.sample, err = c.readSample(); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// fail ends the stream on err: the connection is closed and unusable, and
+// err says whether ctx cut it off.
+func (st *Stream) fail(err error) error {
+	if st.done {
 		return err
 	}
-	if len(sample) != len(in.Columns) {
-		return fmt.Errorf("%w: the server expects %d columns, the block has %d", ErrColumns, len(sample), len(in.Columns))
+	st.done = true
+	st.stop()
+	if cerr := cutOff(st.ctx, err); cerr != nil {
+		err = fmt.Errorf("native: insert %s: %w (%v)", st.id, cerr, err)
 	}
-	cols := make([]proto.InputColumn, len(in.Columns))
-	for i, col := range in.Columns {
-		if col.Name != sample[i].Name {
-			return fmt.Errorf("%w: column %d is %s, the server expects %s", ErrColumns, i, col.Name, sample[i].Name)
+	if st.c.broken == nil {
+		st.c.broken = err
+	}
+	st.c.nc.Close()
+	return err
+}
+
+// Block sends one block of rows rows, in the table's column order (a
+// column's Type is replaced by the server's). An error ends the stream.
+func (st *Stream) Block(columns []proto.InputColumn, rows int) error {
+	if st.done {
+		return fmt.Errorf("native: insert %s: the stream has ended", st.id)
+	}
+	if len(st.sample) != len(columns) {
+		return st.fail(fmt.Errorf("%w: the server expects %d columns, the block has %d", ErrColumns, len(st.sample), len(columns)))
+	}
+	cols := make([]proto.InputColumn, len(columns))
+	for i, col := range columns {
+		if col.Name != st.sample[i].Name {
+			return st.fail(fmt.Errorf("%w: column %d is %s, the server expects %s", ErrColumns, i, col.Name, st.sample[i].Name))
 		}
-		if n := col.Data.Rows(); n != in.Rows {
-			return fmt.Errorf("%w: column %s has %d rows, the block %d", ErrColumns, col.Name, n, in.Rows)
+		if n := col.Data.Rows(); n != rows {
+			return st.fail(fmt.Errorf("%w: column %s has %d rows, the block %d", ErrColumns, col.Name, n, rows))
 		}
-		cols[i] = proto.InputColumn{Name: col.Name, Data: typed{col.Data, sample[i].Type}}
+		cols[i] = proto.InputColumn{Name: col.Name, Data: typed{col.Data, st.sample[i].Type}}
 	}
-	if err := c.writeBlock(cols, in.Rows); err != nil {
-		return err
+	st.c.buf.Reset()
+	if err := st.c.writeBlock(cols, rows); err != nil {
+		return st.fail(err)
 	}
-	if err := c.writeBlock(nil, 0); err != nil { // end of data
-		return err
+	if err := st.c.flush(); err != nil {
+		return st.fail(fmt.Errorf("native: send block: %w", err))
 	}
-	if err := c.flush(); err != nil {
-		return fmt.Errorf("native: send block: %w", err)
+	return nil
+}
+
+// End sends the end of data and waits for the server's answer: nil when
+// the INSERT succeeded. On error the outcome is unknown unless the error
+// is a *clickhouse.Exception, and the connection is unusable.
+func (st *Stream) End() error {
+	if st.done {
+		return fmt.Errorf("native: insert %s: the stream has ended", st.id)
 	}
-	return c.readEnd()
+	st.c.buf.Reset()
+	if err := st.c.writeBlock(nil, 0); err != nil { // end of data
+		return st.fail(err)
+	}
+	if err := st.c.flush(); err != nil {
+		return st.fail(fmt.Errorf("native: send block: %w", err))
+	}
+	if err := st.c.readEnd(); err != nil {
+		return st.fail(err)
+	}
+	st.done = true
+	if !st.stop() {
+		// ctx ended as the answer came: the connection is being closed.
+		if st.c.broken == nil {
+			st.c.broken = net.ErrClosed
+		}
+	}
+	return nil
+}
+
+// Abort cuts the stream off: the connection is closed, so the server
+// cancels the INSERT (what it wrote so far stays written).
+func (st *Stream) Abort() {
+	if !st.done {
+		_ = st.fail(errors.New("aborted"))
+	}
 }
 
 // encodeQuery writes the Query packet for the negotiated revision: query
