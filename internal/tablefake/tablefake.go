@@ -10,7 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// Conn answers QueryRow with Engine and Query with Cols (name, type,
+// Conn answers QueryRow with Engine (and no views) and Query with Cols (name, type,
 // default_kind); nothing else of driver.Conn may be called.
 type Conn struct {
 	driver.Conn
@@ -27,11 +27,14 @@ func (c *Conn) Query(context.Context, string, ...any) (driver.Rows, error) {
 type engineRow string
 
 func (r engineRow) Err() error { return nil }
+// Scan answers the engine and the number of materialized views reading
+// the table (none).
 func (r engineRow) Scan(dest ...any) error {
-	if len(dest) != 1 {
-		return fmt.Errorf("scan into %d values, want 1", len(dest))
+	if len(dest) != 2 {
+		return fmt.Errorf("scan into %d values, want 2 (engine, views)", len(dest))
 	}
 	*dest[0].(*string) = string(r)
+	*dest[1].(*uint64) = 0
 	return nil
 }
 func (r engineRow) ScanStruct(any) error { return fmt.Errorf("tablefake: ScanStruct not answered") }
