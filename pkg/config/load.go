@@ -54,11 +54,10 @@ var defaults = map[string]any{
 	// clickhouse-go until the native writer has run the exactly-once
 	// suites as long as the driver has.
 	"clickhouse.insert_protocol": "auto",
-	// Off until it has run the exactly-once suites as long as per-batch
-	// INSERTs have: with 5s a backlog's batches share an INSERT, parts of
-	// up to 64 MiB (about 200,000 orders) instead of one per 20,000-row
-	// batch (docs/DESIGN.md, "INSERT streams").
-	"clickhouse.insert_stream_wait":  "0s",
+	// A backlog's batches share an INSERT for up to 5 s: parts of up to
+	// 64 MiB (about 200,000 orders) instead of one per 20,000-row batch
+	// (docs/DESIGN.md, "INSERT streams").
+	"clickhouse.insert_stream_wait":  "5s",
 	"clickhouse.insert_stream_rows":  1000000,
 	"clickhouse.insert_stream_bytes": "64MiB",
 	// No cluster: one server (clickhouse.addr).

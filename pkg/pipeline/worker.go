@@ -147,6 +147,7 @@ func newWorker(e *Engine, p *Pipeline, partition int32) *worker {
 	w.noStreamThrough = -1
 	if at, ok := e.noStream[tp{p.Topic, partition}]; ok {
 		w.noStreamThrough = at
+		delete(e.noStream, tp{p.Topic, partition}) // this worker's now
 	}
 	w.committed.Store(-1)
 	w.first.Store(-1)
