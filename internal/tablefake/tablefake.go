@@ -27,6 +27,7 @@ func (c *Conn) Query(context.Context, string, ...any) (driver.Rows, error) {
 type engineRow string
 
 func (r engineRow) Err() error { return nil }
+
 // Scan answers the engine and the number of materialized views reading
 // the table (none).
 func (r engineRow) Scan(dest ...any) error {
