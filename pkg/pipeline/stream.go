@@ -124,11 +124,10 @@ func (w *worker) streamed(b *record.Batch, start time.Time) bool {
 	if d, ok := w.writer.(interface{ Done() }); ok {
 		d.Done()
 	}
-	full := !b.Full || st.rows >= w.e.opts.StreamRows || st.bytes >= w.e.opts.StreamBytes || !time.Now().Before(st.deadline)
+	ends := !b.Full || st.rows >= w.e.opts.StreamRows || st.bytes >= w.e.opts.StreamBytes || !time.Now().Before(st.deadline)
 	w.batcher.Recycle(b)
-	end := time.Now()
-	w.e.m.BatchSeconds.WithLabelValues(w.p.Name).Observe(end.Sub(start).Seconds())
-	if full {
+	w.e.m.BatchSeconds.WithLabelValues(w.p.Name).Observe(time.Since(start).Seconds())
+	if ends {
 		return w.endStream()
 	}
 	return true
