@@ -65,6 +65,24 @@ func (e *Engine) Reconfigure(ctx context.Context, pipes []*Pipeline) error {
 	return <-r.done
 }
 
+// seekBack adds to seek where the client resumes w's partition once w is
+// gone: after its last commit or, with none, at the first offset it was
+// handed. A worker handed nothing adds nothing (the client's position is
+// right).
+func (w *worker) seekBack(seek map[string]map[int32]kgo.EpochOffset) {
+	at := w.committed.Load()
+	if at < 0 {
+		at = w.first.Load()
+	}
+	if at < 0 {
+		return
+	}
+	if seek[w.p.Topic] == nil {
+		seek[w.p.Topic] = map[int32]kgo.EpochOffset{}
+	}
+	seek[w.p.Topic][w.partition] = kgo.EpochOffset{Epoch: -1, Offset: at}
+}
+
 // reconfigure applies a Reconfigure request; the poll loop calls it
 // between a poll and AllowRebalance.
 func (e *Engine) reconfigure(cl *kgo.Client, pipes []*Pipeline) error {
@@ -117,17 +135,7 @@ func (e *Engine) reconfigure(cl *kgo.Client, pipes []*Pipeline) error {
 	stopAll(stopping, stopFlush, e.opts.RevokeTimeout)
 	seek := map[string]map[int32]kgo.EpochOffset{}
 	for _, w := range stopping {
-		at := w.committed.Load()
-		if at < 0 {
-			at = w.first.Load() // nothing committed: all it was handed
-		}
-		if at < 0 {
-			continue // handed nothing: the client's position is right
-		}
-		if seek[w.p.Topic] == nil {
-			seek[w.p.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		seek[w.p.Topic][w.partition] = kgo.EpochOffset{Epoch: -1, Offset: at}
+		w.seekBack(seek)
 	}
 	cl.SetOffsets(seek)
 

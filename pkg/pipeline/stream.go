@@ -224,16 +224,7 @@ func (e *Engine) restartFailed(cl *kgo.Client) {
 		// Records handed over after it ended are in nobody's hands.
 		w.release(w.held.Load())
 		w.forget()
-		at := w.committed.Load()
-		if at < 0 {
-			at = w.first.Load()
-		}
-		if at >= 0 {
-			if seek[w.p.Topic] == nil {
-				seek[w.p.Topic] = map[int32]kgo.EpochOffset{}
-			}
-			seek[w.p.Topic][w.partition] = kgo.EpochOffset{Epoch: -1, Offset: at}
-		}
+		w.seekBack(seek)
 		fresh = append(fresh, w)
 	}
 	if len(fresh) == 0 {

@@ -246,25 +246,17 @@ func NewClusterTable(ctx context.Context, cl *Cluster, db, table string, insertT
 	return t, nil
 }
 
-// storedCluster is Stored over every shard, each read from its writer
-// once the writer is known to hold every part committed before the call.
+// storedCluster is Stored over every shard (readShards).
 func (t *Table) storedCluster(ctx context.Context, topic string, partition int32, topicID string, from, to int64) ([]int64, int, error) {
-	after := time.Now()
 	var all []int64
 	foreign := 0
-	for s := range t.cluster.shards {
-		r := t.cluster.Writer(ctx, s)
-		if err := t.syncs[r].await(ctx, after, func(ctx context.Context) error { return t.caughtUp(ctx, r) }); err != nil {
-			r.fail(err, t.cluster.now())
-			return nil, 0, err
-		}
-		offs, f, err := t.storedOn(ctx, r.conn, topic, partition, topicID, from, to)
-		if err != nil {
-			r.fail(err, t.cluster.now())
-			return nil, 0, fmt.Errorf("%w (replica %s of shard %d)", err, r.Addr, r.Shard)
-		}
-		all = append(all, offs...)
-		foreign += f
+	err := t.readShards(ctx, func(conn driver.Conn) error {
+		offs, f, err := t.storedOn(ctx, conn, topic, partition, topicID, from, to)
+		all, foreign = append(all, offs...), foreign+f
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	if len(t.cluster.shards) > 1 {
 		slices.Sort(all)
@@ -272,23 +264,37 @@ func (t *Table) storedCluster(ctx context.Context, topic string, partition int32
 	return all, foreign, nil
 }
 
+// highestCluster is Highest over every shard (readShards).
 func (t *Table) highestCluster(ctx context.Context, topic string, partition int32, topicID string, after int64) (int64, int, error) {
-	start := time.Now()
 	highest, foreign := int64(-1), 0
-	for s := range t.cluster.shards {
-		r := t.cluster.Writer(ctx, s)
-		if err := t.syncs[r].await(ctx, start, func(ctx context.Context) error { return t.caughtUp(ctx, r) }); err != nil {
-			r.fail(err, t.cluster.now())
-			return 0, 0, err
-		}
-		h, f, err := t.highestOn(ctx, r.conn, topic, partition, topicID, after)
-		if err != nil {
-			r.fail(err, t.cluster.now())
-			return 0, 0, fmt.Errorf("%w (replica %s of shard %d)", err, r.Addr, r.Shard)
-		}
+	err := t.readShards(ctx, func(conn driver.Conn) error {
+		h, f, err := t.highestOn(ctx, conn, topic, partition, topicID, after)
 		highest, foreign = max(highest, h), foreign+f
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
 	}
 	return highest, foreign, nil
+}
+
+// readShards runs read on each shard's writer once the writer is known to
+// hold every part committed before the call; a failure marks the replica
+// failed and ends the walk.
+func (t *Table) readShards(ctx context.Context, read func(conn driver.Conn) error) error {
+	after := time.Now()
+	for s := range t.cluster.shards {
+		r := t.cluster.Writer(ctx, s)
+		if err := t.syncs[r].await(ctx, after, func(ctx context.Context) error { return t.caughtUp(ctx, r) }); err != nil {
+			r.fail(err, t.cluster.now())
+			return err
+		}
+		if err := read(r.conn); err != nil {
+			r.fail(err, t.cluster.now())
+			return fmt.Errorf("%w (replica %s of shard %d)", err, r.Addr, r.Shard)
+		}
+	}
+	return nil
 }
 
 // ErrReplicaBehind says a replica has not fetched every part of the table

@@ -143,16 +143,10 @@ func (t *Table) sendNative(ictx context.Context, addr string, parts []Part, id, 
 			continue
 		}
 		in.Rows += p.Bufs.rows
-		for i, c := range p.Bufs.cols {
-			var vals any
-			if len(p.Bufs.send) > 0 {
-				vals = p.Bufs.send[i]
-			} else {
-				vals = c.slice()
-			}
-			col, err := nativeColumn(vals, t.types[i], t.cols[i].Type)
+		for i := range p.Bufs.cols {
+			col, err := t.nativeColumn(p.Bufs, i)
 			if err != nil {
-				return fmt.Errorf("sink: %s column %s: %w: %w", t.name, t.cols[i].Name, errAppend, err)
+				return err
 			}
 			if per != nil {
 				per[i] = append(per[i], col)
@@ -177,6 +171,16 @@ func (t *Table) sendNative(ictx context.Context, addr string, parts []Part, id, 
 		return fmt.Errorf("sink: %s %s: insert %s: %w", t.name, what, id, err)
 	}
 	return nil
+}
+
+// nativeColumn is column i of bufs as the native writer sends it; a value
+// it refuses is errAppend (BadData), as on the driver's path.
+func (t *Table) nativeColumn(bufs *Buffers, i int) (proto.ColInput, error) {
+	col, err := nativeColumn(bufs.column(i), t.types[i], t.cols[i].Type)
+	if err != nil {
+		return nil, fmt.Errorf("sink: %s column %s: %w: %w", t.name, t.cols[i].Name, errAppend, err)
+	}
+	return col, nil
 }
 
 // nativeSettings are the cluster's INSERT settings for the native writer.
@@ -248,17 +252,11 @@ func (s *Stream) Append(bufs *Buffers, b *record.Batch) error {
 		return nil
 	}
 	cols := make([]proto.InputColumn, len(s.t.cols))
-	for i, c := range bufs.cols {
-		var vals any
-		if len(bufs.send) > 0 {
-			vals = bufs.send[i]
-		} else {
-			vals = c.slice()
-		}
-		col, err := nativeColumn(vals, s.t.types[i], s.t.cols[i].Type)
+	for i := range bufs.cols {
+		col, err := s.t.nativeColumn(bufs, i)
 		if err != nil {
 			s.Abort()
-			return fmt.Errorf("sink: %s column %s: %w: %w", s.t.name, s.t.cols[i].Name, errAppend, err)
+			return err
 		}
 		cols[i] = proto.InputColumn{Name: s.t.cols[i].Name, Data: col}
 	}

@@ -277,6 +277,15 @@ type Buffers struct {
 	send   []any
 }
 
+// column is the values of column i to send: the rows picked from the
+// block (the columnar path), else the buffer's own.
+func (b *Buffers) column(i int) any {
+	if len(b.send) > 0 {
+		return b.send[i]
+	}
+	return b.cols[i].slice()
+}
+
 // NewBuffers makes the column buffers for this table.
 func (t *Table) NewBuffers() *Buffers {
 	b := &Buffers{cols: make([]colbuf, len(t.types))}
@@ -423,14 +432,8 @@ func (t *Table) sendOn(ictx context.Context, conn driver.Conn, parts []Part, id,
 		if p.Bufs.rows == 0 {
 			continue
 		}
-		for i, c := range p.Bufs.cols {
-			var vals any
-			if len(p.Bufs.send) > 0 {
-				vals = p.Bufs.send[i]
-			} else {
-				vals = c.slice()
-			}
-			if err := bt.Column(i).Append(vals); err != nil {
+		for i := range p.Bufs.cols {
+			if err := bt.Column(i).Append(p.Bufs.column(i)); err != nil {
 				_ = bt.Abort()
 				return fmt.Errorf("sink: %s column %s: %w: %w", t.name, t.cols[i].Name, errAppend, err)
 			}
