@@ -187,7 +187,11 @@ kafka_api_versions_ok() {
 # spawn PIDFILE DIR OUT CMD... : start CMD in its own session (so a Ctrl-C
 # in the caller's terminal does not reach it) from directory DIR, stdin
 # from /dev/null, stdout and stderr to OUT, and record its pid in PIDFILE.
-# The pid is CMD's own (setsid execs).
+# The pid is CMD's own (setsid execs). spawn returns once the pid runs
+# CMD, or has exited: until the subshell execs, the pid's command line is
+# this shell's, and a caller that checks it against CMD's (pid_cmd_matches)
+# would take a server still starting for one that exited (and leave it
+# running, unrecorded, on its ports).
 spawn() {
   local pidfile=$1 dir=$2 out=$3
   shift 3
@@ -195,7 +199,14 @@ spawn() {
     cd "$dir" || exit 1
     exec setsid "$@" </dev/null >"$out" 2>&1
   ) &
-  echo "$!" >"$pidfile"
+  local pid=$! self i
+  echo "$pid" >"$pidfile"
+  self=$(tr '\0' ' ' <"/proc/$$/cmdline")
+  for ((i = 0; i < 500; i++)); do
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == "$self" ]] || return 0
+    sleep 0.01
+  done
+  log "WARNING: pid $pid has not started $1 after 5s"
 }
 
 # Journaled data volume. On ext4 without a journal (this machine class's

@@ -69,7 +69,12 @@ func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
 	}
 	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
 	w.loading()
-	before := w.committedTotal()
+	at := w.committed()
+	var before int64
+	for _, c := range at {
+		before += c
+	}
+	t.Logf("leaders %v, committed %v at the kill", leaders, at)
 	runScript(t, "kill9", victim)
 	t.Cleanup(func() { runScript(t, "start", victim) }) // also when the test fails
 	if before >= n {

@@ -4,10 +4,13 @@
 package sluicerun
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,8 +50,33 @@ func StartLogging(tb testing.TB, cfg *config.Config, out io.Writer, level slog.L
 		s.done <- svc.Run(ctx)
 		svc.Close()
 	}()
-	tb.Cleanup(func() { s.Stop(tb) })
+	tb.Cleanup(func() {
+		if tb.Failed() && s.done != nil {
+			dumpGoroutines(tb)
+		}
+		s.Stop(tb)
+	})
 	return s
+}
+
+// dumpGoroutines writes the process's goroutines (grouped by stack) to a
+// file under SLUICE_TEST_DUMP_DIR (else the system's temporary directory)
+// when a test fails with its Sluice still running: where a stalled load
+// waits.
+func dumpGoroutines(tb testing.TB) {
+	dir := cmp.Or(os.Getenv("SLUICE_TEST_DUMP_DIR"), os.TempDir())
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(tb.Name())
+	f, err := os.CreateTemp(dir, "sluice-"+name+"-*.goroutines")
+	if err != nil {
+		tb.Logf("goroutine dump: %v", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("goroutine").WriteTo(f, 1); err != nil {
+		tb.Logf("goroutine dump: %v", err)
+		return
+	}
+	tb.Logf("the failed test's goroutines, Sluice still running: %s", f.Name())
 }
 
 // Stop cancels the run (as SIGTERM does) and waits up to 60 s for it to
