@@ -31,7 +31,7 @@ test-unit:
 ## test-integration: tests tagged integration, against the services `make up` starts
 test-integration: up
 	@mkdir -p $(BIN)
-	$(GO) test -tags integration -count=1 -timeout 20m -v ./integration/... 2>&1 | tee $(BIN)/integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -tags integration -count=1 -timeout 20m -v ./integration/... 2>&1 | tee $(BIN)/integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+(_test|sluicerun)\.go)' ; exit $${PIPESTATUS[0]}
 
 ## bench: benchmarks; performance figures (README, DESIGN budget) come from here, never from
 ## timed tests. First issue 8's side-by-side suite (bench/sidebyside_bench_test.go): 3M orders
@@ -112,7 +112,7 @@ down-cluster:
 test-cluster: up-cluster
 	@mkdir -p $(BIN)
 	set -a; . "$${SLUICE_STATE_DIR:-$(CURDIR)/.state}/cluster/env"; set +a; \
-	$(GO) test -tags cluster -count=1 -timeout 30m -v ./integration/cluster/... 2>&1 | tee $(BIN)/cluster.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -tags cluster -count=1 -timeout 30m -v ./integration/cluster/... 2>&1 | tee $(BIN)/cluster.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+(_test|sluicerun)\.go)' ; exit $${PIPESTATUS[0]}
 
 ## lint: go vet (also with the integration tag), gofmt, and the Helm chart checked offline:
 ## deploy/helm is its own module in the workspace deploy/helm/go.work (Helm as a library stays

@@ -51,8 +51,7 @@ func (w *loadWorld) loading() {
 
 func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
 	w := newLoadWorld(t, 6)
-	const n = 30000
-	w.produce(n)
+	w.produce(30000)
 	leaders, err := w.leaders()
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +65,41 @@ func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
 		if victim == "" || c > count[victim] || (c == count[victim] && m < victim) {
 			victim = m
 		}
+	}
+	w.brokerKilledMidLoad(victim, fmt.Sprintf("led %d of 6 partitions", count[victim]))
+}
+
+// TestGroupCoordinatorKilledMidLoad: the broker that coordinates Sluice's
+// group killed with SIGKILL mid-load. The member loses the group (its
+// commits and heartbeats fail), drops its partitions and joins again at
+// the coordinator that takes over.
+func TestGroupCoordinatorKilledMidLoad(t *testing.T) {
+	w := newLoadWorld(t, 6)
+	w.produce(30000)
+	var victim string
+	if err := eventually(time.Minute, func() error {
+		c, ok := w.adm.FindGroupCoordinators(context.Background(), w.group)[w.group]
+		if !ok || c.Err != nil {
+			return fmt.Errorf("coordinator of %s: %v", w.group, c.Err)
+		}
+		victim = fmt.Sprintf("kafka%d", c.NodeID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.brokerKilledMidLoad(victim, "coordinated the group")
+}
+
+// brokerKilledMidLoad kills the broker victim with SIGKILL once the load
+// of the topic (30,000 records produced) is under way, waits until the
+// other two lead every partition, produces 3,000 more, restarts the
+// victim, and checks that everything ends committed exactly once.
+func (w *loadWorld) brokerKilledMidLoad(victim, why string) {
+	t := w.t
+	const n = 30000
+	leaders, err := w.leaders()
+	if err != nil {
+		t.Fatal(err)
 	}
 	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
 	w.loading()
@@ -98,7 +132,7 @@ func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
 	}
 	w.produce(3000)
 	time.Sleep(5 * time.Second)
-	t.Logf("%s led %d of 6 partitions; committed %d at the kill, %d before its restart", victim, count[victim], before, w.committedTotal())
+	t.Logf("%s %s; committed %d at the kill, %d before its restart", victim, why, before, w.committedTotal())
 	runScript(t, "restart", victim)
 	w.waitCommitted(4 * time.Minute)
 	r.Stop(t)

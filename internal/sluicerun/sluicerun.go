@@ -6,10 +6,13 @@ package sluicerun
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +80,43 @@ func dumpGoroutines(tb testing.TB) {
 		return
 	}
 	tb.Logf("the failed test's goroutines, Sluice still running: %s", f.Name())
+	tb.Logf("where Sluice's goroutines wait: %s", waits())
+}
+
+// waits sums the goroutines up on one line (CI keeps only a test log's
+// first line): each group is a goroutine state with the innermost Sluice
+// function under it, and how many goroutines are there.
+func waits() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	count := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(g, "\n")
+		state := lines[0]
+		if i, j := strings.Index(state, "["), strings.Index(state, "]"); i >= 0 && j > i {
+			state = state[i+1 : j]
+		}
+		for _, l := range lines[1:] {
+			if strings.HasPrefix(l, "github.com/sluice-etl/sluice/") && !strings.Contains(l, "internal/sluicerun") {
+				fn := strings.TrimPrefix(l, "github.com/sluice-etl/sluice/")
+				if i := strings.LastIndex(fn, "("); i > 0 {
+					fn = fn[:i]
+				}
+				count[state+" "+fn]++
+				break
+			}
+		}
+	}
+	keys := make([]string, 0, len(count))
+	for k := range count {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var out strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&out, "%s ×%d | ", k, count[k])
+	}
+	return out.String()
 }
 
 // Stop cancels the run (as SIGTERM does) and waits up to 60 s for it to
