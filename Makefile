@@ -106,8 +106,8 @@ down-cluster:
 
 ## test-cluster: the tests on the cluster bed (build tag cluster, integration/cluster) after
 ## up-cluster: the bed's smoke test, exactly once into replicated and sharded tables (a lagging
-## replica, a writing replica killed), Kafka cluster faults (the leaders' broker killed, a
-## reassignment) and TestClusterChaos; ~7 minutes here. Not part of `make test` (its 20-minute
+## replica, a writing replica killed), Kafka cluster faults (the leaders' broker killed, the
+## group's coordinator killed, a reassignment) and TestClusterChaos; ~7 minutes here. Not part of `make test` (its 20-minute
 ## budget); .ci/run runs it after `make test`.
 test-cluster: up-cluster
 	@mkdir -p $(BIN)

@@ -117,8 +117,7 @@ func (w *worker) wait(d time.Duration) bool {
 		w.held.Add(r)
 		w.e.inflight.Add(r)
 		defer func() {
-			w.held.Add(-r)
-			w.e.inflight.Add(-r)
+			w.release(r)
 		}()
 	}
 	t := time.NewTimer(d)
