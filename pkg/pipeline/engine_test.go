@@ -871,20 +871,6 @@ func TestBackpressureResumesWhatTheClientHasPaused(t *testing.T) {
 	if got := cl.PauseFetchPartitions(nil)[f.topic]; !slices.Equal(got, []int32{0}) || !w.paused.Load() {
 		t.Fatalf("paused %v (worker says %v), want [0]", got, w.paused.Load())
 	}
-	// A spent budget pauses nothing in the client (the poll loop stops
-	// polling instead, keeping what the client buffered): the worker
-	// below its limit is resumed, and held back all the same.
-	w.held.Store(int64(small.MaxBytes / 2))
-	e.inflight.Store(e.opts.InflightBytes)
-	e.backpressure()
-	if got := cl.PauseFetchPartitions(nil)[f.topic]; len(got) != 0 || !w.paused.Load() {
-		t.Fatalf("with the budget spent: paused %v (worker held back: %v), want none paused and the worker held back", got, w.paused.Load())
-	}
-	e.inflight.Store(0)
-	e.backpressure()
-	if w.paused.Load() {
-		t.Fatal("the worker is still held back with the budget free")
-	}
 	w.cancel()
 }
 

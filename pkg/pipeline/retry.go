@@ -117,7 +117,8 @@ func (w *worker) wait(d time.Duration) bool {
 		w.held.Add(r)
 		w.e.inflight.Add(r)
 		defer func() {
-			w.release(r)
+			w.held.Add(-r)
+			w.e.inflight.Add(-r)
 		}()
 	}
 	t := time.NewTimer(d)
