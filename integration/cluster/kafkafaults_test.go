@@ -52,21 +52,19 @@ func (w *loadWorld) loading() {
 func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
 	w := newLoadWorld(t, 6)
 	w.produce(30000)
-	leaders, err := w.leaders()
-	if err != nil {
-		t.Fatal(err)
-	}
-	count := map[string]int{}
-	for _, m := range leaders {
-		count[m]++
-	}
-	victim := ""
-	for m, c := range count {
-		if victim == "" || c > count[victim] || (c == count[victim] && m < victim) {
-			victim = m
+	w.brokerKilledMidLoad(func(leaders map[int32]string) (string, string) {
+		count := map[string]int{}
+		for _, m := range leaders {
+			count[m]++
 		}
-	}
-	w.brokerKilledMidLoad(victim, fmt.Sprintf("led %d of 6 partitions", count[victim]))
+		victim := ""
+		for m, c := range count {
+			if victim == "" || c > count[victim] || (c == count[victim] && m < victim) {
+				victim = m
+			}
+		}
+		return victim, fmt.Sprintf("led %d of 6 partitions", count[victim])
+	})
 }
 
 // TestGroupCoordinatorKilledMidLoad: the broker that coordinates Sluice's
@@ -76,41 +74,50 @@ func TestPartitionLeadersBrokerKilledMidLoad(t *testing.T) {
 func TestGroupCoordinatorKilledMidLoad(t *testing.T) {
 	w := newLoadWorld(t, 6)
 	w.produce(30000)
-	var victim string
-	if err := eventually(time.Minute, func() error {
-		c, ok := w.adm.FindGroupCoordinators(context.Background(), w.group)[w.group]
-		if !ok || c.Err != nil {
-			return fmt.Errorf("coordinator of %s: %v", w.group, c.Err)
+	w.brokerKilledMidLoad(func(map[int32]string) (string, string) {
+		// Asked once the load is under way, right before the kill.
+		var victim string
+		if err := eventually(time.Minute, func() error {
+			c, ok := w.adm.FindGroupCoordinators(context.Background(), w.group)[w.group]
+			if !ok || c.Err != nil {
+				return fmt.Errorf("coordinator of %s: %v", w.group, c.Err)
+			}
+			victim = fmt.Sprintf("kafka%d", c.NodeID)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
-		victim = fmt.Sprintf("kafka%d", c.NodeID)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	w.brokerKilledMidLoad(victim, "coordinated the group")
+		return victim, "coordinated the group"
+	})
 }
 
-// brokerKilledMidLoad kills the broker victim with SIGKILL once the load
-// of the topic (30,000 records produced) is under way, waits until the
-// other two lead every partition, produces 3,000 more, restarts the
-// victim, and checks that everything ends committed exactly once.
-func (w *loadWorld) brokerKilledMidLoad(victim, why string) {
+// brokerKilledMidLoad kills, with SIGKILL, the broker pick names (given
+// the partitions' leaders, it returns the broker and why it was chosen)
+// once the load of the topic (30,000 records produced) is under way, waits
+// until the other two lead every partition, produces 3,000 more, restarts
+// the victim, and checks that everything ends committed exactly once.
+func (w *loadWorld) brokerKilledMidLoad(pick func(leaders map[int32]string) (victim, why string)) {
 	t := w.t
 	const n = 30000
+	var victim string
+	// Registered before Sluice starts, so it runs after Sluice's cleanup:
+	// a failed test's goroutines are dumped before the broker is back.
+	t.Cleanup(func() {
+		if victim != "" {
+			runScript(t, "start", victim) // also when the test fails
+		}
+	})
+	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
+	w.loading()
 	leaders, err := w.leaders()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := w.start(w.config([][]int{{0, 1}, {0, 1}}, 500))
-	w.loading()
+	victim, why := pick(leaders)
 	at := w.committed()
-	var before int64
-	for _, c := range at {
-		before += c
-	}
+	before := total(at)
 	t.Logf("leaders %v, committed %v at the kill", leaders, at)
 	runScript(t, "kill9", victim)
-	t.Cleanup(func() { runScript(t, "start", victim) }) // also when the test fails
 	if before >= n {
 		t.Fatalf("everything was committed (%d) before the kill: the fault did not hit a load", before)
 	}

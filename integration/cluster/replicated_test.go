@@ -266,8 +266,13 @@ func (w *loadWorld) ends() map[int32]int64 {
 
 func (w *loadWorld) committedTotal() int64 {
 	w.t.Helper()
+	return total(w.committed())
+}
+
+// total sums offsets per partition.
+func total(offs map[int32]int64) int64 {
 	var sum int64
-	for _, c := range w.committed() {
+	for _, c := range offs {
 		sum += c
 	}
 	return sum

@@ -96,6 +96,7 @@ func waits() string {
 		if i, j := strings.Index(state, "["), strings.Index(state, "]"); i >= 0 && j > i {
 			state = state[i+1 : j]
 		}
+		state, _, _ = strings.Cut(state, ",") // "select, 3 minutes": one group whatever the wait
 		for _, l := range lines[1:] {
 			if strings.HasPrefix(l, "github.com/sluice-etl/sluice/") && !strings.Contains(l, "internal/sluicerun") {
 				fn := strings.TrimPrefix(l, "github.com/sluice-etl/sluice/")
