@@ -137,7 +137,13 @@ type Engine struct {
 	polled chan struct{}
 
 	inflight atomic.Int64
-	polling  atomic.Bool
+	// freed is signalled when a release leaves the budget with room: the
+	// poll loop, not polling while it was spent, goes on (awaitBudget).
+	freed chan struct{}
+	// noRecords is a cancelled context: a poll with it takes no records
+	// and blocks rebalances (Run).
+	noRecords context.Context
+	polling   atomic.Bool
 	// member is the group member ID under which the workers map was last
 	// known to be the client's assignment: set by the assigned callback,
 	// which franz-go calls after every sync, once the partitions the new
@@ -226,6 +232,7 @@ func New(o Options) (*Engine, error) {
 		started:      make(chan struct{}),
 		reconf:       make(chan *reconfig),
 		polled:       make(chan struct{}),
+		freed:        make(chan struct{}, 1),
 		clientClosed: make(chan struct{}),
 		slots:        make(chan struct{}, o.Parallel),
 		// With Combine 1 no batch gives its slot up (load.go, send):
@@ -243,6 +250,9 @@ func New(o Options) (*Engine, error) {
 	}
 	e.opts.DeadLetters = e.countLetters(o.DeadLetters)
 	e.hardCtx, e.hardCancel = context.WithCancel(context.Background())
+	noRecords, cancel := context.WithCancel(context.Background())
+	cancel()
+	e.noRecords = noRecords
 	return e, nil
 }
 
@@ -300,6 +310,25 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 	defer e.hardCancel()
 	e.polling.Store(true)
 	for ctx.Err() == nil {
+		if e.inflight.Load() >= e.opts.InflightBytes {
+			// The budget is spent: take no records until batches give
+			// theirs back. Not polling holds the fetching back without
+			// pausing partitions (a pause drops what the client has
+			// buffered for them, fetched again later): with one fetch
+			// at a time (MaxConcurrentFetches 1) the client buffers at
+			// most one response, the fetch term of the memory bound.
+			if !e.awaitBudget(ctx) {
+				break
+			}
+			// A poll with a cancelled context takes no records, but
+			// like any poll it waits out a rebalance under way and
+			// holds the next one back until AllowRebalance (franz-go's
+			// PollRecords): between runs as it does after a poll.
+			cl.PollRecords(e.noRecords, 0)
+			e.backpressure()
+			e.between(cl)
+			continue
+		}
 		// A short poll lets the loop resume paused partitions and notice
 		// shutdown even when no records arrive.
 		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
@@ -337,19 +366,50 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 			}
 		})
 		e.backpressure()
-		// Between polls no rebalance runs: a pipeline restarted here
-		// keeps its partitions (reconfigure.go).
-		select {
-		case r := <-e.reconf:
-			r.done <- e.reconfigure(cl, r.pipes)
-		default:
-		}
-		e.restartFailed(cl)
-		cl.AllowRebalance()
+		e.between(cl)
 	}
 	close(e.polled)
 	e.polling.Store(false)
 	return e.shutdown(cl)
+}
+
+// between is the poll loop's work between polls: a reload's restart of
+// pipelines, the restarts of failed streams, and the rebalances the polls
+// held back.
+func (e *Engine) between(cl *kgo.Client) {
+	// Between polls no rebalance runs: a pipeline restarted here keeps
+	// its partitions (reconfigure.go).
+	select {
+	case r := <-e.reconf:
+		r.done <- e.reconfigure(cl, r.pipes)
+	default:
+	}
+	e.restartFailed(cl)
+	cl.AllowRebalance()
+}
+
+// processing is how many batches hold a processing slot.
+func (e *Engine) processing() int { return len(e.slots) }
+
+// awaitBudget waits until the in-flight budget has room again, at most
+// 250 ms (the loop's other work goes on meanwhile); false when ctx ended.
+func (e *Engine) awaitBudget(ctx context.Context) bool {
+	select {
+	case <-e.freed: // a release before the budget was spent again
+	default:
+	}
+	if e.inflight.Load() < e.opts.InflightBytes {
+		return true
+	}
+	t := time.NewTimer(250 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-e.freed:
+	case <-t.C:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // handOver gives a fetched partition's records to its worker and updates
@@ -620,8 +680,10 @@ func (w *worker) forget() {
 }
 
 // backpressure pauses fetching for partitions whose workers hold more than
-// two batches' worth of bytes, and for every partition holding anything while
-// the global budget is spent; it resumes them once they drain below one batch.
+// two batches' worth of bytes, and resumes them once they drain below one
+// batch. A spent global budget pauses no partition (the poll loop stops
+// polling instead), but the workers holding records are told they are held
+// back, so that they cut their open batches (worker.starved).
 // The client's own set of paused partitions is the state it reconciles
 // with, not a flag of the worker's: a partition revoked while paused and
 // assigned back later gets a new worker but is still paused in the client,
@@ -630,6 +692,9 @@ func (e *Engine) backpressure() {
 	total := e.inflight.Load()
 	e.m.InflightBytes.Set(float64(total))
 	over := total >= e.opts.InflightBytes
+	// No batch in process: nothing will give records back unless the
+	// open batches are cut (worker.starved).
+	stuck := over && e.processing() == 0
 	isPaused := map[tp]bool{}
 	for topic, ps := range e.cl.PauseFetchPartitions(nil) {
 		for _, p := range ps {
@@ -652,19 +717,19 @@ func (e *Engine) backpressure() {
 				pause[k.topic] = append(pause[k.topic], k.partition)
 			}
 			now = true
-		case !was && (held > 2*limit || (over && held > 0)):
+		case !was && held > 2*limit:
 			pause[k.topic] = append(pause[k.topic], k.partition)
 			now = true
-		case was && held <= limit && !over:
+		case was && held <= limit:
 			resume[k.topic] = append(resume[k.topic], k.partition)
 			now = false
 		}
-		w.paused.Store(now)
-		if now {
+		back := now || (over && held > 0)
+		if was := w.paused.Swap(back); back && over && (!was || stuck) {
+			w.poke() // its open batch may be all it gets (worker.starved)
+		}
+		if back {
 			paused++
-			if !was && over {
-				w.poke() // its open batch may be all it gets (worker.starved)
-			}
 		}
 	}
 	e.mu.Unlock()

@@ -871,6 +871,20 @@ func TestBackpressureResumesWhatTheClientHasPaused(t *testing.T) {
 	if got := cl.PauseFetchPartitions(nil)[f.topic]; !slices.Equal(got, []int32{0}) || !w.paused.Load() {
 		t.Fatalf("paused %v (worker says %v), want [0]", got, w.paused.Load())
 	}
+	// A spent budget pauses nothing in the client (the poll loop stops
+	// polling instead, keeping what the client buffered): the worker
+	// below its limit is resumed, and held back all the same.
+	w.held.Store(int64(small.MaxBytes / 2))
+	e.inflight.Store(e.opts.InflightBytes)
+	e.backpressure()
+	if got := cl.PauseFetchPartitions(nil)[f.topic]; len(got) != 0 || !w.paused.Load() {
+		t.Fatalf("with the budget spent: paused %v (worker held back: %v), want none paused and the worker held back", got, w.paused.Load())
+	}
+	e.inflight.Store(0)
+	e.backpressure()
+	if w.paused.Load() {
+		t.Fatal("the worker is still held back with the budget free")
+	}
 	w.cancel()
 }
 
@@ -1169,4 +1183,69 @@ func TestRecreatedTopicIsLoadedBesideTheOldIncarnation(t *testing.T) {
 	if n := h.count("WARN", "the table holds rows of an earlier incarnation"); n != 1 {
 		t.Errorf("%d WARNs about an earlier incarnation, want 1", n)
 	}
+}
+
+// The poll loop, with the in-flight budget spent, polls with a cancelled
+// context before it reloads pipelines or restarts streams (Run): such a
+// poll must take no records and must hold rebalances back until
+// AllowRebalance, as a poll that returns records does. A second member
+// joining makes the group rebalance; the first member's revoke must wait.
+func TestCancelledPollTakesNothingAndHoldsRebalancesBack(t *testing.T) {
+	f := newFixture(t, 4)
+	f.produceN(10, nil)
+	var revokes atomic.Int32
+	opts := func(extra ...kgo.Opt) []kgo.Opt {
+		return append([]kgo.Opt{
+			kgo.SeedBrokers(f.c.ListenAddrs()...), kgo.ConsumerGroup("g-cancelled"), kgo.ConsumeTopics(f.topic),
+			kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		}, extra...)
+	}
+	a, err := kgo.NewClient(opts(kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { revokes.Add(1) }))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	// A real poll first: the member joins, is given every partition and
+	// buffers records.
+	for got := 0; got == 0; {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		fs := a.PollRecords(ctx, 1)
+		cancel()
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		got = fs.NumRecords()
+		if got == 0 {
+			a.AllowRebalance()
+		}
+	}
+	a.AllowRebalance()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if fs := a.PollRecords(done, 0); fs.NumRecords() != 0 {
+		t.Fatalf("a poll with a cancelled context took %d records", fs.NumRecords())
+	}
+	b, err := kgo.NewClient(opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		b.PollRecords(ctx, 1) // joins the group (b does not block rebalances)
+	}()
+	time.Sleep(3 * time.Second) // the join is well under way by now
+	if n := revokes.Load(); n != 0 {
+		t.Fatalf("the first member's partitions were revoked %d times while its cancelled poll held rebalances back", n)
+	}
+	a.AllowRebalance()
+	waitFor(t, "the revoke once rebalances are allowed", 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		a.PollRecords(ctx, 1)
+		cancel()
+		a.AllowRebalance()
+		return revokes.Load() > 0
+	})
 }

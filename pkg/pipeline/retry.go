@@ -72,6 +72,12 @@ func (w *worker) releaseSlot() {
 	if w.hasSlot {
 		w.hasSlot = false
 		<-w.e.slots
+		if len(w.e.slots) == 0 && w.e.inflight.Load() >= w.e.opts.InflightBytes {
+			// Nothing is in process any more: with the budget spent the
+			// open batches must be cut (worker.starved), and the poll
+			// loop wakes the workers for it (Engine.backpressure).
+			signal(w.e.freed)
+		}
 	}
 }
 
@@ -117,8 +123,7 @@ func (w *worker) wait(d time.Duration) bool {
 		w.held.Add(r)
 		w.e.inflight.Add(r)
 		defer func() {
-			w.held.Add(-r)
-			w.e.inflight.Add(-r)
+			w.release(r)
 		}()
 	}
 	t := time.NewTimer(d)

@@ -88,8 +88,10 @@ type worker struct {
 	// held counts the bytes handed to this worker and not yet committed
 	// (queued, batched or loading); the poll loop reads it for backpressure.
 	held atomic.Int64
-	// paused mirrors, for Stats, whether backpressure has the client
-	// paused the partition (the client's set is the truth).
+	// paused says, for Stats and starved, that backpressure holds the
+	// partition back: the client has it paused (the client's set is the
+	// truth), or it holds records while the in-flight budget is spent and
+	// the poll loop takes no more.
 	paused atomic.Bool
 	// outOfRange (under e.mu) says the poll loop has handled the current
 	// out-of-range error of the partition; stalled says the partition
@@ -270,14 +272,19 @@ func (w *worker) run() {
 }
 
 // starved cuts the open batch early when no more records can come for it:
-// the partition is paused because the in-flight budget is spent, and
-// nothing is queued. Waiting out max_wait would hold the budget idle (with
-// many partitions each holds a part of a batch, and none fills), or for
-// ever where max_wait is long: the budget frees only when batches commit.
-// The engine wakes the worker when it pauses the partition.
+// the in-flight budget is spent (the poll loop takes no records), the
+// partition is held back, nothing is queued, and no batch is in process
+// (one would give records back soon). Waiting out max_wait would hold the
+// budget idle (with many partitions each holds a part of a batch, and
+// none fills), or for ever where max_wait is long. The engine wakes the
+// worker when it holds the partition back, and again while no batch is in
+// process.
 func (w *worker) starved() *record.Batch {
 	if !w.paused.Load() || w.e.inflight.Load() < w.e.opts.InflightBytes || w.batcher.Pending() == 0 {
 		return nil
+	}
+	if w.e.processing() > 0 {
+		return nil // a batch in process gives its records back soon
 	}
 	w.mu.Lock()
 	queued := len(w.queue)
@@ -384,7 +391,9 @@ func (w *worker) release(n int64) {
 		return
 	}
 	w.held.Add(-n)
-	w.e.inflight.Add(-n)
+	if w.e.inflight.Add(-n) < w.e.opts.InflightBytes {
+		signal(w.e.freed)
+	}
 }
 
 // process takes one batch through decode, transforms, the load protocol
