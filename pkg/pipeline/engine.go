@@ -388,16 +388,17 @@ func (e *Engine) between(cl *kgo.Client) {
 	cl.AllowRebalance()
 }
 
-// processing is how many batches hold a processing slot.
-func (e *Engine) processing() int { return len(e.slots) }
+// processing is how many batches are in process, loading included: those
+// holding a live-batch token (a columnar batch with combine above 1 gives
+// its processing slot up for the INSERT and keeps its token).
+func (e *Engine) processing() int { return len(e.live) }
 
 // awaitBudget waits until the in-flight budget has room again, at most
 // 250 ms (the loop's other work goes on meanwhile); false when ctx ended.
 func (e *Engine) awaitBudget(ctx context.Context) bool {
-	select {
-	case <-e.freed: // a release before the budget was spent again
-	default:
-	}
+	// A wake-up left from before is not dropped: it may be the last
+	// batch in process ending, after backpressure looked (a spare pass
+	// of the loop is cheap).
 	if e.inflight.Load() < e.opts.InflightBytes {
 		return true
 	}

@@ -13,8 +13,8 @@
 // Batches of one partition are loaded strictly in order and never
 // concurrently; partitions load in parallel. The poll loop never blocks on a
 // worker: it hands records over and pauses fetching of a partition whose
-// worker holds more than two batches' worth of bytes, or of every busy
-// partition while the global in-flight budget is spent (backpressure).
+// worker holds more than two batches' worth of bytes (backpressure), and
+// takes no records while the global in-flight budget is spent.
 //
 // Before every write a worker waits until no write of its partition is
 // still running in ClickHouse, proves it still owns the partition (a fence

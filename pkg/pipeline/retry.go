@@ -72,12 +72,6 @@ func (w *worker) releaseSlot() {
 	if w.hasSlot {
 		w.hasSlot = false
 		<-w.e.slots
-		if len(w.e.slots) == 0 && w.e.inflight.Load() >= w.e.opts.InflightBytes {
-			// Nothing is in process any more: with the budget spent the
-			// open batches must be cut (worker.starved), and the poll
-			// loop wakes the workers for it (Engine.backpressure).
-			signal(w.e.freed)
-		}
 	}
 }
 
@@ -87,6 +81,12 @@ func (w *worker) releaseAll() {
 	if w.hasLive {
 		w.hasLive = false
 		<-w.e.live
+		if len(w.e.live) == 0 && w.e.inflight.Load() >= w.e.opts.InflightBytes {
+			// Nothing is in process any more: with the budget spent the
+			// open batches must be cut (worker.starved), and the poll
+			// loop wakes the workers for it (Engine.backpressure).
+			signal(w.e.freed)
+		}
 	}
 }
 
