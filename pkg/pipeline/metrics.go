@@ -106,7 +106,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sluice_inflight_bytes", Help: "Bytes fetched and not yet committed.",
 		}),
 		Paused: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sluice_paused_partitions", Help: "Partitions whose fetching is paused by backpressure.",
+			Name: "sluice_paused_partitions", Help: "Partitions held back by backpressure: fetching paused, or holding records while the in-flight budget is spent.",
 		}),
 		Assigned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_assigned_partitions", Help: "Partitions this process owns.",

@@ -116,7 +116,7 @@ func (w *worker) wait(d time.Duration) bool {
 	// back to the in-flight budget (releaseRecords) are counted in it
 	// again meanwhile: the memory bound counts released records per slot
 	// or token, and a batch without either is counted by the budget, which
-	// pauses the fetch while they are over it.
+	// stops the polls while they are over it.
 	slot, live := w.hasSlot, w.hasLive
 	w.releaseAll()
 	if r := w.released; r > 0 && (slot || live) {

@@ -31,7 +31,9 @@ type PartitionStats struct {
 	// commit, finished at LastBatchAt (zero when no batch finished yet).
 	LastBatchDuration time.Duration
 	LastBatchAt       time.Time
-	// Paused says fetching is paused by backpressure.
+	// Paused says backpressure holds the partition back: its fetching is
+	// paused (two batches' worth held, or out of the log's range), or it
+	// holds records while the in-flight budget is spent.
 	Paused bool
 	// Failing says the worker is retrying something it depends on: the
 	// insert, the dead-letter topic, the schema registry, or the lookup
