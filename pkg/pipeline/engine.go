@@ -310,7 +310,7 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client) error {
 	defer e.hardCancel()
 	e.polling.Store(true)
 	for ctx.Err() == nil {
-		if e.inflight.Load() >= e.opts.InflightBytes {
+		if e.spent() {
 			// The budget is spent: take no records until batches give
 			// theirs back. Not polling holds the fetching back without
 			// pausing partitions (a pause drops what the client has
@@ -393,15 +393,16 @@ func (e *Engine) between(cl *kgo.Client) {
 // its processing slot up for the INSERT and keeps its token).
 func (e *Engine) processing() int { return len(e.live) }
 
+// spent says the in-flight budget has no room left.
+func (e *Engine) spent() bool { return e.inflight.Load() >= e.opts.InflightBytes }
+
 // awaitBudget waits until the in-flight budget has room again, at most
 // 250 ms (the loop's other work goes on meanwhile); false when ctx ended.
+// Every release that leaves room signals freed (worker.release), so one
+// after Run looked ends the wait at once; a wake-up left from before is
+// taken too: it may be the last batch in process ending after
+// backpressure looked (a spare pass of the loop is cheap).
 func (e *Engine) awaitBudget(ctx context.Context) bool {
-	// A wake-up left from before is not dropped: it may be the last
-	// batch in process ending, after backpressure looked (a spare pass
-	// of the loop is cheap).
-	if e.inflight.Load() < e.opts.InflightBytes {
-		return true
-	}
 	t := time.NewTimer(250 * time.Millisecond)
 	defer t.Stop()
 	select {

@@ -81,7 +81,7 @@ func (w *worker) releaseAll() {
 	if w.hasLive {
 		w.hasLive = false
 		<-w.e.live
-		if len(w.e.live) == 0 && w.e.inflight.Load() >= w.e.opts.InflightBytes {
+		if len(w.e.live) == 0 && w.e.spent() {
 			// Nothing is in process any more: with the budget spent the
 			// open batches must be cut (worker.starved), and the poll
 			// loop wakes the workers for it (Engine.backpressure).

@@ -280,7 +280,7 @@ func (w *worker) run() {
 // worker when it holds the partition back, and again while no batch is in
 // process.
 func (w *worker) starved() *record.Batch {
-	if !w.paused.Load() || w.e.inflight.Load() < w.e.opts.InflightBytes || w.batcher.Pending() == 0 {
+	if !w.paused.Load() || !w.e.spent() || w.batcher.Pending() == 0 {
 		return nil
 	}
 	if w.e.processing() > 0 {
