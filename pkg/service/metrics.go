@@ -19,7 +19,7 @@ func registerMemoryMetrics(reg prometheus.Registerer, bound, state func() int64)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_memory_bound_bytes",
-			Help: "The resident memory bound with GOMAXPROCS batches at once: the config's terms and the state held now; the Go runtime's soft limit is 64 MiB under it unless GOMEMLIMIT is set.",
+			Help: "The resident memory bound with GOMAXPROCS batches at once: the config's terms and the state held now; the Go runtime's soft limit is 32 MiB under it unless GOMEMLIMIT is set.",
 		}, func() float64 { return float64(bound()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_memory_state_bytes",
