@@ -201,6 +201,10 @@ func (b *Block) String(col, row int) (string, bool) {
 		if c.nulls[row] == 0 {
 			return c.vals[row], true
 		}
+	case *nstr:
+		if !c.nullable || c.nulls[row] == 0 {
+			return c.str(row), true
+		}
 	case *buf[proto.Enum8]:
 		return b.symbol(col, int16(c.vals[row]))
 	case *nnull[proto.Enum8]:

@@ -135,7 +135,9 @@ func then[A, B any](conv func(any) (A, error), f func(A) B) func(any) (B, error)
 func newNativeColbuf(t *colType) (colbuf, error) {
 	n := t.nullable
 	switch t.base {
-	case "String", "FixedString":
+	case "String":
+		return newNstr(n), nil
+	case "FixedString":
 		return nmk(n, toString, "", &typed[string]{str: func(s string) (string, error) { return s, nil }}), nil
 	case "Enum8", "Enum16":
 		if len(t.symbols) == 0 || len(t.values) != len(t.symbols) {
@@ -272,6 +274,8 @@ func nativeColumn(v any, ct *colType, typ string) (proto.ColInput, error) {
 			return native.FixedStrings{Vals: x, N: size}, nil
 		}
 		return native.Strings(x), nil
+	case native.SpanStrings:
+		return x, nil
 	case [][]string:
 		return native.StringArrays(x), nil
 	case []proto.Enum8:

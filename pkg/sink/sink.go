@@ -286,12 +286,21 @@ func (b *Buffers) column(i int) any {
 	return b.cols[i].slice()
 }
 
+// isSourceString says column name is a source column that holds a string
+// (the same for every row of a batch).
+func isSourceString(name string) bool { return name == ColTopic || name == ColTopicID }
+
 // NewBuffers makes the column buffers for this table.
 func (t *Table) NewBuffers() *Buffers {
 	b := &Buffers{cols: make([]colbuf, len(t.types))}
 	for i, ct := range t.types {
 		if t.native != nil {
 			b.cols[i], _ = newNativeColbuf(ct) // checked in UseNative
+			if isSourceString(t.cols[i].Name) && ct.base == "String" && !ct.nullable {
+				// One string for every row (setSource, addRow), not
+				// a copy of it per row.
+				b.cols[i] = nmk(false, toString, "", &typed[string]{str: func(s string) (string, error) { return s, nil }})
+			}
 		} else {
 			b.cols[i], _ = newColbuf(ct) // checked in NewTable
 		}

@@ -1,7 +1,9 @@
 package sink
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -19,6 +21,7 @@ import (
 	"github.com/sluice-etl/sluice/pkg/gen"
 	"github.com/sluice-etl/sluice/pkg/record"
 	"github.com/sluice-etl/sluice/pkg/refdata"
+	"github.com/sluice-etl/sluice/pkg/sink/native"
 	"github.com/sluice-etl/sluice/pkg/stage"
 	"github.com/sluice-etl/sluice/pkg/transform"
 )
@@ -364,8 +367,31 @@ func sameCells(a, b any) bool {
 			}
 		}
 		return true
+	case native.SpanStrings:
+		y, ok := b.(native.SpanStrings)
+		return ok && slices.Equal(spanValues(x), spanValues(y))
+	case nullSpans:
+		y, ok := b.(nullSpans)
+		return ok && slices.Equal(x.nulls, y.nulls) && slices.Equal(spanValues(x.vals), spanValues(y.vals))
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// spanValues is the values of a native String buffer's hand-over, read
+// from its spans; it panics where the wire form it carries is not theirs.
+func spanValues(c native.SpanStrings) []string {
+	var vals []string
+	var enc []byte
+	for _, sp := range c.Spans {
+		v := string(c.Data[sp.Start : sp.Start+sp.Len])
+		vals = append(vals, v)
+		enc = binary.AppendUvarint(enc, uint64(len(v)))
+		enc = append(enc, v...)
+	}
+	if c.Wire != nil && !bytes.Equal(c.Wire, enc) {
+		panic(fmt.Sprintf("wire form %q is not the spans' %q", c.Wire, enc))
+	}
+	return vals
 }
 
 // checkFired wants the edge cases to have done what they are for: every

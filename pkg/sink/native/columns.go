@@ -186,3 +186,46 @@ func (c Concat) WriteColumn(w *proto.Writer) {
 		}
 	}
 }
+
+// Span is where one String value lies in its column's Data: Len bytes
+// from Start.
+type Span struct{ Start, Len uint32 }
+
+// SpanStrings is a String column whose values are Spans of one byte
+// buffer (pkg/sink's own String buffers, which hold their values' bytes
+// instead of pointing into the Kafka records). Wire, when not nil, is the
+// rows' encoding already, each value's length (uvarint) then its bytes,
+// row after row, as the buffer keeps them when every value was put in
+// turn: it goes to the socket as it is, without a copy.
+type SpanStrings struct {
+	Data  []byte
+	Spans []Span
+	Wire  []byte
+}
+
+func (c SpanStrings) Type() proto.ColumnType { return proto.ColumnTypeString }
+func (c SpanStrings) Rows() int              { return len(c.Spans) }
+func (c SpanStrings) EncodeColumn(b *proto.Buffer) {
+	if c.Wire != nil {
+		b.Buf = append(b.Buf, c.Wire...)
+		return
+	}
+	n := 0
+	for _, s := range c.Spans {
+		n += int(s.Len) + binary.MaxVarintLen32
+	}
+	b.Buf = grow(b.Buf, n)
+	for _, s := range c.Spans {
+		b.Buf = binary.AppendUvarint(b.Buf, uint64(s.Len))
+		b.Buf = append(b.Buf, c.Data[s.Start:s.Start+s.Len]...)
+	}
+}
+func (c SpanStrings) WriteColumn(w *proto.Writer) {
+	if c.Wire != nil {
+		w.ChainWrite(c.Wire)
+		return
+	}
+	w.ChainBuffer(c.EncodeColumn)
+}
+
+var _ proto.ColInput = SpanStrings{}
