@@ -23,8 +23,9 @@ import (
 // is the record's. So both paths accept the same records and store the
 // same values, and the fast path only has to be right when it succeeds.
 //
-// Strings point into the record's value (no copy): the Block holds them
-// only while the batch, which holds the records, lives.
+// Strings point into the record's value (no copy): the Block copies them
+// (the native writer's String columns, pkg/sink/nativestr.go) or holds
+// them only while the batch, which holds the records, lives.
 type ColumnJSON struct {
 	row    *jsonDecoder
 	fields []colField // per field of the top-level record

@@ -162,7 +162,7 @@ func (s tableStream) Append(b *record.Batch) error { return s.s.Append(s.w.buffe
 func (s tableStream) End() error                   { return s.s.End() }
 func (s tableStream) Abort()                       { s.s.Abort() }
 
-// Done empties the buffers (they point into the batch's records) and
+// Done empties the buffers (they may point into the batch's records) and
 // gives them back to the pool.
 func (w *tableWriter) Done() {
 	w.alone = false

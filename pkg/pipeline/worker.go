@@ -452,8 +452,11 @@ func (w *worker) process(b *record.Batch) bool {
 // once the stages ran (record.Item.Release), and gives what they held back
 // to the in-flight budget: their rows are in the batch's block, which is
 // all the load needs, so the partitions fetch on while the batch loads.
-// The block's strings still point into the records' fetch buffers, so
-// those stay alive until the batch is done: their keys and values are no
+// The block's strings may still point into the records' fetch buffers
+// (the driver writer's String columns, and FixedString and Array(String)
+// ones; the native writer's String columns hold their own bytes,
+// pkg/sink/nativestr.go), so those may stay alive until the batch is
+// done: their keys and values are no
 // more than max_bytes per batch in process (a term of the memory bound of
 // its own, config.MemoryBound), and the budget keeps counting each
 // record's framing in the buffer (batch.RecordFraming) until the commit. A

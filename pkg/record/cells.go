@@ -23,8 +23,9 @@ type Cells interface {
 	// NULLs; CellOther for col -1.
 	ColumnKind(col int) (kind CellKind, nullable bool)
 	// String reads a String, FixedString or Enum cell (an enum's symbol).
-	// The string may point into the batch's records: copy it to keep it
-	// past the batch.
+	// The string may point into the batch's records or into the column
+	// buffers, which the next batch reuses: copy it to keep it past the
+	// batch.
 	String(col, row int) (string, bool)
 	// Decimal reads a Decimal cell as unscaled × 10^-scale.
 	Decimal(col, row int) (unscaled int64, scale int32, ok bool)

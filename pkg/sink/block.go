@@ -98,7 +98,7 @@ func (b *Block) sync() {
 	b.behind = false
 }
 
-// Release empties bufs (the columnar path's strings point into the
+// Release empties bufs (the columnar path's strings may point into the
 // batch's records, which must not outlive it), keeping their capacity.
 func (t *Table) Release(bufs *Buffers) {
 	for _, c := range bufs.cols {
@@ -219,6 +219,9 @@ var _ record.Block = (*Block)(nil)
 func (t *Table) prepareBlock(bufs *Buffers, b *record.Batch) int {
 	bufs.block.sync()
 	ingested := t.ingested(b)
+	src := sourceColumns(bufs.src[:0], t.cols)
+	bufs.src = src
+	ingestedV := any(ingested) // boxed once per batch, for a column without a typed setter
 	bufs.picked = bufs.picked[:0]
 	for i := range b.Items {
 		it := &b.Items[i]
@@ -226,7 +229,7 @@ func (t *Table) prepareBlock(bufs *Buffers, b *record.Batch) int {
 			continue
 		}
 		r := b.Base + i
-		if err := t.setSource(bufs, r, b, it, ingested); err != nil {
+		if err := t.setSource(bufs, src, r, b, it, ingested, ingestedV); err != nil {
 			it.Fail(record.StageLoad, err.Error())
 			continue
 		}
@@ -248,14 +251,29 @@ func (t *Table) prepareBlock(bufs *Buffers, b *record.Batch) int {
 	return n
 }
 
-func (t *Table) setSource(bufs *Buffers, r int, b *record.Batch, it *record.Item, ingested time.Time) error {
+// sourceColumns appends to dst the indexes in cols of the source columns
+// (setSource fills them; the others are the block's).
+func sourceColumns(dst []int, cols []Column) []int {
+	for j, c := range cols {
+		switch c.Name {
+		case ColTopicID, ColTopic, ColPartition, ColOffset, ColIngestedAt:
+			dst = append(dst, j)
+		}
+	}
+	return dst
+}
+
+// setSource fills row r's source columns (src: sourceColumns) for item it
+// of b; ingestedV is ingested boxed.
+func (t *Table) setSource(bufs *Buffers, src []int, r int, b *record.Batch, it *record.Item, ingested time.Time, ingestedV any) error {
 	// A released item (record.Item.Release) has the batch's topic and
 	// partition.
 	topic, partition, topicID := b.Topic, b.Partition, b.TopicID
 	if it.Rec != nil {
 		topic, partition = it.Rec.Topic, it.Rec.Partition
 	}
-	for j, c := range t.cols {
+	for _, j := range src {
+		c := t.cols[j]
 		var v any
 		switch c.Name {
 		case ColTopicID, ColTopic:
@@ -283,7 +301,13 @@ func (t *Table) setSource(bufs *Buffers, r int, b *record.Batch, it *record.Item
 				tb.vals[r] = ingested
 				continue
 			}
-			v = ingested
+			if nt, ok := bufs.cols[j].(*ntime); ok {
+				if err := nt.setTime(r, ingested); err != nil {
+					return fmt.Errorf("column %s (%s): %w", c.Name, c.Type, err)
+				}
+				continue
+			}
+			v = ingestedV
 		default:
 			continue
 		}

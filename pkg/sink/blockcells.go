@@ -147,6 +147,36 @@ func (b *ntime) set(i int, v any) error {
 	return nil
 }
 
+// setTime is set for a time, unboxed: the wire buffer's typed converter
+// checks the range as the column's converter does.
+func (b *ntime) setTime(i int, t time.Time) error {
+	ts, ok := b.cellbuf.(interface{ setTime(int, time.Time) error })
+	if !ok {
+		return b.set(i, t)
+	}
+	if err := ts.setTime(i, t); err != nil {
+		return err
+	}
+	b.at[i] = t.UnixNano()
+	return nil
+}
+
+func (b *buf[T]) setTime(i int, t time.Time) error {
+	x, err := b.tc.fromTime(t, b.conv)
+	if err == nil {
+		b.vals[i] = x
+	}
+	return err
+}
+
+func (b *nnull[T]) setTime(i int, t time.Time) error {
+	x, err := b.tc.fromTime(t, b.conv)
+	if err == nil {
+		b.nulls[i], b.vals[i] = 0, x
+	}
+	return err
+}
+
 func (b *ntime) truncate(n int) { b.cellbuf.truncate(n); b.at = b.at[:n] }
 func (b *ntime) padTo(n int) {
 	for len(b.at) < n {

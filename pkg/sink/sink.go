@@ -275,6 +275,7 @@ type Buffers struct {
 	block  *Block
 	picked []int
 	send   []any
+	src    []int // the source columns' indexes (sourceColumns)
 }
 
 // column is the values of column i to send: the rows picked from the

@@ -14,7 +14,8 @@ import (
 // socket (vector I/O). proto.ColStr holds its strings in one byte buffer:
 // appending Sluice's strings (which point into the Kafka records) would
 // copy each once more before encoding, so Strings and StringArrays encode
-// straight from the Go strings.
+// straight from the Go strings, and SpanStrings, the form pkg/sink's own
+// String buffers keep, hands its bytes to the socket as they are.
 
 // typed gives a column the server's type name: proto's Type() says
 // "Enum8" or "Decimal64" where a block needs "Enum8('A' = 1)" or
