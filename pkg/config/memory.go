@@ -50,7 +50,7 @@ func MaxBatchCombine(c *Config) int {
 //	    copy of them, a gathered copy when rows are left out, and the keys
 //	    and values of its records, which a columnar batch gives back to the
 //	    in-flight budget once its rows are in its block while the block's
-//	    strings keep them alive) when each batch has its own INSERT
+//	    strings may keep them alive) when each batch has its own INSERT
 //	    (combine 1); with shared INSERTs: 2 × (parallel + combine) ×
 //	    max_bytes (one set of column buffers and one batch's records per
 //	    batch with decoded rows, the live-batch tokens; the buffers no

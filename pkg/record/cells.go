@@ -15,7 +15,8 @@ import "time"
 // naming the column (the row fails at stage load, as it would in
 // Prepare). A write to column -1 is ignored, as a Row key the table lacks
 // is. None of them allocates, except where the column's buffer boxes its
-// values (clickhouse-go's Decimal columns hold shopspring values).
+// values (clickhouse-go's Decimal columns hold shopspring values) and
+// where a native String column's bytes grow by an overwrite.
 //
 // Rows are numbered as the block numbers them (Batch.Base + item index).
 type Cells interface {

@@ -53,7 +53,7 @@ var errStringData = errors.New("the batch's String column would pass 4 GiB")
 
 // push appends a row.
 func (b *nstr) push(s string, null bool) error {
-	if len(b.data)+len(s)+binary.MaxVarintLen32 > math.MaxUint32 {
+	if uint64(len(b.data))+uint64(len(s))+binary.MaxVarintLen32 > math.MaxUint32 {
 		return errStringData
 	}
 	b.data = binary.AppendUvarint(b.data, uint64(len(s)))
@@ -113,7 +113,7 @@ func (b *nstr) set(i int, v any) error {
 }
 
 func (b *nstr) setString(i int, s string) error {
-	if len(b.data)+len(s) > math.MaxUint32 {
+	if uint64(len(b.data))+uint64(len(s)) > math.MaxUint32 {
 		return errStringData
 	}
 	if b.nullable {

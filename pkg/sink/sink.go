@@ -297,10 +297,10 @@ func (t *Table) NewBuffers() *Buffers {
 	for i, ct := range t.types {
 		if t.native != nil {
 			b.cols[i], _ = newNativeColbuf(ct) // checked in UseNative
-			if isSourceString(t.cols[i].Name) && ct.base == "String" && !ct.nullable {
+			if isSourceString(t.cols[i].Name) && ct.base == "String" {
 				// One string for every row (setSource, addRow), not
 				// a copy of it per row.
-				b.cols[i] = nmk(false, toString, "", &typed[string]{str: func(s string) (string, error) { return s, nil }})
+				b.cols[i] = nmk(ct.nullable, toString, "", &typed[string]{str: func(s string) (string, error) { return s, nil }})
 			}
 		} else {
 			b.cols[i], _ = newColbuf(ct) // checked in NewTable
