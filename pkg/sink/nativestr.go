@@ -29,6 +29,11 @@ import (
 //     its record, by then out of the cache: putStrings was 8 % of make
 //     bench case (a)'s loader CPU.
 //
+// Why not ch-go's proto.ColStr, which also keeps its values in one byte
+// buffer: it keeps them without their lengths, so encoding it copies
+// every value once more into the block (what putStrings did), and it has
+// no overwrite of a row or null map, which the transforms need.
+//
 // An overwrite (set, setString: a transform's output, a source column)
 // appends the new bytes and points the row at them, and the rows are
 // encoded one by one from then on. A NULL row's value is the empty
