@@ -73,6 +73,10 @@ func (tc *typed[T]) fromTime(t time.Time, conv func(any) (T, error)) (T, error) 
 	return conv(t)
 }
 
+// stringAsIs is the typed converter of a column that holds a string as
+// it is (String, FixedString); read-only, so buffers share it.
+var stringAsIs = &typed[string]{str: func(s string) (string, error) { return s, nil }}
+
 type buf[T any] struct {
 	vals []T
 	conv func(any) (T, error)
@@ -253,7 +257,7 @@ func newColbuf(t *colType) (colbuf, error) {
 	n := t.nullable
 	switch t.base {
 	case "String", "FixedString":
-		return mkTyped(n, toString, "", &typed[string]{str: func(s string) (string, error) { return s, nil }}), nil
+		return mkTyped(n, toString, "", stringAsIs), nil
 	case "Enum8", "Enum16":
 		if len(t.symbols) == 0 {
 			break

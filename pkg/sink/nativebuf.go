@@ -138,7 +138,7 @@ func newNativeColbuf(t *colType) (colbuf, error) {
 	case "String":
 		return newNstr(n), nil
 	case "FixedString":
-		return nmk(n, toString, "", &typed[string]{str: func(s string) (string, error) { return s, nil }}), nil
+		return nmk(n, toString, "", stringAsIs), nil
 	case "Enum8", "Enum16":
 		if len(t.symbols) == 0 || len(t.values) != len(t.symbols) {
 			break

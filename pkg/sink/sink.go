@@ -300,7 +300,7 @@ func (t *Table) NewBuffers() *Buffers {
 			if isSourceString(t.cols[i].Name) && ct.base == "String" {
 				// One string for every row (setSource, addRow), not
 				// a copy of it per row.
-				b.cols[i] = nmk(ct.nullable, toString, "", &typed[string]{str: func(s string) (string, error) { return s, nil }})
+				b.cols[i] = nmk(ct.nullable, toString, "", stringAsIs)
 			}
 		} else {
 			b.cols[i], _ = newColbuf(ct) // checked in NewTable
